@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# Installs what `make run` and `make test` need, idempotently, one progress line per step.
+#
+#   scripts/setup.sh run    toolchain for building and serving the page
+#   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests
+#
+# On a machine that already has everything this takes a few seconds. It writes
+# target/toolchain.env, which the Makefile sources so that the frontend build uses whichever
+# Rust toolchain has the wasm32 target (see ../shared/notes/toolchain.md for the why).
+set -euo pipefail
+
+mode=${1:-run}
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+mkdir -p target
+envfile=target/toolchain.env
+
+TRUNK_VERSION=0.21.14
+WASM_TARGET=wasm32-unknown-unknown
+
+step() { printf '==> %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# apt packages: installed only when one is missing, so a second run never touches apt.
+apt_ensure() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then
+    step "apt: $* already installed"
+    return
+  fi
+  step "apt: installing ${missing[*]}"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# --- 1. a Rust toolchain that can build wasm32 -------------------------------------------
+# Prefer the default toolchain when it already has the target (an ordinary laptop after
+# `rustup target add`). rustup cannot download here, so otherwise use Debian's rustc-web
+# (1.96) with a wasm32 std built once from its source, linked as the rustup toolchain `web`.
+wasm_toolchain=""
+if have rustup && timeout 20 rustup target list --installed 2>/dev/null | grep -qx "$WASM_TARGET"; then
+  step "wasm32: default toolchain has $WASM_TARGET"
+elif have rustc && [ -d "$(rustc --print sysroot)/lib/rustlib/$WASM_TARGET/lib" ] && ! have rustup; then
+  step "wasm32: rustc has $WASM_TARGET"
+else
+  wasm_toolchain=web
+  apt_ensure rustc-web cargo-web rust-web-src lld-22
+  sysroot_lib=/usr/lib/rustlib/$WASM_TARGET/lib
+  if ls "$sysroot_lib"/libstd-*.rlib >/dev/null 2>&1; then
+    step "wasm32: std for $WASM_TARGET present in /usr/lib/rustlib"
+  else
+    step "wasm32: building std for $WASM_TARGET from Debian's rust-web-src (about 2 minutes, once)"
+    work=$(mktemp -d)
+    mkdir -p "$work/src"
+    cat > "$work/Cargo.toml" <<'TOML'
+[package]
+name = "wasm-std-bootstrap"
+version = "0.0.0"
+edition = "2021"
+[lib]
+crate-type = ["cdylib"]
+path = "src/lib.rs"
+[profile.release]
+panic = "abort"
+TOML
+    : > "$work/src/lib.rs"
+    (cd "$work" && RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Cembed-bitcode=yes \
+      RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
+      -Zbuild-std=std,panic_abort --target "$WASM_TARGET")
+    mkdir -p "$sysroot_lib"
+    cp "$work/target/$WASM_TARGET/release/deps/"*.rlib "$sysroot_lib/"
+    rm -rf "$work"
+  fi
+  if rustup toolchain list | grep -q '^web'; then
+    step "wasm32: rustup toolchain 'web' linked"
+  else
+    step "wasm32: linking /usr as rustup toolchain 'web'"
+    rustup toolchain link web /usr
+  fi
+fi
+echo "WASM_TOOLCHAIN=$wasm_toolchain" > "$envfile"
+
+# --- 2. trunk and the wasm-bindgen CLI that matches Cargo.lock exactly ---------------------
+# trunk downloads wasm-bindgen unless the one on PATH has exactly the locked version, and it
+# cannot download here (Trunk.toml sets offline = true so it fails fast instead).
+if have trunk && trunk --version | grep -q " $TRUNK_VERSION\$"; then
+  step "trunk $TRUNK_VERSION present"
+else
+  step "trunk: cargo install trunk $TRUNK_VERSION (about 13 minutes, once)"
+  cargo install -q trunk --version "$TRUNK_VERSION" --locked
+fi
+
+[ -f Cargo.lock ] || cargo generate-lockfile -q
+wb_version=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if have wasm-bindgen && [ "$(wasm-bindgen --version | awk '{print $2}')" = "$wb_version" ]; then
+  step "wasm-bindgen-cli $wb_version present"
+else
+  # --locked fails for wasm-bindgen-cli here: its lock file wants a webpki-roots the registry
+  # no longer serves (toolchain.md).
+  step "wasm-bindgen-cli: cargo install wasm-bindgen-cli $wb_version (about 3 minutes, once)"
+  cargo install -q wasm-bindgen-cli --version "$wb_version" --force
+fi
+
+# wasm-opt shrinks the release build; Debian's binaryen works with what rustc emits here.
+apt_ensure binaryen
+
+# --- 3. the browser, for tests only --------------------------------------------------------
+if [ "$mode" = test ]; then
+  apt_ensure chromium chromium-driver
+fi
+step "setup done ($mode)"

@@ -1,0 +1,92 @@
+//! Every knob of the hub, as flags and `HUBBUB_*` environment variables (`hubbub --help`).
+//! Tests build a `Config` with [`Config::for_tests`] and never read the process environment.
+
+use clap::Parser;
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+#[derive(Debug, Clone, Parser)]
+#[command(name = "hubbub", version, about = "Hubbub: real-time chat in the browser")]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "HUBBUB_LISTEN", default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+
+    /// Folder with the built page (trunk's output). Unknown paths fall back to its index.html.
+    #[arg(long, env = "HUBBUB_STATIC_DIR", default_value = "dist")]
+    pub static_dir: PathBuf,
+
+    /// Extra origins allowed to open the chat socket, comma separated, e.g.
+    /// `http://127.0.0.1:8080` for `trunk serve`; `*` allows any. The page's own origin (same
+    /// host as the request) is always allowed, and so are clients that send no Origin at all.
+    #[arg(long, env = "HUBBUB_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Interval between the hub's pings to each client, in milliseconds.
+    #[arg(long, env = "HUBBUB_PING_INTERVAL_MS", default_value_t = 54_000)]
+    pub ping_interval_ms: u64,
+
+    /// Close a connection (code 4000) when nothing, not even a pong, arrived for this long (ms).
+    #[arg(long, env = "HUBBUB_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    pub idle_timeout_ms: u64,
+
+    /// Give up on a client (code 4002) when one write takes longer than this (ms).
+    #[arg(long, env = "HUBBUB_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub write_timeout_ms: u64,
+
+    /// Messages queued per connection before it counts as too slow and is closed (code 4001).
+    #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE", default_value_t = 256)]
+    pub outbound_queue: usize,
+
+    /// Largest inbound WebSocket message in bytes; larger ones close the connection (1009).
+    #[arg(long, env = "HUBBUB_MAX_MESSAGE_BYTES", default_value_t = 4096)]
+    pub max_message_bytes: usize,
+
+    /// Longest chat text in characters (at most 1000).
+    #[arg(long, env = "HUBBUB_MAX_TEXT_CHARS", default_value_t = 1000)]
+    pub max_text_chars: usize,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "HUBBUB_MAX_ROOMS_PER_CONNECTION", default_value_t = 16)]
+    pub max_rooms_per_connection: usize,
+
+    /// Read buffer per connection in bytes (axum's default is 128 KiB, which idle sockets waste).
+    #[arg(long, env = "HUBBUB_READ_BUFFER_BYTES", default_value_t = 4096)]
+    pub read_buffer_bytes: usize,
+
+    /// On SIGINT/SIGTERM, how long to wait for connections to finish closing (ms).
+    #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Config {
+    /// The defaults, on a free loopback port: what integration tests start from.
+    pub fn for_tests() -> Self {
+        let mut config = Config::parse_from(["hubbub"]);
+        config.listen = ([127, 0, 0, 1], 0).into();
+        config
+    }
+
+    pub fn ping_interval(&self) -> Duration {
+        Duration::from_millis(self.ping_interval_ms)
+    }
+
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    pub fn write_timeout(&self) -> Duration {
+        Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub fn limits(&self) -> hubbub_shared::Limits {
+        hubbub_shared::Limits {
+            max_message_bytes: self.max_message_bytes,
+            max_text_chars: self.max_text_chars.min(hubbub_shared::validate::MAX_TEXT_CHARS),
+            max_rooms: self.max_rooms_per_connection,
+        }
+    }
+}

@@ -1,0 +1,154 @@
+//! The rooms and who is in them. One `Hub` per process, shared by every connection.
+//!
+//! All state sits behind one `std::sync::Mutex` that is never held across an `.await`: every
+//! operation is a short, synchronous critical section. Replies and broadcasts are pushed into the
+//! members' bounded outbound queues *inside* that section, so everyone sees a room's events in the
+//! same order, and a joiner's `joined` reply always precedes the room's next message.
+
+use crate::outbox::Outbox;
+use hubbub_shared::{
+    ChatMessage, ChatText, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode,
+};
+use std::{
+    collections::HashMap,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{SystemTime, UNIX_EPOCH},
+};
+
+/// Identifies one WebSocket connection for the lifetime of the process.
+pub(crate) type ConnId = u64;
+
+#[derive(Debug, Default)]
+pub(crate) struct Hub {
+    rooms: Mutex<HashMap<RoomName, Room>>,
+    next_conn: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    members: HashMap<ConnId, Member>,
+    /// Sequence number of the last message; the next one gets `last_seq + 1`.
+    last_seq: u64,
+}
+
+#[derive(Debug)]
+struct Member {
+    nick: Nick,
+    out: Outbox,
+}
+
+impl Room {
+    fn member_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.members.values().map(|m| m.nick.to_string()).collect();
+        names.sort_by_key(|n| n.to_lowercase());
+        names
+    }
+
+    /// Serialises once and queues the same bytes for every member except `skip`.
+    fn broadcast(&self, msg: &ServerMsg, skip: Option<ConnId>) {
+        let frame = encode(msg);
+        let frame: axum::extract::ws::Utf8Bytes = frame.into();
+        for (id, member) in &self.members {
+            if Some(*id) != skip {
+                member.out.push_frame(frame.clone());
+            }
+        }
+    }
+}
+
+impl Hub {
+    pub(crate) fn new_conn_id(&self) -> ConnId {
+        self.next_conn.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Number of rooms with at least one member.
+    pub(crate) fn room_count(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Adds `conn` to `room` (creating it), replies `joined` to it and announces it to the rest.
+    pub(crate) fn join(
+        &self,
+        conn: ConnId,
+        room: &RoomName,
+        nick: Nick,
+        out: &Outbox,
+        reply_id: Option<String>,
+    ) -> Result<(), Invalid> {
+        let mut rooms = self.lock();
+        let entry = rooms.entry(room.clone()).or_default();
+        let key = nick.key();
+        if entry.members.values().any(|m| m.nick.key() == key) {
+            let reason = format!("Someone in {room} is already called {nick}.");
+            // an empty room was just created by `entry`: do not leave it behind
+            if entry.members.is_empty() {
+                rooms.remove(room);
+            }
+            return Err(Invalid { code: ErrorCode::NickTaken, reason });
+        }
+        entry.members.insert(conn, Member { nick: nick.clone(), out: out.clone() });
+        out.push(&ServerMsg::Joined {
+            id: reply_id,
+            room: room.to_string(),
+            nick: nick.to_string(),
+            members: entry.member_names(),
+        });
+        entry.broadcast(
+            &ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() },
+            Some(conn),
+        );
+        Ok(())
+    }
+
+    /// Removes `conn` from `room`, tells the others, forgets the room when it is empty.
+    /// With `reply`, the leaver gets `left` (an explicit leave; not on disconnect).
+    pub(crate) fn leave(&self, conn: ConnId, room: &RoomName, reply: Option<(&Outbox, Option<String>)>) {
+        let mut rooms = self.lock();
+        let Some(entry) = rooms.get_mut(room) else { return };
+        let Some(member) = entry.members.remove(&conn) else { return };
+        if let Some((out, id)) = reply {
+            out.push(&ServerMsg::Left { id, room: room.to_string() });
+        }
+        if entry.members.is_empty() {
+            rooms.remove(room);
+        } else {
+            entry.broadcast(
+                &ServerMsg::MemberLeft { room: room.to_string(), nick: member.nick.to_string() },
+                None,
+            );
+        }
+    }
+
+    /// Stamps `text` with the room's next sequence number, the author's nickname and the
+    /// server's time, and queues it for every member, the author included.
+    pub(crate) fn say(&self, conn: ConnId, room: &RoomName, text: ChatText) -> Result<u64, Invalid> {
+        let mut rooms = self.lock();
+        let entry = rooms
+            .get_mut(room)
+            .filter(|r| r.members.contains_key(&conn))
+            .ok_or_else(|| Invalid { code: ErrorCode::NotMember, reason: format!("You are not in {room}.") })?;
+        entry.last_seq += 1;
+        let msg = ServerMsg::Message(ChatMessage {
+            room: room.to_string(),
+            seq: entry.last_seq,
+            author: entry.members[&conn].nick.to_string(),
+            text: text.into_string(),
+            ts: now_millis(),
+        });
+        entry.broadcast(&msg, None);
+        Ok(entry.last_seq)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Room>> {
+        // A panic while holding the lock cannot leave a room half-updated in a way later
+        // operations would trip over, so a poisoned lock is still usable.
+        self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+fn now_millis() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}

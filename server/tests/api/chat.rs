@@ -1,0 +1,161 @@
+//! Rooms, nicknames, presence and broadcast.
+
+use crate::helpers::*;
+use hubbub_shared::{ChatMessage, ClientMsg, ErrorCode, ServerMsg};
+use std::time::Duration;
+
+#[tokio::test]
+async fn joining_returns_the_member_list_and_announces_the_newcomer() {
+    let app = spawn_app().await;
+    let (mut alice, members) = app.joined("lobby", "alice").await;
+    assert_eq!(members, ["alice"]);
+
+    let (_bob, members) = app.joined("Lobby", "bob").await;
+    assert_eq!(members, ["alice", "bob"], "room names ignore case and the list includes the joiner");
+    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
+}
+
+#[tokio::test]
+async fn a_message_reaches_everyone_in_the_room_including_its_author_with_server_stamps() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let (mut bob, _) = app.joined("lobby", "bob").await;
+    alice.next().await; // bob joined
+
+    // Act: the payload tries to claim another author; the protocol has no field for it
+    alice
+        .send_raw(r#"{"type":"send","room":"lobby","text":"hi <b>bob</b>","author":"mallory","seq":99,"ts":1}"#)
+        .await;
+
+    for client in [&mut alice, &mut bob] {
+        let ServerMsg::Message(ChatMessage { room, seq, author, text, ts }) = client.next().await else {
+            panic!("expected a message");
+        };
+        assert_eq!((room.as_str(), seq, author.as_str(), text.as_str()), ("lobby", 1, "alice", "hi <b>bob</b>"));
+        assert!(ts > 1_600_000_000_000, "server time in ms, not the client's: {ts}");
+    }
+}
+
+#[tokio::test]
+async fn messages_arrive_in_one_order_for_everyone_with_growing_sequence_numbers() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let (mut bob, _) = app.joined("lobby", "bob").await;
+    alice.next().await;
+
+    // both talk at once
+    for i in 0..50 {
+        alice.say("lobby", &format!("a{i}")).await;
+        bob.say("lobby", &format!("b{i}")).await;
+    }
+    let mut seen = Vec::new();
+    for client in [&mut alice, &mut bob] {
+        let mut got = Vec::new();
+        while got.len() < 100 {
+            if let ServerMsg::Message(m) = client.next().await {
+                got.push((m.seq, m.text));
+            }
+        }
+        seen.push(got);
+    }
+    assert_eq!(seen[0], seen[1], "alice and bob see the same order");
+    let seqs: Vec<u64> = seen[0].iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (1..=100).collect::<Vec<_>>());
+    let alice_texts: Vec<&str> = seen[0].iter().map(|(_, t)| t.as_str()).filter(|t| t.starts_with('a')).collect();
+    assert_eq!(alice_texts, (0..50).map(|i| format!("a{i}")).collect::<Vec<_>>(), "each sender's order is kept");
+}
+
+#[tokio::test]
+async fn rooms_are_isolated() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let (mut carol, _) = app.joined("kitchen", "carol").await;
+
+    carol.say("kitchen", "only for the kitchen").await;
+    assert!(matches!(carol.next().await, ServerMsg::Message(m) if m.room == "kitchen"));
+    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "lobby hears nothing from the kitchen");
+
+    // and sending to a room one has not joined is refused, not delivered
+    carol.say("lobby", "sneaking in").await;
+    let ServerMsg::Error { code, room, .. } = carol.next().await else { panic!("expected an error") };
+    assert_eq!((code, room.as_deref()), (ErrorCode::NotMember, Some("lobby")));
+    assert!(alice.is_quiet_for(Duration::from_millis(300)).await);
+}
+
+#[tokio::test]
+async fn a_nickname_is_unique_within_a_room_ignoring_case_and_free_again_after_leaving() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "Alice").await;
+
+    let mut imposter = app.client().await;
+    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into() }).await;
+    let ServerMsg::Error { id, code, .. } = imposter.next().await else { panic!("expected an error") };
+    assert_eq!((id.as_deref(), code), (Some("j1"), ErrorCode::NickTaken));
+
+    // the same nickname is fine in another room
+    assert_eq!(imposter.join("kitchen", "alice").await, ["alice"]);
+
+    alice.send(&ClientMsg::Leave { id: Some("l1".into()), room: "lobby".into() }).await;
+    assert_eq!(alice.next().await, ServerMsg::Left { id: Some("l1".into()), room: "lobby".into() });
+    assert_eq!(imposter.join("lobby", "alice").await, ["alice"]);
+}
+
+#[tokio::test]
+async fn invalid_nicknames_and_rooms_are_refused_with_specific_codes() {
+    let app = spawn_app().await;
+    let mut c = app.client().await;
+    let cases = [
+        ("lobby", "", ErrorCode::NickEmpty),
+        ("lobby", "   ", ErrorCode::NickEmpty),
+        ("lobby", &"n".repeat(33), ErrorCode::NickTooLong),
+        ("lobby", "ali\u{202E}ecb", ErrorCode::NickForbiddenChar),
+        ("lobby", "a\u{200B}lice", ErrorCode::NickForbiddenChar),
+        ("lobby", "bell\u{7}", ErrorCode::NickForbiddenChar),
+        ("", "alice", ErrorCode::RoomEmpty),
+        ("no spaces", "alice", ErrorCode::RoomForbiddenChar),
+    ];
+    for (room, nick, want) in cases {
+        c.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into() }).await;
+        let ServerMsg::Error { code, .. } = c.next().await else { panic!("expected an error") };
+        assert_eq!(code, want, "room {room:?} nick {nick:?}");
+    }
+    assert_eq!(app.health().await["rooms"], 0, "refused joins leave no room behind");
+}
+
+#[tokio::test]
+async fn leaving_or_dropping_the_connection_is_announced_once() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let (mut bob, _) = app.joined("lobby", "bob").await;
+    let (carol, _) = app.joined("lobby", "carol").await;
+    alice.next().await; // bob
+    alice.next().await; // carol
+
+    bob.send(&ClientMsg::Leave { id: None, room: "lobby".into() }).await;
+    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "bob".into() });
+
+    // an abnormal drop: no close frame, just the TCP connection gone
+    drop(carol);
+    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "carol".into() });
+    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "announced once");
+    app.wait_for_health("connections", 2).await;
+}
+
+#[tokio::test]
+async fn one_connection_can_talk_in_several_rooms() {
+    let app = spawn_app().await;
+    let mut alice = app.client().await;
+    alice.join("lobby", "alice").await;
+    alice.join("kitchen", "chef").await;
+    let (mut bob, _) = app.joined("kitchen", "bob").await;
+    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "kitchen".into(), nick: "bob".into() });
+
+    alice.say("kitchen", "dinner!").await;
+    let ServerMsg::Message(m) = bob.next().await else { panic!() };
+    assert_eq!((m.room.as_str(), m.author.as_str()), ("kitchen", "chef"), "the nickname is per room");
+
+    // joining a room twice is refused
+    alice.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "x".into() }).await;
+    assert!(matches!(alice.next().await, ServerMsg::Message(_)), "own copy of dinner!");
+    assert!(matches!(alice.next().await, ServerMsg::Error { code: ErrorCode::AlreadyJoined, .. }));
+}

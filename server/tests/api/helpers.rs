@@ -1,0 +1,204 @@
+//! Starts a real hub on 127.0.0.1:0 and talks to it the way a client would: WebSocket frames
+//! over TCP (tokio-tungstenite) and raw HTTP/1.1. Every wait is bounded by a timeout.
+
+use futures_util::{SinkExt, StreamExt};
+use hubbub_server::{Application, Config};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server, encode};
+use std::{net::SocketAddr, time::Duration};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::TcpStream,
+    sync::oneshot,
+    task::JoinHandle,
+};
+use tokio_tungstenite::{
+    MaybeTlsStream, WebSocketStream,
+    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
+};
+
+/// Long enough for a loaded 2-core CI machine, short enough to fail fast.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    pub task: JoinHandle<anyhow::Result<()>>,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
+    let mut config = Config::for_tests();
+    configure(&mut config);
+    let app = Application::build(config).await.expect("the hub starts");
+    let addr = app.local_addr();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+    TestApp { addr, stop: Some(stop), task }
+}
+
+impl TestApp {
+    pub fn ws_url(&self) -> String {
+        format!("ws://{}/ws", self.addr)
+    }
+
+    /// A client that has read its `welcome`.
+    pub async fn client(&self) -> Client {
+        Client::connect(&self.ws_url(), &[]).await.expect("the handshake succeeds")
+    }
+
+    /// A client that has joined `room` as `nick`, with the member list it got.
+    pub async fn joined(&self, room: &str, nick: &str) -> (Client, Vec<String>) {
+        let mut c = self.client().await;
+        let members = c.join(room, nick).await;
+        (c, members)
+    }
+
+    /// Starts the shutdown, as SIGTERM does for the binary.
+    pub fn shut_down(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// GET `/healthz`, parsed.
+    pub async fn health(&self) -> serde_json::Value {
+        let (status, _, body) = http_get(self.addr, "/healthz", &[]).await;
+        assert_eq!(status, 200);
+        serde_json::from_str(&body).expect("healthz is JSON")
+    }
+
+    /// Polls `/healthz` until `field` equals `want` or the wait runs out.
+    pub async fn wait_for_health(&self, field: &str, want: u64) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let got = self.health().await[field].as_u64();
+            if got == Some(want) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{field} stayed {got:?}, wanted {want}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub struct Client {
+    pub ws: Ws,
+}
+
+impl Client {
+    /// Opens the socket with extra request headers and reads the `welcome`.
+    pub async fn connect(url: &str, headers: &[(&'static str, &str)]) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+        let mut request = url.into_client_request()?;
+        for (name, value) in headers {
+            request.headers_mut().insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
+            .await
+            .expect("handshake within the wait")?;
+        let mut client = Client { ws };
+        match client.next().await {
+            ServerMsg::Welcome { .. } => Ok(client),
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
+    /// A client whose socket buffers little, so the hub's queue for it fills quickly.
+    pub async fn connect_with_small_receive_buffer(addr: SocketAddr) -> Client {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        let stream = socket.connect(addr).await.unwrap();
+        let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
+            .await
+            .expect("handshake");
+        let mut client = Client { ws };
+        assert!(matches!(client.next().await, ServerMsg::Welcome { .. }));
+        client
+    }
+
+    pub async fn send(&mut self, msg: &ClientMsg) {
+        self.send_raw(&encode(msg)).await;
+    }
+
+    pub async fn send_raw(&mut self, text: &str) {
+        self.ws.send(Message::text(text)).await.expect("send");
+    }
+
+    pub async fn say(&mut self, room: &str, text: &str) {
+        self.send(&ClientMsg::Send { id: None, room: room.into(), text: text.into() }).await;
+    }
+
+    pub async fn join(&mut self, room: &str, nick: &str) -> Vec<String> {
+        self.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into() }).await;
+        match self.next().await {
+            ServerMsg::Joined { members, .. } => members,
+            other => panic!("expected joined, got {other:?}"),
+        }
+    }
+
+    /// The next frame, whatever it is (pings included).
+    pub async fn next_frame(&mut self) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+        tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait")
+    }
+
+    /// The next protocol message, skipping pings and pongs; panics on a close.
+    pub async fn next(&mut self) -> ServerMsg {
+        loop {
+            match self.next_frame().await {
+                Some(Ok(Message::Text(t))) => return decode_server(&t).expect("the hub sends valid messages"),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                other => panic!("expected a message, got {other:?}"),
+            }
+        }
+    }
+
+    /// Reads until the hub's close frame and returns its code; skips other frames.
+    pub async fn expect_close(&mut self) -> u16 {
+        loop {
+            match self.next_frame().await {
+                Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+                Some(Ok(Message::Close(None))) => panic!("close frame without a code"),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        }
+    }
+
+    /// True when nothing but pings arrives within `quiet`.
+    pub async fn is_quiet_for(&mut self, quiet: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + quiet;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return true,
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => {
+                    eprintln!("unexpected frame: {other:?}");
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// A bare HTTP/1.1 GET; returns status, raw header block and body.
+pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
+    (status, head.to_owned(), body.to_owned())
+}

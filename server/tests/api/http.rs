@@ -1,0 +1,62 @@
+//! The HTTP side: Origin policy, subprotocol, the page and health.
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn a_foreign_origin_is_refused_before_the_upgrade() {
+    let app = spawn_app().await;
+    for origin in ["https://evil.example", "null", "http://127.0.0.1.evil.com"] {
+        let err = Client::connect(&app.ws_url(), &[("origin", origin)]).await.err().expect("refused");
+        let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
+        assert_eq!(response.status(), 403, "{origin}");
+    }
+    assert_eq!(app.health().await["origin_refusals"], 3);
+
+    // the hub's own page, and a client without Origin (CLI tools), are let in
+    let same = format!("http://{}", app.addr);
+    assert!(Client::connect(&app.ws_url(), &[("origin", &same)]).await.is_ok());
+    assert!(Client::connect(&app.ws_url(), &[]).await.is_ok());
+}
+
+#[tokio::test]
+async fn an_origin_on_the_allow_list_is_let_in() {
+    let app = spawn_app_with(|c| c.allowed_origins = vec!["http://127.0.0.1:8080".into()]).await;
+    assert!(Client::connect(&app.ws_url(), &[("origin", "http://127.0.0.1:8080")]).await.is_ok());
+    assert!(Client::connect(&app.ws_url(), &[("origin", "http://127.0.0.1:8081")]).await.is_err());
+}
+
+#[tokio::test]
+async fn the_hubbub_subprotocol_is_selected_when_offered() {
+    let app = spawn_app().await;
+    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(app.ws_url()).unwrap();
+    request.headers_mut().insert("sec-websocket-protocol", "hubbub.v1".parse().unwrap());
+    let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "hubbub.v1");
+}
+
+#[tokio::test]
+async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
+    let dir = std::env::temp_dir().join(format!("hubbub-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>Hubbub</title>").unwrap();
+    std::fs::write(dir.join("app.wasm"), b"\0asm").unwrap();
+    let static_dir = dir.clone();
+    let app = spawn_app_with(move |c| c.static_dir = static_dir).await;
+
+    let (status, head, body) = http_get(app.addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("content-type: text/html"), "{head}");
+    assert!(body.contains("<title>Hubbub</title>"));
+
+    let (status, head, _) = http_get(app.addr, "/app.wasm", &[]).await;
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("content-type: application/wasm"), "{head}");
+
+    let (status, _, body) = http_get(app.addr, "/rooms/lobby", &[]).await;
+    assert_eq!((status, body.contains("<title>Hubbub</title>")), (200, true), "SPA fallback");
+
+    let (status, _, body) = http_get(app.addr, "/healthz", &[]).await;
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""status":"ok""#), "{body}");
+    std::fs::remove_dir_all(dir).ok();
+}

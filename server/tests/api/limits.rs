@@ -1,0 +1,171 @@
+//! Bad input and slow or silent peers: each gets a typed error or a documented close code.
+
+use crate::helpers::*;
+use futures_util::{SinkExt, StreamExt};
+use hubbub_shared::{ClientMsg, ErrorCode, ServerMsg, close};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn malformed_frames_get_a_typed_error_and_the_connection_stays_open() {
+    let app = spawn_app().await;
+    let (mut c, _) = app.joined("lobby", "alice").await;
+    let cases = [
+        ("{not json", ErrorCode::BadJson, None),
+        ("[1,2,3]", ErrorCode::BadJson, None),
+        (r#"{"type":"dance","id":"r1"}"#, ErrorCode::UnknownType, Some("r1")),
+        (r#"{"type":"send","id":"r2","room":"lobby","text":42}"#, ErrorCode::InvalidMessage, Some("r2")),
+        (r#"{"type":"join","room":"lobby"}"#, ErrorCode::InvalidMessage, None),
+    ];
+    for (frame, want, want_id) in cases {
+        c.send_raw(frame).await;
+        let ServerMsg::Error { code, id, .. } = c.next().await else { panic!("expected an error for {frame}") };
+        assert_eq!((code, id.as_deref()), (want, want_id), "{frame}");
+    }
+    let deep = format!("{}{}", "[".repeat(2000), "]".repeat(2000));
+    c.send_raw(&deep).await;
+    assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::BadJson, .. }));
+
+    c.say("lobby", "still here").await;
+    assert!(matches!(c.next().await, ServerMsg::Message(m) if m.text == "still here"));
+}
+
+#[tokio::test]
+async fn chat_text_rules_are_enforced_by_the_hub() {
+    let app = spawn_app().await;
+    let (mut c, _) = app.joined("lobby", "alice").await;
+    for (text, want) in [
+        ("   ".to_string(), ErrorCode::TextEmpty),
+        ("x".repeat(1001), ErrorCode::TextTooLong),
+        ("nul\u{0}".to_string(), ErrorCode::TextForbiddenChar),
+    ] {
+        c.say("lobby", &text).await;
+        let ServerMsg::Error { code, room, .. } = c.next().await else { panic!() };
+        assert_eq!((code, room.as_deref()), (want, Some("lobby")));
+    }
+    // exactly 1000 characters of multi-byte text fits the 4 KiB frame limit and is accepted
+    let longest = "é".repeat(1000);
+    c.say("lobby", &longest).await;
+    assert!(matches!(c.next().await, ServerMsg::Message(m) if m.text == longest));
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_closes_with_1009_and_one_at_the_limit_is_accepted() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let (mut bob, _) = app.joined("lobby", "bob").await;
+    alice.next().await;
+
+    // exactly 4096 bytes: a valid frame padded with spaces, refused only for its long text
+    let prefix = r#"{"type":"send","room":"lobby","text":""#;
+    let at_limit = format!("{prefix}{}\"}}", "y".repeat(4096 - prefix.len() - 2));
+    assert_eq!(at_limit.len(), 4096);
+    bob.send_raw(&at_limit).await;
+    assert!(matches!(bob.next().await, ServerMsg::Error { code: ErrorCode::TextTooLong, .. }));
+
+    let over = format!("{prefix}{}\"}}", "y".repeat(4097 - prefix.len() - 2));
+    bob.send_raw(&over).await;
+    assert_eq!(bob.expect_close().await, close::MESSAGE_TOO_BIG);
+    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "bob".into() });
+    assert!(alice.is_quiet_for(Duration::from_millis(200)).await, "nothing of it was broadcast");
+}
+
+#[tokio::test]
+async fn a_binary_frame_closes_with_1003() {
+    let app = spawn_app().await;
+    let mut c = app.client().await;
+    c.ws.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    assert_eq!(c.expect_close().await, close::UNSUPPORTED_DATA);
+}
+
+#[tokio::test]
+async fn rooms_per_connection_are_capped() {
+    let app = spawn_app_with(|c| c.max_rooms_per_connection = 2).await;
+    let mut c = app.client().await;
+    c.join("a", "x").await;
+    c.join("b", "x").await;
+    c.send(&ClientMsg::Join { id: None, room: "c".into(), nick: "x".into() }).await;
+    assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::TooManyRooms, .. }));
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_in_order() {
+    const MESSAGES: u64 = 8000;
+    let app = spawn_app().await;
+    // Arrange: a slow reader that never reads (with a small receive buffer), and a fast one
+    // who also sends
+    let mut slow = Client::connect_with_small_receive_buffer(app.addr).await;
+    slow.join("lobby", "slow").await;
+    let (fast, _) = app.joined("lobby", "fast").await;
+    slow.next().await; // fast joined: the last thing slow ever reads until the end
+
+    // Act: ~8.8 MB through the room, more than the kernel's socket buffers hold, so the slow
+    // reader's queue must overflow. The sender keeps at most 64 messages in flight so that
+    // the fast reader is never the one that falls behind.
+    let (mut tx, mut rx) = fast.ws.split();
+    let text = "z".repeat(1000);
+    let mut received = Vec::new();
+    let mut saw_slow_leave = false;
+    let mut sent = 0;
+    while (received.len() as u64) < MESSAGES {
+        while sent < MESSAGES && sent < received.len() as u64 + 64 {
+            let frame = hubbub_shared::encode(&ClientMsg::Send { id: None, room: "lobby".into(), text: text.clone() });
+            tx.send(Message::text(frame)).await.unwrap();
+            sent += 1;
+        }
+        let frame = tokio::time::timeout(WAIT, rx.next()).await.expect("fast reader keeps receiving");
+        let Some(Ok(Message::Text(t))) = frame else { continue };
+        match hubbub_shared::decode_server(&t).unwrap() {
+            ServerMsg::Message(m) => received.push(m.seq),
+            ServerMsg::MemberLeft { nick, .. } if nick == "slow" => saw_slow_leave = true,
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    // Assert
+    assert_eq!(received, (1..=MESSAGES).collect::<Vec<_>>(), "every message, in order");
+    if !saw_slow_leave {
+        let mut fast = tx.reunite(rx).map(|ws| Client { ws }).unwrap();
+        assert_eq!(fast.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "slow".into() });
+    }
+    assert_eq!(app.health().await["slow_consumer_evictions"], 1, "counted once");
+    app.wait_for_health("connections", 1).await;
+    // the slow reader finds what the kernel buffered, then the end of its connection
+    let ended = tokio::time::timeout(WAIT, async {
+        loop {
+            match slow.ws.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                Some(Err(_)) | None => break None,
+            }
+        }
+    })
+    .await
+    .expect("the slow reader's connection ends");
+    if let Some(code) = ended {
+        assert_eq!(code, close::SLOW_CONSUMER);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_answers_no_pings_is_closed_after_the_idle_timeout_and_others_stay() {
+    let app = spawn_app_with(|c| {
+        c.ping_interval_ms = 200;
+        c.idle_timeout_ms = 600;
+    })
+    .await;
+    let (mut silent, _) = app.joined("lobby", "silent").await;
+    let (mut alive, _) = app.joined("lobby", "alive").await;
+    silent.next().await; // alive joined
+
+    // alive keeps reading (and so answers pings); silent reads nothing for a while
+    let started = std::time::Instant::now();
+    assert_eq!(alive.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "silent".into() });
+    assert!(started.elapsed() < Duration::from_secs(3), "closed promptly: {:?}", started.elapsed());
+    assert_eq!(silent.expect_close().await, close::IDLE_TIMEOUT);
+
+    // alive answers pings while it reads, so it outlives several idle timeouts
+    assert!(alive.is_quiet_for(Duration::from_millis(1500)).await);
+    alive.say("lobby", "still connected").await;
+    assert!(matches!(alive.next().await, ServerMsg::Message(m) if m.text == "still connected"));
+}

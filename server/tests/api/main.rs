@@ -1,0 +1,9 @@
+#![allow(unreachable_pub)] // test helpers: `pub` for the sibling test modules
+//! Black-box tests of the hub: each starts a real server on 127.0.0.1:0 and speaks the
+//! protocol over real sockets.
+
+mod chat;
+mod helpers;
+mod http;
+mod lifecycle;
+mod limits;

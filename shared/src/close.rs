@@ -1,0 +1,45 @@
+//! WebSocket close codes the hub sends, and what each means for the person at the page.
+//!
+//! The 1xxx codes are RFC 6455's; the 4xxx codes are Hubbub's own (the range RFC 6455 leaves to
+//! applications). `docs/protocol.md` lists the same table.
+
+/// The client said goodbye, or the hub answered its close.
+pub const NORMAL: u16 = 1000;
+/// The server is shutting down (SIGINT/SIGTERM); reconnect later.
+pub const GOING_AWAY: u16 = 1001;
+/// The peer broke the WebSocket protocol (bad framing, unmasked frame, reserved bits ...).
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// A binary frame on the chat socket, which speaks JSON text only.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// The connection dropped without a close frame (never sent on the wire; browsers report it).
+pub const ABNORMAL: u16 = 1006;
+/// A text frame that is not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// A message larger than the hub's inbound limit.
+pub const MESSAGE_TOO_BIG: u16 = 1009;
+/// The hub failed on its side; the client did nothing wrong.
+pub const INTERNAL_ERROR: u16 = 1011;
+/// Nothing (not even a pong) arrived within the idle timeout: the peer is presumed dead.
+pub const IDLE_TIMEOUT: u16 = 4000;
+/// The client read too slowly and its outbound queue filled up.
+pub const SLOW_CONSUMER: u16 = 4001;
+/// A write to the client did not complete within the write deadline.
+pub const WRITE_TIMEOUT: u16 = 4002;
+
+/// A short, human description of a close code, for the page's connection status.
+pub fn describe(code: u16) -> &'static str {
+    match code {
+        NORMAL => "closed normally",
+        GOING_AWAY => "server shutting down",
+        PROTOCOL_ERROR => "protocol error",
+        UNSUPPORTED_DATA => "unsupported data",
+        ABNORMAL => "connection lost",
+        INVALID_PAYLOAD => "invalid UTF-8",
+        MESSAGE_TOO_BIG => "message too big",
+        INTERNAL_ERROR => "server error",
+        IDLE_TIMEOUT => "idle timeout",
+        SLOW_CONSUMER => "too slow to keep up",
+        WRITE_TIMEOUT => "write timeout",
+        _ => "closed",
+    }
+}

@@ -1,0 +1,133 @@
+//! Text frames in and out. The one seam where JSON is chosen: swapping the encoding later
+//! means changing this file only.
+
+use crate::protocol::{ClientMsg, ErrorCode, ServerMsg};
+use serde::Serialize;
+
+/// Why a frame could not be decoded into a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeErrorKind {
+    /// Not JSON, or not a JSON object (includes nesting deeper than serde_json's limit).
+    BadJson,
+    /// A JSON object whose `type` is missing or unknown.
+    UnknownType,
+    /// A known `type` with missing or mistyped fields.
+    InvalidMessage,
+}
+
+/// A frame that is not a valid message. Carries the request id when one could be read, so
+/// the error reply can echo it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{detail}")]
+pub struct DecodeError {
+    pub kind: DecodeErrorKind,
+    pub id: Option<String>,
+    pub detail: String,
+}
+
+impl DecodeError {
+    /// The wire error code for this failure.
+    pub fn code(&self) -> ErrorCode {
+        match self.kind {
+            DecodeErrorKind::BadJson => ErrorCode::BadJson,
+            DecodeErrorKind::UnknownType => ErrorCode::UnknownType,
+            DecodeErrorKind::InvalidMessage => ErrorCode::InvalidMessage,
+        }
+    }
+}
+
+/// Serialises a message into the text of one frame.
+pub fn encode<T: Serialize>(msg: &T) -> String {
+    // Serialising these plain structs cannot fail: no maps with non-string keys, no floats.
+    serde_json::to_string(msg).expect("protocol types always serialise")
+}
+
+/// Decodes a frame a client sent.
+pub fn decode_client(text: &str) -> Result<ClientMsg, DecodeError> {
+    serde_json::from_str(text).map_err(|e| classify(text, e))
+}
+
+/// Decodes a frame the hub sent (used by the page and by test clients).
+pub fn decode_server(text: &str) -> Result<ServerMsg, DecodeError> {
+    serde_json::from_str(text).map_err(|e| classify(text, e))
+}
+
+/// Sorts a serde error into the three kinds, reading the envelope a second time (only on this
+/// error path) to find the `type` and `id`.
+fn classify(text: &str, err: serde_json::Error) -> DecodeError {
+    // Only a JSON object can be a message; a map view reads the envelope whatever the fields.
+    let Ok(object) = serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) else {
+        return DecodeError { kind: DecodeErrorKind::BadJson, id: None, detail: err.to_string() };
+    };
+    let id = object.get("id").and_then(|v| v.as_str()).map(str::to_owned);
+    let known_type = object.get("type").is_some_and(|t| t.is_string())
+        && !err.to_string().starts_with("unknown variant");
+    let kind = if known_type { DecodeErrorKind::InvalidMessage } else { DecodeErrorKind::UnknownType };
+    DecodeError { kind, id, detail: err.to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ChatMessage;
+
+    #[test]
+    fn client_messages_round_trip() {
+        let msgs = [
+            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into() },
+            ClientMsg::Leave { id: None, room: "lobby".into() },
+            ClientMsg::Send { id: None, room: "lobby".into(), text: "hi \"there\"\n".into() },
+        ];
+        for m in msgs {
+            assert_eq!(decode_client(&encode(&m)).unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn server_messages_round_trip_and_are_flat_objects() {
+        let m = ServerMsg::Message(ChatMessage {
+            room: "lobby".into(),
+            seq: 7,
+            author: "ada".into(),
+            text: "<b>hi</b>".into(),
+            ts: 1_700_000_000_000,
+        });
+        let text = encode(&m);
+        assert!(text.starts_with(r#"{"type":"message","room":"lobby","seq":7"#), "{text}");
+        assert_eq!(decode_server(&text).unwrap(), m);
+    }
+
+    #[test]
+    fn not_json_is_bad_json() {
+        for text in ["{not json", "", "[1,2]", "\"join\"", "null"] {
+            assert_eq!(decode_client(text).unwrap_err().kind, DecodeErrorKind::BadJson, "{text}");
+        }
+    }
+
+    #[test]
+    fn unknown_or_missing_type_is_unknown_type_and_keeps_the_id() {
+        let e = decode_client(r#"{"type":"dance","id":"r1"}"#).unwrap_err();
+        assert_eq!((e.kind, e.id.as_deref()), (DecodeErrorKind::UnknownType, Some("r1")));
+        let e = decode_client(r#"{"room":"lobby"}"#).unwrap_err();
+        assert_eq!(e.kind, DecodeErrorKind::UnknownType);
+        let e = decode_client(r#"{"type":7}"#).unwrap_err();
+        assert_eq!(e.kind, DecodeErrorKind::UnknownType);
+    }
+
+    #[test]
+    fn wrong_or_missing_fields_are_invalid_message_and_keep_the_id() {
+        let e = decode_client(r#"{"type":"send","id":"r2","room":"lobby","text":5}"#).unwrap_err();
+        assert_eq!((e.kind, e.id.as_deref()), (DecodeErrorKind::InvalidMessage, Some("r2")));
+        let e = decode_client(r#"{"type":"join","room":"lobby"}"#).unwrap_err();
+        assert_eq!(e.kind, DecodeErrorKind::InvalidMessage);
+        assert_eq!(e.code(), ErrorCode::InvalidMessage);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflowing_the_stack() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(decode_client(&deep).unwrap_err().kind, DecodeErrorKind::BadJson);
+        let deep_field = format!(r#"{{"type":"send","room":"a","text":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        assert!(decode_client(&deep_field).is_err());
+    }
+}

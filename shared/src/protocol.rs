@@ -1,0 +1,159 @@
+//! The messages themselves. Every frame is one JSON object with a `type` tag in snake_case.
+
+use serde::{Deserialize, Serialize};
+
+/// What a client may send. `id` is an optional request id chosen by the client; the hub echoes
+/// it in the direct reply (`joined`, `left`, `error`) so a client can match answers to requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMsg {
+    /// Join `room` (created on first join) under nickname `nick`.
+    Join {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        nick: String,
+    },
+    /// Leave `room`; the others see `member_left`.
+    Leave {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+    },
+    /// Say `text` in `room`. The author, sequence number and time are the hub's, never the client's.
+    Send {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        text: String,
+    },
+}
+
+impl ClientMsg {
+    /// The client's request id, if it gave one.
+    pub fn id(&self) -> Option<&str> {
+        match self {
+            ClientMsg::Join { id, .. } | ClientMsg::Leave { id, .. } | ClientMsg::Send { id, .. } => {
+                id.as_deref()
+            }
+        }
+    }
+}
+
+/// A chat message as the hub accepted it and as every member of the room receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    /// Canonical room name.
+    pub room: String,
+    /// Per-room sequence number: starts at 1 and only grows.
+    pub seq: u64,
+    /// The author's nickname in this room, taken from the connection.
+    pub author: String,
+    pub text: String,
+    /// Server time of acceptance, milliseconds since the Unix epoch.
+    pub ts: u64,
+}
+
+/// What the hub sends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    /// First frame on every connection.
+    Welcome { protocol: u32, limits: Limits },
+    /// Reply to `join`: the canonical names and the current member list (sender included).
+    Joined {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        nick: String,
+        members: Vec<String>,
+    },
+    /// Reply to `leave`.
+    Left {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+    },
+    /// Someone else joined a room this connection is in.
+    MemberJoined { room: String, nick: String },
+    /// Someone left a room this connection is in (by `leave`, close, or a dropped connection).
+    MemberLeft { room: String, nick: String },
+    /// A chat message, to every member of the room including its author.
+    Message(ChatMessage),
+    /// A request was refused. The connection stays open.
+    Error {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+    },
+}
+
+/// The hub's limits, announced in `welcome` so the page can check before sending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    /// Largest inbound WebSocket message, in bytes.
+    pub max_message_bytes: usize,
+    /// Longest chat text, in characters (Unicode scalar values).
+    pub max_text_chars: usize,
+    /// How many rooms one connection may be in at once.
+    pub max_rooms: usize,
+}
+
+/// Why a request was refused. Stable strings: clients match on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The frame is not a JSON object.
+    BadJson,
+    /// The `type` tag is missing or names no known message.
+    UnknownType,
+    /// A known type with missing fields or fields of the wrong type.
+    InvalidMessage,
+    NickEmpty,
+    NickTooLong,
+    /// Control, bidi-override or zero-width characters.
+    NickForbiddenChar,
+    /// Someone in the room already uses this nickname (ignoring case).
+    NickTaken,
+    RoomEmpty,
+    RoomTooLong,
+    /// Room names are letters, digits, `-`, `_` and `.`.
+    RoomForbiddenChar,
+    TextEmpty,
+    TextTooLong,
+    /// Control characters other than newline and tab.
+    TextForbiddenChar,
+    /// `join` for a room this connection is already in.
+    AlreadyJoined,
+    /// `send` or `leave` for a room this connection has not joined.
+    NotMember,
+    /// `join` beyond the per-connection room limit.
+    TooManyRooms,
+}
+
+impl ErrorCode {
+    /// The wire string of this code, e.g. `nick_taken`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadJson => "bad_json",
+            ErrorCode::UnknownType => "unknown_type",
+            ErrorCode::InvalidMessage => "invalid_message",
+            ErrorCode::NickEmpty => "nick_empty",
+            ErrorCode::NickTooLong => "nick_too_long",
+            ErrorCode::NickForbiddenChar => "nick_forbidden_char",
+            ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::RoomEmpty => "room_empty",
+            ErrorCode::RoomTooLong => "room_too_long",
+            ErrorCode::RoomForbiddenChar => "room_forbidden_char",
+            ErrorCode::TextEmpty => "text_empty",
+            ErrorCode::TextTooLong => "text_too_long",
+            ErrorCode::TextForbiddenChar => "text_forbidden_char",
+            ErrorCode::AlreadyJoined => "already_joined",
+            ErrorCode::NotMember => "not_member",
+            ErrorCode::TooManyRooms => "too_many_rooms",
+        }
+    }
+}
