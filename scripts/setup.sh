@@ -106,11 +106,10 @@ else
   cargo install -q wasm-bindgen-cli --version "$wb_version" --force
 fi
 
-# wasm-opt shrinks the release build; Debian's binaryen works with what rustc emits here.
-apt_ensure binaryen
 
 # --- 3. the browser, for tests only --------------------------------------------------------
 if [ "$mode" = test ]; then
-  apt_ensure chromium chromium-driver
+  # the emoji font keeps screenshots of emoji readable
+  apt_ensure chromium chromium-driver fonts-noto-color-emoji
 fi
 step "setup done ($mode)"

@@ -1,0 +1,31 @@
+# The two commands a newcomer needs (README): `make run` and `make test`.
+# Both install what is missing first (scripts/setup.sh), idempotently.
+SHELL := bash
+.DEFAULT_GOAL := run
+.PHONY: run test setup page dev-server dev-page
+
+## Build the page and start Hubbub on http://127.0.0.1:3000
+run:
+	@scripts/setup.sh run
+	@scripts/build-page.sh
+	cargo run --release -p hubbub-server --bin hubbub -- --static-dir dist
+
+## Every test: protocol and hub (cargo test), then the real-browser end-to-end test
+test:
+	@scripts/setup.sh test
+	@scripts/build-page.sh
+	cargo test --workspace --exclude hubbub-frontend
+	cargo test -p hubbub-server --test browser -- --ignored
+
+## Development loop, two terminals: `make dev-server`, then `make dev-page` (http://127.0.0.1:8080)
+dev-server:
+	cargo run -p hubbub-server --bin hubbub -- --static-dir dist --allowed-origins http://127.0.0.1:8080
+
+dev-page:
+	@scripts/build-page.sh serve
+
+setup:
+	@scripts/setup.sh test
+
+page:
+	@scripts/build-page.sh

@@ -1,0 +1,39 @@
+//! Small wrappers over browser APIs: the socket URL, local storage, clock formatting.
+
+use leptos::prelude::window;
+
+/// `ws://host/ws` or `wss://host/ws` for the page's own host, so the same build works behind
+/// `trunk serve` (which proxies `/ws`) and when served by the hub itself.
+pub(crate) fn socket_url() -> String {
+    let location = window().location();
+    let scheme = match location.protocol().as_deref() {
+        Ok("https:") => "wss:",
+        _ => "ws:",
+    };
+    let host = location.host().unwrap_or_else(|_| "127.0.0.1:3000".into());
+    format!("{scheme}//{host}/ws")
+}
+
+const NICK_KEY: &str = "hubbub.nick";
+
+pub(crate) fn remembered_nick() -> Option<String> {
+    window().local_storage().ok().flatten()?.get_item(NICK_KEY).ok().flatten()
+}
+
+pub(crate) fn remember_nick(nick: &str) {
+    if let Some(storage) = window().local_storage().ok().flatten() {
+        // storage can be full or disabled; forgetting the nickname is harmless
+        let _ = storage.set_item(NICK_KEY, nick);
+    }
+}
+
+/// `14:05` in the reader's time zone, from milliseconds since the epoch.
+pub(crate) fn clock(ts_millis: u64) -> String {
+    let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts_millis as f64));
+    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+}
+
+/// A random number in [0, 1), for backoff jitter.
+pub(crate) fn random() -> f64 {
+    js_sys::Math::random()
+}

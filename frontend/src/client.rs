@@ -1,0 +1,133 @@
+//! The connection task: one WebSocket at a time, reconnected with backoff for as long as the
+//! page is open. It is the only code that touches the socket; everything it receives goes
+//! through [`Chat::apply`] in arrival order.
+//!
+//! Lifecycle: open → wait for `welcome` → rejoin every room the page is in → pump queued
+//! outbound messages and inbound frames → on close, record the close code and reason, wait a
+//! full-jitter backoff (cut short by the browser's `online` event), and start over.
+
+use crate::state::{Chat, ConnState};
+use futures::{
+    SinkExt, StreamExt,
+    channel::mpsc::{UnboundedReceiver, unbounded},
+    future::{Either, select},
+};
+use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
+use gloo_timers::future::sleep;
+use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, SUBPROTOCOL, ServerMsg, close, decode_server, encode};
+use leptos::{ev, prelude::*, task::spawn_local};
+use std::time::Duration;
+
+/// First retry waits up to this long (plus the floor); each further retry doubles it.
+const BACKOFF_BASE_MS: f64 = 500.0;
+const BACKOFF_CAP_MS: f64 = 20_000.0;
+/// Never retry sooner than this, whatever the jitter says: no hot loop against a dead server.
+const BACKOFF_FLOOR_MS: f64 = 250.0;
+
+/// How a connection ended.
+struct Ended {
+    code: u16,
+    reason: String,
+    /// Whether the hub had welcomed us: if so the next retry starts from the short delay.
+    was_welcomed: bool,
+    /// Retrying cannot help (the hub speaks another protocol version).
+    give_up: bool,
+}
+
+impl Ended {
+    fn retry(code: u16, reason: String, was_welcomed: bool) -> Self {
+        Ended { code, reason, was_welcomed, give_up: false }
+    }
+}
+
+pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
+    let (online_tx, mut online) = unbounded::<()>();
+    // coming back online is the best moment to retry; the listener lives as long as the page
+    let _ = window_event_listener(ev::online, move |_| {
+        let _ = online_tx.unbounded_send(());
+    });
+    spawn_local(async move {
+        let mut failures: u32 = 0;
+        loop {
+            let ended = run_once(chat, &mut outbound).await;
+            if ended.give_up {
+                chat.conn.set(ConnState::Closed { code: ended.code, reason: ended.reason });
+                return;
+            }
+            failures = if ended.was_welcomed { 0 } else { failures + 1 };
+            // keep the close that ended the last good connection on screen while retrying
+            let keep = matches!(chat.conn.get_untracked(), ConnState::Reconnecting { .. }) && !ended.was_welcomed;
+            if !keep {
+                chat.conn.set(ConnState::Reconnecting { code: ended.code, reason: ended.reason });
+            }
+            let delay = backoff_ms(failures);
+            let wait = sleep(Duration::from_millis(delay as u64));
+            futures::pin_mut!(wait);
+            // drain stale `online` events, then wait for the timer or a fresh one
+            while online.try_recv().is_ok() {}
+            let _ = select(wait, online.next()).await;
+        }
+    });
+}
+
+/// Full jitter: uniform in [0, min(cap, base·2^n)), plus a floor.
+fn backoff_ms(failures: u32) -> f64 {
+    let ceiling = (BACKOFF_BASE_MS * 2f64.powi(failures.min(16) as i32)).min(BACKOFF_CAP_MS);
+    BACKOFF_FLOOR_MS + crate::browser::random() * ceiling
+}
+
+/// One connection, from open to close.
+async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> Ended {
+    let ws = match WebSocket::open_with_protocol(&crate::browser::socket_url(), SUBPROTOCOL) {
+        Ok(ws) => ws,
+        Err(err) => {
+            return Ended::retry(close::ABNORMAL, err.to_string(), false);
+        }
+    };
+    let (mut sink, mut stream) = ws.split();
+    let mut welcomed = false;
+    loop {
+        // outbound messages wait in the queue until the hub has welcomed us and we rejoined
+        let next_out = async {
+            if welcomed { outbound.next().await } else { futures::future::pending().await }
+        };
+        futures::pin_mut!(next_out);
+        match select(stream.next(), next_out).await {
+            Either::Left((Some(Ok(Message::Text(text))), _)) => {
+                let Ok(msg) = decode_server(&text) else { continue };
+                if let ServerMsg::Welcome { protocol, .. } = &msg {
+                    if *protocol != PROTOCOL_VERSION {
+                        let reason = format!("protocol {protocol} is not supported by this page; reload it");
+                        return Ended { code: close::PROTOCOL_ERROR, reason, was_welcomed: false, give_up: true };
+                    }
+                    welcomed = true;
+                    chat.conn.set(ConnState::Connected);
+                    for join in chat.rejoins() {
+                        if sink.send(Message::Text(encode(&join))).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                chat.apply(msg);
+            }
+            // the hub never sends binary frames on the chat socket
+            Either::Left((Some(Ok(Message::Bytes(_))), _)) => {}
+            Either::Left((Some(Err(WebSocketError::ConnectionClose(event))), _)) => {
+                return Ended::retry(event.code, event.reason, welcomed);
+            }
+            Either::Left((Some(Err(_)), _)) => {}
+            Either::Left((None, _)) => {
+                return Ended::retry(close::ABNORMAL, String::new(), welcomed);
+            }
+            Either::Right((Some(msg), _)) => {
+                if sink.send(Message::Text(encode(&msg))).await.is_err() {
+                    // the close event follows on the stream
+                    continue;
+                }
+            }
+            Either::Right((None, _)) => {
+                return Ended::retry(close::NORMAL, String::new(), welcomed);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+use crate::{
+    browser::clock,
+    state::{Chat, Entry, EntryKind, Room},
+};
+use leptos::{ev::SubmitEvent, html, prelude::*};
+
+/// How close to the bottom (px) still counts as "at the bottom".
+const STICKY_SLACK: i32 = 40;
+
+/// The active room: its log, its members and the message box.
+///
+/// The log follows new messages only while the reader is already at the bottom (gorilla's
+/// home.html rule); a reader scrolled up gets a "new messages" button instead of being yanked.
+#[component]
+pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
+    let log_ref = NodeRef::<html::Div>::new();
+    let at_bottom = RwSignal::new(true);
+    let unseen = RwSignal::new(false);
+    let log = room.log;
+    let members = room.members;
+    let nick = room.nick;
+
+    let scroll_to_bottom = move || {
+        // after the browser laid out the new entries
+        request_animation_frame(move || {
+            if let Some(el) = log_ref.get_untracked() {
+                el.set_scroll_top(el.scroll_height());
+            }
+        });
+    };
+    Effect::new(move |_| {
+        log.track();
+        if at_bottom.get_untracked() {
+            scroll_to_bottom();
+        } else {
+            unseen.set(true);
+        }
+    });
+    let on_scroll = move |_| {
+        if let Some(el) = log_ref.get_untracked() {
+            let bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= STICKY_SLACK;
+            at_bottom.set(bottom);
+            if bottom {
+                unseen.set(false);
+            }
+        }
+    };
+    let jump = move |_| {
+        at_bottom.set(true);
+        unseen.set(false);
+        scroll_to_bottom();
+    };
+
+    view! {
+        <section class="room" aria-labelledby="room-title">
+            <div class="room-head">
+                <h2 id="room-title">"#" {room.name.clone()}</h2>
+                <span class="me">"as " {move || nick.get()}</span>
+            </div>
+            <div class="room-body">
+                <div class="log-wrap">
+                    <div
+                        class="log"
+                        role="log"
+                        aria-label=format!("Messages in {}", room.name)
+                        tabindex="0"
+                        node_ref=log_ref
+                        on:scroll=on_scroll
+                    >
+                        <For each=move || log.get() key=|entry| entry.key let:entry>
+                            <LogEntry entry />
+                        </For>
+                    </div>
+                    <Show when=move || unseen.get()>
+                        <button class="new-messages" on:click=jump>
+                            "New messages ↓"
+                        </button>
+                    </Show>
+                </div>
+                <aside class="members" aria-label="Members">
+                    <h3>"Members (" {move || members.with(Vec::len)} ")"</h3>
+                    <ul>
+                        <For each=move || members.get() key=|n| n.clone() let:name>
+                            <li>{name}</li>
+                        </For>
+                    </ul>
+                </aside>
+            </div>
+            <MessageForm room=room.name.clone() />
+        </section>
+    }
+}
+
+/// One line of the log. Text is always inserted as text nodes, never parsed as HTML.
+#[component]
+fn LogEntry(entry: Entry) -> impl IntoView {
+    match entry.kind {
+        EntryKind::Message { author, text, ts, own } => {
+            view! {
+                <article class=if own { "msg own" } else { "msg" }>
+                    <header>
+                        <span class="author">{author}</span>
+                        <time>{clock(ts)}</time>
+                    </header>
+                    <p class="text">{text}</p>
+                </article>
+            }
+                .into_any()
+        }
+        EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
+        EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),
+    }
+}
+
+/// The message box: Enter sends, blank input is ignored, disabled while disconnected.
+#[component]
+fn MessageForm(room: String) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let text = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
+    let connected = move || chat.is_connected();
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        let typed = text.get_untracked();
+        if typed.trim().is_empty() {
+            return;
+        }
+        match chat.say(&room, &typed) {
+            Ok(()) => {
+                text.set(String::new());
+                error.set(None);
+            }
+            Err(reason) => error.set(Some(reason)),
+        }
+    };
+    view! {
+        <form class="compose" on:submit=on_submit>
+            <label for="message">"Message"</label>
+            <div class="compose-row">
+                <input
+                    id="message"
+                    name="message"
+                    autocomplete="off"
+                    placeholder=move || if connected() { "Say something…" } else { "Waiting for the connection…" }
+                    prop:value=move || text.get()
+                    on:input=move |ev| text.set(event_target_value(&ev))
+                    disabled=move || !connected()
+                />
+                <button type="submit" disabled=move || !connected()>
+                    "Send"
+                </button>
+            </div>
+            <p class="error" role="alert">{move || error.get()}</p>
+        </form>
+    }
+}

@@ -1,0 +1,51 @@
+use crate::state::Chat;
+use leptos::prelude::*;
+
+/// The joined rooms: pick one to read it, or leave it.
+#[component]
+pub(crate) fn RoomList() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    view! {
+        <nav class="rooms" aria-label="Joined rooms">
+            <ul>
+                <For each=move || chat.rooms.get() key=|room| room.name.clone() let:room>
+                    {
+                        let name = room.name.clone();
+                        let is_active = {
+                            let name = name.clone();
+                            move || chat.active.with(|a| a.as_deref() == Some(name.as_str()))
+                        };
+                        let select = {
+                            let name = name.clone();
+                            move |_| chat.active.set(Some(name.clone()))
+                        };
+                        let leave = {
+                            let name = name.clone();
+                            move |_| chat.leave(&name)
+                        };
+                        view! {
+                            <li>
+                                <button
+                                    class="room-tab"
+                                    aria-current=move || is_active().then_some("page")
+                                    on:click=select
+                                >
+                                    "#"
+                                    {name.clone()}
+                                </button>
+                                <button
+                                    class="leave"
+                                    aria-label=format!("Leave {name}")
+                                    title=format!("Leave {name}")
+                                    on:click=leave
+                                >
+                                    "×"
+                                </button>
+                            </li>
+                        }
+                    }
+                </For>
+            </ul>
+        </nav>
+    }
+}

@@ -1,0 +1,14 @@
+use crate::state::Chat;
+use leptos::prelude::*;
+
+/// Always-visible connection state, announced politely to screen readers.
+#[component]
+pub(crate) fn ConnectionStatus() -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    view! {
+        <div class="status" role="status" data-state=move || chat.conn.with(|c| c.name())>
+            <span class="dot" aria-hidden="true"></span>
+            <span class="status-text">{move || chat.conn.with(|c| c.describe())}</span>
+        </div>
+    }
+}

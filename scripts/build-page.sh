@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds the page into dist/ with trunk (release profile), using the wasm32-capable toolchain
+# that scripts/setup.sh found or made. Extra arguments go to trunk (e.g. `serve`).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+[ -f target/toolchain.env ] || scripts/setup.sh run
+# shellcheck source=/dev/null
+. target/toolchain.env
+if [ -n "${WASM_TOOLCHAIN:-}" ]; then export RUSTUP_TOOLCHAIN="$WASM_TOOLCHAIN"; fi
+# Trunk.toml sets offline = true, which makes cargo offline too: fetch the crates first
+cargo fetch -q
+if [ $# -eq 0 ]; then
+  echo "==> page: trunk build --release (dist/)"
+  trunk build --release
+else
+  trunk "$@"
+fi

@@ -1,0 +1,245 @@
+//! End to end, as people use it: the real `hubbub` binary serving the trunk-built page, and two
+//! independent headless Chromium sessions (Debian's chromium + chromedriver, over WebDriver).
+//!
+//! Needs `make test` (or `scripts/setup.sh test` and a `trunk build`) first, so it is ignored by a
+//! plain `cargo test`; `make test` runs it with `--ignored`. Every process it starts is killed
+//! when the test ends, and every wait has a deadline.
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use std::{
+    path::PathBuf,
+    process::Stdio,
+    time::{Duration, Instant},
+};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The page trunk built: `HUBBUB_E2E_DIST`, or `dist/` at the repository root.
+fn dist_dir() -> PathBuf {
+    let dist = std::env::var_os("HUBBUB_E2E_DIST").map(PathBuf::from).unwrap_or_else(|| repo_root().join("dist"));
+    assert!(dist.join("index.html").is_file(), "no built page in {}: run `make test`", dist.display());
+    dist
+}
+
+/// The real binary on a free port; killed on drop.
+struct Hub {
+    child: Child,
+    url: String,
+}
+
+impl Hub {
+    async fn start() -> Hub {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
+            .args(["--listen", "127.0.0.1:0", "--static-dir"])
+            .arg(dist_dir())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hubbub starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("hubbub prints its address in time")
+            .unwrap()
+            .expect("a line");
+        let url = line.strip_prefix("hubbub listening on ").expect("the address line").to_owned();
+        Hub { child, url }
+    }
+
+    /// SIGTERM, as a service manager stops it; returns the exit code.
+    async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().expect("still running");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(WAIT, self.child.wait()).await.expect("exits in time").unwrap();
+        exit.code()
+    }
+}
+
+/// chromedriver on a free loopback port; killed on drop.
+struct Driver {
+    _child: Child,
+    url: String,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("chromedriver is installed (scripts/setup.sh test)");
+        let deadline = Instant::now() + WAIT;
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start listening");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
+    }
+
+    /// A fresh browser session with its own profile: a separate person.
+    async fn browser(&self, name: &str) -> Client {
+        let profile = std::env::temp_dir().join(format!("hubbub-e2e-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&profile);
+        let args = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--window-size=1100,720",
+        ];
+        let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
+        );
+        ClientBuilder::rustls()
+            .expect("TLS roots")
+            .capabilities(caps)
+            .connect(&self.url)
+            .await
+            .expect("a browser session")
+    }
+}
+
+/// Polls `check` until it returns `Some`, or fails with `what` after the deadline.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn texts(page: &Client, css: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for el in page.find_all(Locator::Css(css)).await.unwrap_or_default() {
+        if let Ok(t) = el.text().await {
+            out.push(t);
+        }
+    }
+    out
+}
+
+async fn join(page: &Client, base: &str, nick: &str) {
+    page.goto(base).await.unwrap();
+    let input = page.wait().at_most(WAIT).for_element(Locator::Id("nick")).await.expect("join form");
+    input.send_keys(nick).await.unwrap();
+    page.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
+    eventually(&format!("{nick} sees the lobby"), || async {
+        texts(page, "#room-title").await.iter().any(|t| t == "#lobby").then_some(())
+    })
+    .await;
+}
+
+async fn members(page: &Client) -> Vec<String> {
+    texts(page, ".members li").await
+}
+
+async fn say(page: &Client, text: &str) {
+    let input = page.find(Locator::Id("message")).await.unwrap();
+    eventually("the message box is enabled", || async { input.is_enabled().await.ok().filter(|e| *e) }).await;
+    input.send_keys(text).await.unwrap();
+    input.send_keys("\u{E007}").await.unwrap(); // Enter
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
+    let mut hub = Hub::start().await;
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice").await;
+    let bob = driver.browser("bob").await;
+
+    // Both join the lobby and see each other in the member list
+    join(&alice, &hub.url, "alice").await;
+    join(&bob, &hub.url, "bob").await;
+    eventually("alice sees bob in the member list", || async {
+        (members(&alice).await == ["alice", "bob"]).then_some(())
+    })
+    .await;
+    assert_eq!(members(&bob).await, ["alice", "bob"]);
+
+    // A message with markup arrives at the other side as literal text and runs nothing
+    let hostile = r#"Hi <b>Bob</b> <img src=x onerror="document.title='pwned'">"#;
+    say(&alice, hostile).await;
+    eventually("bob receives alice's message", || async {
+        texts(&bob, ".msg .text").await.iter().any(|t| t == hostile).then_some(())
+    })
+    .await;
+    assert!(bob.find_all(Locator::Css(".log img, .log b")).await.unwrap().is_empty(), "markup was not parsed");
+    assert_ne!(bob.title().await.unwrap(), "pwned");
+    let authors = texts(&bob, ".msg .author").await;
+    assert_eq!(authors, ["alice"]);
+
+    say(&bob, "Hi Alice! 👋").await;
+    eventually("alice receives bob's reply", || async {
+        texts(&alice, ".msg:not(.own) .text").await.iter().any(|t| t == "Hi Alice! 👋").then_some(())
+    })
+    .await;
+    assert_eq!(texts(&alice, ".msg.own .text").await, [hostile], "alice's own message is set apart");
+    assert!(texts(&alice, ".notice").await.iter().any(|t| t == "bob joined."));
+    let typed = alice.find(Locator::Id("message")).await.unwrap().prop("value").await.unwrap();
+    assert_eq!(typed.as_deref(), Some(""), "the box is cleared after sending");
+
+    // The page fits a 375 px phone without sideways scrolling
+    alice.set_window_size(375, 720).await.unwrap();
+    let width = alice.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap();
+    assert!(width.as_u64().unwrap() <= 375, "page is {width} px wide at 375 px");
+    alice.set_window_size(1100, 720).await.unwrap();
+
+    let shot = alice.screenshot().await.unwrap();
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("chat.png"), &shot).unwrap();
+
+    // The nickname is remembered across visits
+    bob.refresh().await.unwrap();
+    let nick = bob.wait().at_most(WAIT).for_element(Locator::Id("nick")).await.unwrap();
+    assert_eq!(nick.prop("value").await.unwrap().as_deref(), Some("bob"));
+    eventually("alice is told bob left", || async {
+        texts(&alice, ".notice").await.iter().any(|t| t == "bob left.").then_some(())
+    })
+    .await;
+
+    // Stopping the server: exit code 0, and the page says why it lost the connection
+    assert_eq!(hub.terminate().await, Some(0));
+    eventually("alice's page shows the closed connection", || async {
+        let status = alice.find(Locator::Css(".status")).await.ok()?;
+        let state = status.attr("data-state").await.ok()??;
+        let text = status.text().await.ok()?;
+        (state == "reconnecting" && text.contains("server shutting down (1001)")).then_some(())
+    })
+    .await;
+    let message_box = alice.find(Locator::Id("message")).await.unwrap();
+    assert!(!message_box.is_enabled().await.unwrap(), "no typing into a dead connection");
+
+    alice.close().await.ok();
+    bob.close().await.ok();
+}
