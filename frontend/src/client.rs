@@ -14,7 +14,7 @@ use futures::{
 };
 use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
 use gloo_timers::future::sleep;
-use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, SUBPROTOCOL, ServerMsg, close, decode_server, encode};
+use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server, encode};
 use leptos::{ev, prelude::*, task::spawn_local};
 use std::time::Duration;
 
@@ -78,7 +78,10 @@ fn backoff_ms(failures: u32) -> f64 {
 
 /// One connection, from open to close.
 async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> Ended {
-    let ws = match WebSocket::open_with_protocol(&crate::browser::socket_url(), SUBPROTOCOL) {
+    // No subprotocol is requested: trunk serve's proxy (0.21) never selects one, and a browser
+    // that asked for one drops a connection whose answer lacks it. `welcome.protocol` is the
+    // version check instead.
+    let ws = match WebSocket::open(&crate::browser::socket_url()) {
         Ok(ws) => ws,
         Err(err) => {
             return Ended::retry(close::ABNORMAL, err.to_string(), false);

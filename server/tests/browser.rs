@@ -65,10 +65,19 @@ impl Hub {
     }
 }
 
-/// chromedriver on a free loopback port; killed on drop.
+/// chromedriver on a free loopback port, in a process group of its own so that dropping it
+/// also kills the browsers it started, even when a failing test never closed its sessions.
 struct Driver {
-    _child: Child,
+    child: Child,
     url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(pid) = self.child.id() {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{pid}")]).status();
+        }
+    }
 }
 
 impl Driver {
@@ -78,6 +87,7 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("chromedriver is installed (scripts/setup.sh test)");
@@ -86,7 +96,7 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver did not start listening");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Driver { _child: child, url: format!("http://127.0.0.1:{port}") }
+        Driver { child, url: format!("http://127.0.0.1:{port}") }
     }
 
     /// A fresh browser session with its own profile: a separate person.
@@ -186,6 +196,7 @@ async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
     .await;
     assert_eq!(members(&bob).await, ["alice", "bob"]);
 
+    say(&alice, "Hi Bob, welcome to Hubbub!").await;
     // A message with markup arrives at the other side as literal text and runs nothing
     let hostile = r#"Hi <b>Bob</b> <img src=x onerror="document.title='pwned'">"#;
     say(&alice, hostile).await;
@@ -196,14 +207,18 @@ async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
     assert!(bob.find_all(Locator::Css(".log img, .log b")).await.unwrap().is_empty(), "markup was not parsed");
     assert_ne!(bob.title().await.unwrap(), "pwned");
     let authors = texts(&bob, ".msg .author").await;
-    assert_eq!(authors, ["alice"]);
+    assert_eq!(authors, ["alice", "alice"]);
 
     say(&bob, "Hi Alice! 👋").await;
     eventually("alice receives bob's reply", || async {
         texts(&alice, ".msg:not(.own) .text").await.iter().any(|t| t == "Hi Alice! 👋").then_some(())
     })
     .await;
-    assert_eq!(texts(&alice, ".msg.own .text").await, [hostile], "alice's own message is set apart");
+    assert_eq!(
+        texts(&alice, ".msg.own .text").await,
+        ["Hi Bob, welcome to Hubbub!", hostile],
+        "alice's own messages are set apart, in order"
+    );
     assert!(texts(&alice, ".notice").await.iter().any(|t| t == "bob joined."));
     let typed = alice.find(Locator::Id("message")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(typed.as_deref(), Some(""), "the box is cleared after sending");
