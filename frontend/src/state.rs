@@ -212,6 +212,8 @@ impl Chat {
                     self.note(&r, EntryKind::Message { author: m.author, text: m.text, ts: m.ts, own });
                 }
             }
+            // the page sends no `add` requests
+            ServerMsg::Sum { .. } => {}
             ServerMsg::Error { id, code, message, room } => {
                 if id.is_some() && id == self.pending_join.get_untracked() {
                     self.pending_join.set(None);

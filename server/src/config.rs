@@ -41,6 +41,10 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_MAX_MESSAGE_BYTES", default_value_t = 4096)]
     pub max_message_bytes: usize,
 
+    /// Largest message on the echo socket, `/ws/echo`, in bytes (Autobahn's cases reach 16 MiB).
+    #[arg(long, env = "HUBBUB_ECHO_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub echo_max_message_bytes: usize,
+
     /// Longest chat text in characters (at most 1000).
     #[arg(long, env = "HUBBUB_MAX_TEXT_CHARS", default_value_t = 1000)]
     pub max_text_chars: usize,

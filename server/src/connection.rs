@@ -1,8 +1,10 @@
-//! One WebSocket connection: a reader and a writer running concurrently in one task.
+//! One WebSocket connection: a reader and a writer running concurrently in one task. Every
+//! endpoint (chat, echo, add) runs on this machinery; a [`Handler`] decides what a received
+//! message means, so limits, heartbeats, close codes and shutdown behave the same everywhere.
 //!
 //! - The **reader** decodes client frames and acts on them through the hub. It enforces the idle
 //!   timeout (nothing received for `idle_timeout` → close 4000) and turns read errors into close
-//!   codes (too big 1009, bad UTF-8 1007, protocol 1002, binary 1003).
+//!   codes (too big 1009, bad UTF-8 1007, protocol 1002; the handler may refuse binary, 1003).
 //! - The **writer** drains the bounded outbound queue, writing everything queued in one go
 //!   (feed all, flush once), sends pings, and sends the close frame for every server-initiated
 //!   close: a request from the reader, an overflowing queue (4001), or shutdown (1001).
@@ -10,13 +12,14 @@
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
 //! stream (or a short grace passes): returning early would drop the close handshake.
 
-use crate::{AppState, hub::ConnId, outbox::Outbox};
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
-use hubbub_shared::{
-    ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, close, decode_client,
+use crate::{AppState, outbox::Outbox};
+use axum::{
+    body::Bytes,
+    extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
 };
-use std::{collections::HashMap, time::Duration};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use hubbub_shared::close;
+use std::time::Duration;
 use tokio::{sync::mpsc, time::timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +27,21 @@ use tokio_util::sync::CancellationToken;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most frames written per flush; bounds one batch's latency for the first frame in it.
 const MAX_BATCH: usize = 256;
+
+/// What an endpoint does with the messages its clients send.
+pub(crate) trait Handler: Send {
+    /// The connection is open: queue a greeting, if the endpoint has one.
+    fn on_open(&mut self, _out: &Outbox) {}
+    /// A text message. `Err` closes the connection with that code and reason.
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbox) -> Result<(), (u16, &'static str)>;
+    /// A binary message; refused (1003) unless the endpoint says otherwise.
+    fn on_binary(&mut self, _data: Bytes, _out: &Outbox) -> Result<(), (u16, &'static str)> {
+        Err((close::UNSUPPORTED_DATA, "binary messages are not supported here"))
+    }
+    /// The connection started closing (any cause): let go of shared state now, so others
+    /// hear of it before the close handshake ends. May be called more than once.
+    fn on_closing(&mut self) {}
+}
 
 /// Why the writer should stop, sent by the reader.
 #[derive(Debug)]
@@ -34,8 +52,8 @@ enum Stop {
     Close(u16, &'static str),
 }
 
-/// Runs the connection to its end and cleans up its rooms.
-pub(crate) async fn serve(socket: WebSocket, state: AppState, conn: ConnId) {
+/// Runs the connection to its end; `handler` gives it its meaning.
+pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl Handler) {
     let config = &state.config;
     state.stats.connections.inc();
     let (sink, mut stream) = socket.split();
@@ -46,7 +64,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, conn: ConnId) {
     // a short grace for the peer's close reply
     let closing = CancellationToken::new();
 
-    outbox.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, limits: config.limits() });
+    handler.on_open(&outbox);
 
     let writer = Writer {
         sink,
@@ -59,12 +77,11 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, conn: ConnId) {
     }
     .run(closing.clone());
 
-    let mut session = Session { state: &state, conn, outbox, rooms: HashMap::new() };
     let reader = async {
         let mut close_requested = false;
         loop {
             if closing.is_cancelled() {
-                session.leave_all();
+                handler.on_closing();
             }
             let wait = if closing.is_cancelled() { CLOSE_GRACE } else { config.idle_timeout() };
             let next = tokio::select! {
@@ -75,14 +92,13 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, conn: ConnId) {
                 Err(_elapsed) if closing.is_cancelled() => break,
                 Err(_elapsed) => Some(Stop::Close(close::IDLE_TIMEOUT, "idle timeout")),
                 Ok(None) => break,
+                // once closing, further messages are read (to reach the close reply) but ignored
+                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if closing.is_cancelled() => None,
                 Ok(Some(Ok(Message::Text(text)))) => {
-                    if !closing.is_cancelled() {
-                        session.handle_text(text.as_str());
-                    }
-                    None
+                    handler.on_text(text, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
                 }
-                Ok(Some(Ok(Message::Binary(_)))) => {
-                    Some(Stop::Close(close::UNSUPPORTED_DATA, "binary frames are not supported"))
+                Ok(Some(Ok(Message::Binary(data)))) => {
+                    handler.on_binary(data, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
                 }
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => None,
                 Ok(Some(Ok(Message::Close(frame)))) => {
@@ -109,7 +125,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, conn: ConnId) {
             }
         }
         closing.cancel();
-        session.leave_all();
+        handler.on_closing();
     };
 
     tokio::join!(reader, writer);
@@ -142,96 +158,9 @@ fn close_code_for(err: axum::Error) -> Option<(u16, &'static str)> {
     }
 }
 
-/// The reader's view of the connection: which rooms it is in, under which nickname.
-struct Session<'a> {
-    state: &'a AppState,
-    conn: ConnId,
-    outbox: Outbox,
-    rooms: HashMap<RoomName, Nick>,
-}
-
-impl Session<'_> {
-    /// Acts on one text frame. Every refusal becomes one `error` frame; the connection stays.
-    fn handle_text(&mut self, text: &str) {
-        let msg = match decode_client(text) {
-            Ok(msg) => msg,
-            Err(err) => {
-                let mut detail = err.detail.clone();
-                detail.truncate(200);
-                return self.refuse(err.id.clone(), err.code(), detail, None);
-            }
-        };
-        let id = msg.id().map(str::to_owned);
-        if let Err((invalid, room)) = self.act(msg) {
-            self.refuse(id, invalid.code, invalid.reason, room);
-        }
-    }
-
-    fn act(&mut self, msg: ClientMsg) -> Result<(), (Invalid, Option<String>)> {
-        match msg {
-            ClientMsg::Join { id, room, nick } => {
-                let room = RoomName::parse(&room).map_err(|e| (e, Some(room.clone())))?;
-                let in_room = |e| (e, Some(room.to_string()));
-                let nick = Nick::parse(&nick).map_err(in_room)?;
-                if self.rooms.contains_key(&room) {
-                    return Err(in_room(Invalid {
-                        code: ErrorCode::AlreadyJoined,
-                        reason: format!("You are already in {room}."),
-                    }));
-                }
-                let max = self.state.config.max_rooms_per_connection;
-                if self.rooms.len() >= max {
-                    return Err(in_room(Invalid {
-                        code: ErrorCode::TooManyRooms,
-                        reason: format!("One connection can be in at most {max} rooms."),
-                    }));
-                }
-                self.state.hub.join(self.conn, &room, nick.clone(), &self.outbox, id).map_err(in_room)?;
-                tracing::debug!(%room, %nick, "joined");
-                self.rooms.insert(room, nick);
-            }
-            ClientMsg::Leave { id, room } => {
-                let room = self.member_of(&room)?;
-                self.rooms.remove(&room);
-                self.state.hub.leave(self.conn, &room, Some((&self.outbox, id)));
-            }
-            ClientMsg::Send { room, text, .. } => {
-                let room = self.member_of(&room)?;
-                let max = self.state.config.limits().max_text_chars;
-                let text = ChatText::parse(&text, max).map_err(|e| (e, Some(room.to_string())))?;
-                self.state.hub.say(self.conn, &room, text).map_err(|e| (e, Some(room.to_string())))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// The canonical room, if this connection has joined it.
-    fn member_of(&self, raw: &str) -> Result<RoomName, (Invalid, Option<String>)> {
-        let room = RoomName::parse(raw).map_err(|e| (e, Some(raw.to_owned())))?;
-        if self.rooms.contains_key(&room) {
-            Ok(room)
-        } else {
-            let reason = format!("You are not in {room}.");
-            Err((Invalid { code: ErrorCode::NotMember, reason }, Some(room.to_string())))
-        }
-    }
-
-    /// Leaves every room (announcing `member_left`); idempotent.
-    fn leave_all(&mut self) {
-        for (room, _) in self.rooms.drain() {
-            self.state.hub.leave(self.conn, &room, None);
-        }
-    }
-
-    fn refuse(&self, id: Option<String>, code: ErrorCode, message: String, room: Option<String>) {
-        tracing::debug!(code = code.as_str(), "request refused");
-        self.outbox.push(&ServerMsg::Error { id, code, message, room });
-    }
-}
-
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
-    queue: mpsc::Receiver<Utf8Bytes>,
+    queue: mpsc::Receiver<Message>,
     stop: mpsc::Receiver<Stop>,
     overflowed: CancellationToken,
     shutdown: CancellationToken,
@@ -285,15 +214,15 @@ impl Writer {
     }
 
     /// Writes `first` and everything queued behind it, then flushes once.
-    async fn write_batch(&mut self, first: Utf8Bytes) -> Result<(), WriteError> {
+    async fn write_batch(&mut self, first: Message) -> Result<(), WriteError> {
         let overflowed = self.overflowed.clone();
         let sink = &mut self.sink;
         let queue = &mut self.queue;
         let batch = async move {
-            sink.feed(Message::Text(first)).await?;
+            sink.feed(first).await?;
             for _ in 1..MAX_BATCH {
                 let Ok(frame) = queue.try_recv() else { break };
-                sink.feed(Message::Text(frame)).await?;
+                sink.feed(frame).await?;
             }
             sink.flush().await
         };

@@ -49,8 +49,7 @@ impl Room {
 
     /// Serialises once and queues the same bytes for every member except `skip`.
     fn broadcast(&self, msg: &ServerMsg, skip: Option<ConnId>) {
-        let frame = encode(msg);
-        let frame: axum::extract::ws::Utf8Bytes = frame.into();
+        let frame = axum::extract::ws::Message::Text(encode(msg).into());
         for (id, member) in &self.members {
             if Some(*id) != skip {
                 member.out.push_frame(frame.clone());

@@ -1,8 +1,11 @@
-//! Hubbub's hub: an axum server that serves the page, the chat WebSocket at `/ws` and
-//! `/healthz`. `main.rs` only parses the configuration and calls [`Application`].
+//! Hubbub's hub: an axum server that serves the page, the chat WebSocket at `/ws`, the echo
+//! and add sockets (`/ws/echo`, `/ws/add`) and `/healthz`. `main.rs` only parses the configuration and calls [`Application`].
 
+mod add;
+mod chat;
 mod config;
 mod connection;
+mod echo;
 mod hub;
 mod origin;
 mod outbox;

@@ -5,7 +5,7 @@
 //! Dropping messages for one reader (rather than blocking the room) keeps one slow phone from
 //! stalling everyone else.
 
-use axum::extract::ws::Utf8Bytes;
+use axum::extract::ws::Message;
 use hubbub_shared::{ServerMsg, encode};
 use std::sync::Arc;
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Utf8Bytes>,
+    tx: mpsc::Sender<Message>,
     /// Cancelled once the queue overflowed; the connection's writer watches it.
     overflowed: CancellationToken,
     stats: Arc<crate::stats::Stats>,
@@ -23,17 +23,19 @@ impl Outbox {
     pub(crate) fn new(
         capacity: usize,
         stats: Arc<crate::stats::Stats>,
-    ) -> (Outbox, mpsc::Receiver<Utf8Bytes>, CancellationToken) {
+    ) -> (Outbox, mpsc::Receiver<Message>, CancellationToken) {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let overflowed = CancellationToken::new();
         (Outbox { tx, overflowed: overflowed.clone(), stats }, rx, overflowed)
     }
 
     pub(crate) fn push(&self, msg: &ServerMsg) {
-        self.push_frame(encode(msg).into());
+        self.push_frame(Message::Text(encode(msg).into()));
     }
 
-    pub(crate) fn push_frame(&self, frame: Utf8Bytes) {
+    /// Queues one frame. Broadcasts pass the same `Message` clone to every member: the bytes
+    /// are shared, not copied.
+    pub(crate) fn push_frame(&self, frame: Message) {
         match self.tx.try_send(frame) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => {

@@ -1,6 +1,6 @@
 //! HTTP surface: the chat socket, the health check, and the page itself.
 
-use crate::{AppState, connection};
+use crate::{AppState, add::Add, chat::ChatSession, connection, echo::Echo, hub::ConnId};
 use axum::{
     Json, Router,
     extract::{ConnectInfo, State, WebSocketUpgrade},
@@ -22,36 +22,76 @@ pub(crate) fn router(state: AppState) -> Router {
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     Router::new()
         .route("/ws", get(chat_socket))
+        .route("/ws/echo", get(echo_socket))
+        .route("/ws/add", get(add_socket))
         .route("/healthz", get(healthz))
         .fallback_service(page)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Upgrades to the chat WebSocket after the Origin check.
+/// The chat socket (`docs/protocol.md`).
 async fn chat_socket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    if let Err(origin) = state.origins.check(&headers) {
+    let max = state.config.max_message_bytes;
+    upgrade(state, peer, &headers, ws, "chat", max, ChatSession::new)
+}
+
+/// Echoes every message; its size limit is its own (Autobahn sends up to 16 MiB).
+async fn echo_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.config.echo_max_message_bytes;
+    upgrade(state, peer, &headers, ws, "echo", max, |_, _| Echo)
+}
+
+/// The seed's add service in its own JSON shape.
+async fn add_socket(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let max = state.config.max_message_bytes;
+    upgrade(state, peer, &headers, ws, "add", max, |_, _| Add)
+}
+
+/// The one way every endpoint upgrades: Origin check (403 before the upgrade), limits, a
+/// tracked connection task that shutdown waits for.
+fn upgrade<H: connection::Handler + 'static>(
+    state: AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    ws: WebSocketUpgrade,
+    endpoint: &'static str,
+    max_message_bytes: usize,
+    make_handler: impl FnOnce(AppState, ConnId) -> H,
+) -> Response {
+    if let Err(origin) = state.origins.check(headers) {
         state.stats.origin_refusals.inc();
-        tracing::warn!(%peer, %origin, "refused WebSocket from a foreign origin");
+        tracing::warn!(%peer, %origin, endpoint, "refused WebSocket from a foreign origin");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    let config = &state.config;
     let conn = state.hub.new_conn_id();
-    let span = tracing::info_span!("conn", id = conn, %peer);
+    let span = tracing::info_span!("conn", id = conn, endpoint, %peer);
     let tracker = state.tracker.clone();
+    let read_buffer = state.config.read_buffer_bytes;
+    let handler = make_handler(state.clone(), conn);
     ws.protocols([SUBPROTOCOL])
-        .max_message_size(config.max_message_bytes)
-        .max_frame_size(config.max_message_bytes)
-        .read_buffer_size(config.read_buffer_bytes)
+        .max_message_size(max_message_bytes)
+        .max_frame_size(max_message_bytes)
+        .read_buffer_size(read_buffer)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| {
             // tracked, so that shutdown waits for this connection's close handshake
-            tracker.track_future(connection::serve(socket, state, conn).instrument(span))
+            tracker.track_future(connection::serve(socket, state, handler).instrument(span))
         })
 }
 

@@ -20,6 +20,13 @@ pub enum ClientMsg {
         id: Option<String>,
         room: String,
     },
+    /// Add two integers (the seed's JSON request/response service); reply `sum`.
+    Add {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        a: i64,
+        b: i64,
+    },
     /// Say `text` in `room`. The author, sequence number and time are the hub's, never the client's.
     Send {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -33,9 +40,10 @@ impl ClientMsg {
     /// The client's request id, if it gave one.
     pub fn id(&self) -> Option<&str> {
         match self {
-            ClientMsg::Join { id, .. } | ClientMsg::Leave { id, .. } | ClientMsg::Send { id, .. } => {
-                id.as_deref()
-            }
+            ClientMsg::Join { id, .. }
+            | ClientMsg::Leave { id, .. }
+            | ClientMsg::Add { id, .. }
+            | ClientMsg::Send { id, .. } => id.as_deref(),
         }
     }
 }
@@ -80,6 +88,12 @@ pub enum ServerMsg {
     MemberLeft { room: String, nick: String },
     /// A chat message, to every member of the room including its author.
     Message(ChatMessage),
+    /// Reply to `add`.
+    Sum {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        sum: i64,
+    },
     /// A request was refused. The connection stays open.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -132,6 +146,8 @@ pub enum ErrorCode {
     NotMember,
     /// `join` beyond the per-connection room limit.
     TooManyRooms,
+    /// `add` whose sum does not fit in a signed 64-bit integer.
+    Overflow,
 }
 
 impl ErrorCode {
@@ -154,6 +170,7 @@ impl ErrorCode {
             ErrorCode::AlreadyJoined => "already_joined",
             ErrorCode::NotMember => "not_member",
             ErrorCode::TooManyRooms => "too_many_rooms",
+            ErrorCode::Overflow => "overflow",
         }
     }
 }

@@ -7,3 +7,4 @@ mod helpers;
 mod http;
 mod lifecycle;
 mod limits;
+mod services;
