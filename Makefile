@@ -10,12 +10,12 @@ run:
 	@scripts/build-page.sh
 	cargo run --release -p hubbub-server --bin hubbub -- --static-dir dist
 
-## Every test: protocol and hub (cargo test), then the real-browser end-to-end test
+## Every test: protocol and hub (cargo test), then the real-process ones: browser, Autobahn
 test:
 	@scripts/setup.sh test
 	@scripts/build-page.sh
 	cargo test --workspace --exclude hubbub-frontend
-	cargo test -p hubbub-server --test browser -- --ignored
+	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
 
 ## Development loop, two terminals: `make dev-server`, then `make dev-page` (http://127.0.0.1:8080)
 dev-server:

@@ -107,9 +107,19 @@ else
 fi
 
 
-# --- 3. the browser, for tests only --------------------------------------------------------
+# --- 3. for tests only: the browser, and the Autobahn runner -------------------------------
+KOSOKU_VERSION=0.1.0
 if [ "$mode" = test ]; then
   # the emoji font keeps screenshots of emoji readable
   apt_ensure chromium chromium-driver fonts-noto-color-emoji
+  venv=target/kosoku-venv
+  if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -qx "Version: $KOSOKU_VERSION"; then
+    step "kosoku $KOSOKU_VERSION present (Autobahn test cases)"
+  else
+    step "kosoku: pip install kosoku==$KOSOKU_VERSION into $venv"
+    python3 -m venv --help >/dev/null 2>&1 || apt_ensure python3-venv
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "kosoku==$KOSOKU_VERSION"
+  fi
 fi
 step "setup done ($mode)"

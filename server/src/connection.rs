@@ -178,7 +178,14 @@ impl Writer {
                 _ = self.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
                 _ = self.overflowed.cancelled() => break Some((close::SLOW_CONSUMER, "too slow to keep up")),
                 stop = self.stop.recv() => match stop {
-                    Some(Stop::Close(code, reason)) => break Some((code, reason)),
+                    Some(Stop::Close(code, reason)) => {
+                        // what was queued before the client's fault still goes out first,
+                        // so replies to its valid messages are not lost to the close
+                        if let Ok(frame) = self.queue.try_recv() {
+                            let _ = self.write_batch(frame).await;
+                        }
+                        break Some((code, reason));
+                    }
                     Some(Stop::PeerClosed) | None => break None,
                 },
                 _ = closing.cancelled() => break None,

@@ -5,64 +5,22 @@
 //! plain `cargo test`; `make test` runs it with `--ignored`. Every process it starts is killed
 //! when the test ends, and every wait has a deadline.
 
+mod support;
+
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::{
     path::PathBuf,
     process::Stdio,
     time::{Duration, Instant},
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
-
-const WAIT: Duration = Duration::from_secs(20);
-
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
+use support::{Hub, WAIT, repo_root};
+use tokio::process::{Child, Command};
 
 /// The page trunk built: `HUBBUB_E2E_DIST`, or `dist/` at the repository root.
 fn dist_dir() -> PathBuf {
     let dist = std::env::var_os("HUBBUB_E2E_DIST").map(PathBuf::from).unwrap_or_else(|| repo_root().join("dist"));
     assert!(dist.join("index.html").is_file(), "no built page in {}: run `make test`", dist.display());
     dist
-}
-
-/// The real binary on a free port; killed on drop.
-struct Hub {
-    child: Child,
-    url: String,
-}
-
-impl Hub {
-    async fn start() -> Hub {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
-            .args(["--listen", "127.0.0.1:0", "--static-dir"])
-            .arg(dist_dir())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("hubbub starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("hubbub prints its address in time")
-            .unwrap()
-            .expect("a line");
-        let url = line.strip_prefix("hubbub listening on ").expect("the address line").to_owned();
-        Hub { child, url }
-    }
-
-    /// SIGTERM, as a service manager stops it; returns the exit code.
-    async fn terminate(&mut self) -> Option<i32> {
-        let pid = self.child.id().expect("still running");
-        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
-        assert!(status.success());
-        let exit = tokio::time::timeout(WAIT, self.child.wait()).await.expect("exits in time").unwrap();
-        exit.code()
-    }
 }
 
 /// chromedriver on a free loopback port, in a process group of its own so that dropping it
@@ -182,7 +140,7 @@ async fn say(page: &Client, text: &str) {
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
-    let mut hub = Hub::start().await;
+    let mut hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
     let driver = Driver::start().await;
     let alice = driver.browser("alice").await;
     let bob = driver.browser("bob").await;

@@ -1,0 +1,55 @@
+//! Fixtures shared by the test binaries that run the real `hubbub` process.
+#![allow(unreachable_pub)]
+
+use std::{path::PathBuf, process::Stdio, time::Duration};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
+
+/// Every wait in these tests is bounded by this.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The real binary on a free port; killed on drop.
+pub struct Hub {
+    pub child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Hub {
+    /// Starts `hubbub --listen 127.0.0.1:0 ARGS…` and reads the address it printed.
+    pub async fn start(args: &[&str]) -> Hub {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("hubbub starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .expect("hubbub prints its address in time")
+            .unwrap()
+            .expect("a line");
+        let url = line.strip_prefix("hubbub listening on ").expect("the address line").to_owned();
+        Hub { child, url }
+    }
+
+    /// SIGTERM, as a service manager stops it; returns the exit code.
+    #[allow(dead_code)] // not every test binary stops the hub by signal
+    pub async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().expect("still running");
+        let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+        let exit = tokio::time::timeout(WAIT, self.child.wait()).await.expect("exits in time").unwrap();
+        exit.code()
+    }
+}
+
