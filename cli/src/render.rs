@@ -1,0 +1,40 @@
+//! Turns frames into lines for people.
+
+use crate::Mode;
+use hubbub_shared::{ServerMsg, decode_server};
+
+/// One readable line for a text frame, or `None` for frames not worth a line.
+pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
+    match mode {
+        Mode::Echo => Some(text.to_owned()),
+        Mode::Add => {
+            let reply: serde_json::Value = serde_json::from_str(text).ok()?;
+            Some(match (&reply["Sum"], &reply["Error"]) {
+                (sum, _) if sum.is_i64() => sum.to_string(),
+                (_, serde_json::Value::String(error)) => {
+                    format!("error {}: {error}", reply["Code"].as_str().unwrap_or("error"))
+                }
+                _ => text.to_owned(),
+            })
+        }
+        Mode::Chat => match decode_server(text) {
+            Ok(msg) => chat_line(msg),
+            Err(_) => Some(text.to_owned()),
+        },
+    }
+}
+
+fn chat_line(msg: ServerMsg) -> Option<String> {
+    Some(match msg {
+        ServerMsg::Welcome { .. } => return None,
+        ServerMsg::Joined { room, nick, members, .. } => {
+            format!("* joined #{room} as {nick}; here: {}", members.join(", "))
+        }
+        ServerMsg::Left { room, .. } => format!("* left #{room}"),
+        ServerMsg::MemberJoined { room, nick } => format!("* {nick} joined #{room}"),
+        ServerMsg::MemberLeft { room, nick } => format!("* {nick} left #{room}"),
+        ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
+        ServerMsg::Sum { sum, .. } => sum.to_string(),
+        ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
+    })
+}
