@@ -25,6 +25,7 @@ pub(crate) fn App() -> impl IntoView {
         <div class="app">
             <header class="topbar">
                 <h1>"Hubbub"</h1>
+                <a class="nav" href="/echo">"Echo test"</a>
                 <ConnectionStatus />
             </header>
             <div class="layout">

@@ -2,16 +2,16 @@
 
 use leptos::prelude::window;
 
-/// `ws://host/ws` or `wss://host/ws` for the page's own host, so the same build works behind
-/// `trunk serve` (which proxies `/ws`) and when served by the hub itself.
-pub(crate) fn socket_url() -> String {
+/// `ws://host/PATH` or `wss://host/PATH` for the page's own host, so the same build works
+/// behind `trunk serve` (which proxies the sockets) and when served by the hub itself.
+pub(crate) fn socket_url(path: &str) -> String {
     let location = window().location();
     let scheme = match location.protocol().as_deref() {
         Ok("https:") => "wss:",
         _ => "ws:",
     };
     let host = location.host().unwrap_or_else(|_| "127.0.0.1:3000".into());
-    format!("{scheme}//{host}/ws")
+    format!("{scheme}//{host}{path}")
 }
 
 const NICK_KEY: &str = "hubbub.nick";
@@ -25,6 +25,11 @@ pub(crate) fn remember_nick(nick: &str) {
         // storage can be full or disabled; forgetting the nickname is harmless
         let _ = storage.set_item(NICK_KEY, nick);
     }
+}
+
+/// The page's path, which picks the app (`/echo` or the chat).
+pub(crate) fn path() -> String {
+    window().location().pathname().unwrap_or_default()
 }
 
 /// `14:05` in the reader's time zone, from milliseconds since the epoch.

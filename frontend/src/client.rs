@@ -81,7 +81,7 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> En
     // No subprotocol is requested: trunk serve's proxy (0.21) never selects one, and a browser
     // that asked for one drops a connection whose answer lacks it. `welcome.protocol` is the
     // version check instead.
-    let ws = match WebSocket::open(&crate::browser::socket_url()) {
+    let ws = match WebSocket::open(&crate::browser::socket_url("/ws")) {
         Ok(ws) => ws,
         Err(err) => {
             return Ended::retry(close::ABNORMAL, err.to_string(), false);

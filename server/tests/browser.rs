@@ -139,7 +139,7 @@ async fn say(page: &Client, text: &str) {
 
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
-async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
+async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_away() {
     let mut hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
     let driver = Driver::start().await;
     let alice = driver.browser("alice").await;
@@ -201,8 +201,28 @@ async fn two_people_chat_in_the_browser_and_see_the_server_go_away() {
     })
     .await;
 
-    // Stopping the server: exit code 0, and the page says why it lost the connection
+    // Bob tries the echo page: connected, sent, received
+    bob.goto(&format!("{}/echo", hub.url)).await.unwrap();
+    eventually("the echo page connects", || async {
+        texts(&bob, ".echo-log li.info").await.iter().any(|t| t.starts_with("info: connected")).then_some(())
+    })
+    .await;
+    let echo_input = bob.find(Locator::Id("echo-input")).await.unwrap();
+    echo_input.send_keys("hello echo ✓ <i>").await.unwrap();
+    echo_input.send_keys("\u{E007}").await.unwrap();
+    eventually("the echo comes back", || async {
+        let lines = texts(&bob, ".echo-log li").await;
+        (lines.iter().any(|t| t == "sent: hello echo ✓ <i>") && lines.iter().any(|t| t == "received: hello echo ✓ <i>"))
+            .then_some(())
+    })
+    .await;
+
+    // Stopping the server: exit code 0, and the pages say why they lost the connection
     assert_eq!(hub.terminate().await, Some(0));
+    eventually("the echo page shows the close code", || async {
+        texts(&bob, ".echo-log li.closed").await.iter().any(|t| t == "closed: 1001 server shutting down").then_some(())
+    })
+    .await;
     eventually("alice's page shows the closed connection", || async {
         let status = alice.find(Locator::Css(".status")).await.ok()?;
         let state = status.attr("data-state").await.ok()??;
