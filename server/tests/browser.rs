@@ -181,6 +181,22 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     let typed = alice.find(Locator::Id("message")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(typed.as_deref(), Some(""), "the box is cleared after sending");
 
+    // A second room, then back: each room keeps its own log and members
+    let room_input = alice.find(Locator::Id("room")).await.unwrap();
+    room_input.send_keys(&"\u{E003}".repeat(5)).await.unwrap(); // Backspace over "lobby"
+    room_input.send_keys("kitchen").await.unwrap();
+    alice.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
+    eventually("alice is in #kitchen", || async {
+        (texts(&alice, "#room-title").await == ["#kitchen"] && members(&alice).await == ["alice"]).then_some(())
+    })
+    .await;
+    assert_eq!(texts(&alice, ".rooms .room-tab").await, ["#lobby", "#kitchen"]);
+    alice.find(Locator::Css(".rooms li:first-child .room-tab")).await.unwrap().click().await.unwrap();
+    eventually("alice is back in #lobby with its history", || async {
+        (texts(&alice, "#room-title").await == ["#lobby"] && texts(&alice, ".msg .text").await.len() == 3).then_some(())
+    })
+    .await;
+
     // The page fits a 375 px phone without sideways scrolling
     alice.set_window_size(375, 720).await.unwrap();
     let width = alice.execute("return document.documentElement.scrollWidth", vec![]).await.unwrap();
