@@ -34,6 +34,13 @@ fn chat_line(msg: ServerMsg) -> Option<String> {
         ServerMsg::MemberJoined { room, nick } => format!("* {nick} joined #{room}"),
         ServerMsg::MemberLeft { room, nick } => format!("* {nick} left #{room}"),
         ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
+        ServerMsg::History { messages, .. } if messages.is_empty() => return None,
+        ServerMsg::History { messages, .. } => messages
+            .iter()
+            .map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        ServerMsg::Ack { .. } => return None,
         ServerMsg::Sum { sum, .. } => sum.to_string(),
         ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
     })

@@ -69,7 +69,7 @@ impl Cli {
 /// A second participant speaking the protocol directly.
 async fn peer(hub: &Hub, nick: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws", hub.url)).await.unwrap();
-    ws.send(Message::text(encode(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into() }))).await.unwrap();
+    ws.send(Message::text(encode(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None }))).await.unwrap();
     ws
 }
 
@@ -89,6 +89,7 @@ async fn typed_lines_reach_the_room_and_the_room_is_printed() {
     let mut bob = peer(&hub, "bob").await;
     assert!(matches!(next_msg(&mut bob).await, ServerMsg::Welcome { .. }));
     assert!(matches!(next_msg(&mut bob).await, ServerMsg::Joined { .. }));
+    assert!(matches!(next_msg(&mut bob).await, ServerMsg::History { .. }));
 
     let mut ada = cli(&[&hub.url, "--nick", "ada"]);
     assert_eq!(ada.line().await, "* joined #lobby as ada; here: ada, bob");
@@ -117,6 +118,8 @@ async fn json_mode_prints_the_raw_frames_and_refusals_are_shown() {
     assert_eq!(welcome["type"], "welcome");
     let joined: serde_json::Value = serde_json::from_str(&ada.line().await).unwrap();
     assert_eq!((joined["type"].as_str(), joined["room"].as_str()), (Some("joined"), Some("kitchen")));
+    let history: serde_json::Value = serde_json::from_str(&ada.line().await).unwrap();
+    assert_eq!((history["type"].as_str(), history["messages"].as_array().map(Vec::len)), (Some("history"), Some(0)));
     ada.type_line(&"x".repeat(1001)).await;
     let refusal: serde_json::Value = serde_json::from_str(&ada.line().await).unwrap();
     assert_eq!(refusal["code"], "text_too_long");

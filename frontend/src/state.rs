@@ -2,7 +2,9 @@
 //! message is applied here, in order, by [`Chat::apply`]; components only read these signals.
 
 use futures::channel::mpsc::UnboundedSender;
-use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close};
+use hubbub_shared::{
+    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close, cursor::Cursor,
+};
 use leptos::prelude::*;
 
 /// Most entries kept per room log; older ones are dropped so a long session stays light.
@@ -50,7 +52,7 @@ fn reason_or_default(code: u16, reason: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EntryKind {
-    Message { author: String, text: String, ts: u64, own: bool },
+    Message { seq: u64, author: String, text: String, ts: u64, own: bool },
     /// Joins, leaves, reconnects.
     Notice(String),
     /// A refusal from the hub concerning this room.
@@ -71,6 +73,8 @@ pub(crate) struct Room {
     pub(crate) nick: RwSignal<String>,
     pub(crate) members: RwSignal<Vec<String>>,
     pub(crate) log: RwSignal<Vec<Entry>>,
+    /// Highest sequence number in the log: where a reconnect resumes from.
+    pub(crate) last_seq: RwSignal<u64>,
 }
 
 /// The page's chat state, shared through context. `Copy`: every field is a signal handle.
@@ -80,6 +84,8 @@ pub(crate) struct Chat {
     pub(crate) rooms: RwSignal<Vec<Room>>,
     pub(crate) active: RwSignal<Option<String>>,
     pub(crate) limits: RwSignal<Option<Limits>>,
+    /// The hub's database epoch, from `welcome`: part of every resume cursor.
+    epoch: RwSignal<Option<String>>,
     /// Refusal of the last join from the form, shown under it.
     pub(crate) join_error: RwSignal<Option<String>>,
     /// Request id of the join the form is waiting for.
@@ -95,6 +101,7 @@ impl Chat {
             rooms: RwSignal::new(Vec::new()),
             active: RwSignal::new(None),
             limits: RwSignal::new(None),
+            epoch: RwSignal::new(None),
             join_error: RwSignal::new(None),
             pending_join: RwSignal::new(None),
             next_key: StoredValue::new(0),
@@ -132,7 +139,7 @@ impl Chat {
         }
         let id = format!("join-{}", self.take_key());
         self.pending_join.set(Some(id.clone()));
-        self.send(ClientMsg::Join { id: Some(id), room: room.to_string(), nick: nick.to_string() });
+        self.send(ClientMsg::Join { id: Some(id), room: room.to_string(), nick: nick.to_string(), since: None });
     }
 
     pub(crate) fn leave(&self, room: &str) {
@@ -147,12 +154,18 @@ impl Chat {
         Ok(())
     }
 
-    /// The joins to send after a reconnect, one per room the page is in.
+    /// The joins to send after a reconnect, one per room the page is in, each resuming from
+    /// the last message the page has, so the hub sends exactly what was missed.
     pub(crate) fn rejoins(&self) -> Vec<ClientMsg> {
+        let epoch = self.epoch.get_untracked();
         self.rooms.with_untracked(|rooms| {
             rooms
                 .iter()
-                .map(|r| ClientMsg::Join { id: None, room: r.name.clone(), nick: r.nick.get_untracked() })
+                .map(|r| {
+                    let last = r.last_seq.get_untracked();
+                    let since = epoch.as_deref().filter(|_| last > 0).map(|e| Cursor::new(e, &r.name, last).to_string());
+                    ClientMsg::Join { id: None, room: r.name.clone(), nick: r.nick.get_untracked(), since }
+                })
                 .collect()
         })
     }
@@ -160,7 +173,10 @@ impl Chat {
     /// Applies one message from the hub.
     pub(crate) fn apply(&self, msg: ServerMsg) {
         match msg {
-            ServerMsg::Welcome { limits, .. } => self.limits.set(Some(limits)),
+            ServerMsg::Welcome { limits, epoch, .. } => {
+                self.limits.set(Some(limits));
+                self.epoch.set(Some(epoch));
+            }
             ServerMsg::Joined { id, room, nick, members } => {
                 if id.is_some() && id == self.pending_join.get_untracked() {
                     self.pending_join.set(None);
@@ -177,6 +193,7 @@ impl Chat {
                             nick: RwSignal::new(nick.clone()),
                             members: RwSignal::new(members),
                             log: RwSignal::new(Vec::new()),
+                            last_seq: RwSignal::new(0),
                         };
                         self.note(&joined, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
                         self.rooms.update(|rooms| rooms.push(joined));
@@ -208,10 +225,22 @@ impl Chat {
             }
             ServerMsg::Message(m) => {
                 if let Some(r) = self.room(&m.room) {
-                    let own = r.nick.with_untracked(|n| *n == m.author);
-                    self.note(&r, EntryKind::Message { author: m.author, text: m.text, ts: m.ts, own });
+                    self.add_message(&r, m);
                 }
             }
+            ServerMsg::History { room, messages, recovered, .. } => {
+                if let Some(r) = self.room(&room) {
+                    let resumed_from = r.last_seq.get_untracked();
+                    if resumed_from > 0 && !recovered {
+                        self.note(&r, EntryKind::Notice("Some messages were skipped while you were away.".into()));
+                    }
+                    for m in messages {
+                        self.add_message(&r, m);
+                    }
+                }
+            }
+            // the page's sends carry no id yet, so no acks arrive
+            ServerMsg::Ack { .. } => {}
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => {}
             ServerMsg::Error { id, code, message, room } => {
@@ -229,6 +258,29 @@ impl Chat {
                 }
             }
         }
+    }
+
+    /// Adds a chat message once, in sequence order: history and live delivery may overlap.
+    fn add_message(&self, room: &Room, m: ChatMessage) {
+        let seq = m.seq;
+        let own = room.nick.with_untracked(|n| *n == m.author);
+        let kind = EntryKind::Message { seq, author: m.author, text: m.text, ts: m.ts, own };
+        let seq_of = |e: &Entry| match e.kind {
+            EntryKind::Message { seq, .. } => Some(seq),
+            _ => None,
+        };
+        if room.log.with_untracked(|log| log.iter().any(|e| seq_of(e) == Some(seq))) {
+            return;
+        }
+        if seq > room.last_seq.get_untracked() {
+            room.last_seq.set(seq);
+            return self.note(room, kind);
+        }
+        let entry = Entry { key: self.take_key(), kind };
+        room.log.update(|log| {
+            let at = log.iter().position(|e| seq_of(e).is_some_and(|s| s > seq)).unwrap_or(log.len());
+            log.insert(at, entry);
+        });
     }
 
     fn note(&self, room: &Room, kind: EntryKind) {

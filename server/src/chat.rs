@@ -1,11 +1,14 @@
 //! The chat endpoint (`/ws`): rooms, nicknames and messages, through the hub.
 
-use crate::{AppState, connection::Handler, hub::ConnId, outbox::Outbox};
+use crate::{AppState, connection::Handler, hub::ConnId, outbox::Outbox, store::Append};
 use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{
-    ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, decode_client,
+    ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, cursor::Cursor, decode_client,
 };
 use std::collections::HashMap;
+
+/// Most messages one `history` request returns.
+const MAX_HISTORY_LIMIT: u32 = 100;
 
 /// One chat connection: which rooms it is in, under which nickname.
 #[derive(Debug)]
@@ -13,12 +16,15 @@ pub(crate) struct ChatSession {
     state: AppState,
     conn: ConnId,
     rooms: HashMap<RoomName, Nick>,
+    /// Messages sent without a client id, numbered to make one (no acks for those).
+    anonymous_sends: u64,
 }
 
 impl Handler for ChatSession {
     fn on_open(&mut self, out: &Outbox) {
         let limits = self.state.config.limits();
-        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, limits });
+        let epoch = self.state.store.epoch().to_owned();
+        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits });
     }
 
     /// Every refusal becomes one `error` frame; the connection stays.
@@ -49,12 +55,12 @@ impl Handler for ChatSession {
 
 impl ChatSession {
     pub(crate) fn new(state: AppState, conn: ConnId) -> Self {
-        Self { state, conn, rooms: HashMap::new() }
+        Self { state, conn, rooms: HashMap::new(), anonymous_sends: 0 }
     }
 
     fn act(&mut self, msg: ClientMsg, out: &Outbox) -> Result<(), (Invalid, Option<String>)> {
         match msg {
-            ClientMsg::Join { id, room, nick } => {
+            ClientMsg::Join { id, room, nick, since } => {
                 let room = RoomName::parse(&room).map_err(|e| (e, Some(room.clone())))?;
                 let in_room = |e| (e, Some(room.to_string()));
                 let nick = Nick::parse(&nick).map_err(in_room)?;
@@ -71,8 +77,12 @@ impl ChatSession {
                         reason: format!("One connection can be in at most {max} rooms."),
                     }));
                 }
-                self.state.hub.join(self.conn, &room, nick.clone(), out, id).map_err(in_room)?;
+                self.state.hub.join(self.conn, &room, nick.clone(), out, id.clone()).map_err(in_room)?;
                 tracing::debug!(%room, %nick, "joined");
+                // registered first, history read second: every message is either in the
+                // history or delivered live (or both; clients keep one copy per seq)
+                let history = send_history(self.state.clone(), room.clone(), since, id, out.clone());
+                self.state.tracker.spawn(history);
                 self.rooms.insert(room, nick);
             }
             ClientMsg::Leave { id, room } => {
@@ -87,11 +97,33 @@ impl ChatSession {
                     return Err((Invalid { code: ErrorCode::Overflow, reason }, None));
                 }
             },
-            ClientMsg::Send { room, text, .. } => {
+            ClientMsg::History { id, room, before, limit } => {
                 let room = self.member_of(&room)?;
+                let limit = limit.unwrap_or(self.state.config.history_page as u32).clamp(1, MAX_HISTORY_LIMIT) as usize;
+                let store = self.state.store.clone();
+                let out = out.clone();
+                self.state.tracker.spawn(async move {
+                    let page = store.page(&room, 0, before.saturating_sub(1), limit, true).await;
+                    push_history(&out, id, &room, page, true);
+                });
+            }
+            ClientMsg::Send { id, room, text } => {
+                let room = self.member_of(&room)?;
+                let in_room = |e| (e, Some(room.to_string()));
                 let max = self.state.config.limits().max_text_chars;
-                let text = ChatText::parse(&text, max).map_err(|e| (e, Some(room.to_string())))?;
-                self.state.hub.say(self.conn, &room, text).map_err(|e| (e, Some(room.to_string())))?;
+                let text = ChatText::parse(&text, max).map_err(in_room)?;
+                let author = self.rooms[&room].to_string();
+                let client_id = match &id {
+                    Some(id) => format!("c:{id}"),
+                    None => {
+                        self.anonymous_sends += 1;
+                        format!("s:{}:{}:{}", self.state.started_at, self.conn, self.anonymous_sends)
+                    }
+                };
+                let append = Append { room: room.clone(), author, text: text.into_string(), client_id, ack_id: id, reply_to: out.clone() };
+                self.state.store.append(append).map_err(|e| {
+                    in_room(Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() })
+                })?;
             }
         }
         Ok(())
@@ -112,4 +144,56 @@ impl ChatSession {
 fn refuse(out: &Outbox, id: Option<String>, code: ErrorCode, message: String, room: Option<String>) {
     tracing::debug!(code = code.as_str(), "request refused");
     out.push(&ServerMsg::Error { id, code, message, room });
+}
+
+/// Sends the `history` that follows a `joined`: the messages after the `since` cursor when
+/// it is valid and the gap is within the limit (`recovered: true`), else the latest page.
+async fn send_history(state: AppState, room: RoomName, since: Option<String>, id: Option<String>, out: Outbox) {
+    let store = &state.store;
+    let head = match store.head(&room).await {
+        Ok(head) => head,
+        Err(e) => return push_history(&out, id, &room, Err(e), false),
+    };
+    let page_size = state.config.history_page;
+    let room_ref = &room;
+    let latest = |recovered| async move { (store.page(room_ref, 0, head, page_size, true).await, recovered) };
+    let (page, recovered) = match since.as_deref().map(|s| (s, Cursor::parse(s))) {
+        None => latest(false).await,
+        Some((raw, cursor)) => match cursor {
+            Some(c) if c.epoch != store.epoch() => {
+                tracing::debug!(cursor = raw, "stale cursor from another database");
+                latest(false).await
+            }
+            Some(c) if c.room == room.as_str() && c.seq <= head => {
+                if head - c.seq <= state.config.resume_gap_limit {
+                    let gap = (head - c.seq) as usize;
+                    (store.page(&room, c.seq, head, gap, false).await, true)
+                } else {
+                    latest(false).await
+                }
+            }
+            _ => {
+                let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
+                refuse(&out, id.clone(), ErrorCode::InvalidCursor, reason, Some(room.to_string()));
+                latest(false).await
+            }
+        },
+    };
+    push_history(&out, id, &room, page, recovered);
+}
+
+fn push_history(
+    out: &Outbox,
+    id: Option<String>,
+    room: &RoomName,
+    page: Result<Vec<hubbub_shared::ChatMessage>, crate::store::StoreError>,
+    recovered: bool,
+) {
+    match page {
+        Ok(messages) => {
+            let more = messages.first().is_some_and(|m| m.seq > 1);
+            out.push(&ServerMsg::History { id, room: room.to_string(), messages, recovered, more });
+        }
+        Err(e) => refuse(out, id, ErrorCode::StorageUnavailable, e.to_string(), Some(room.to_string())),
+    }
 }

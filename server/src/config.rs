@@ -15,6 +15,25 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,
 
+    /// SQLite database file for the history (created with its folder); `:memory:` keeps
+    /// nothing across restarts.
+    #[arg(long, env = "HUBBUB_DB", default_value = "data/hubbub.db")]
+    pub db: PathBuf,
+
+    /// Durability of each commit: `full` fsyncs every group commit, so an acknowledged message
+    /// survives power loss; `normal` survives a crash of the process only.
+    #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Sync::Full)]
+    pub db_sync: crate::store::Sync,
+
+    /// Messages in a history page: the one sent after `joined`, and the default for `history`.
+    #[arg(long, env = "HUBBUB_HISTORY_PAGE", default_value_t = 50)]
+    pub history_page: usize,
+
+    /// Largest gap a resuming client gets in full; past it, it gets the latest page and
+    /// `recovered: false`.
+    #[arg(long, env = "HUBBUB_RESUME_GAP_LIMIT", default_value_t = 1000)]
+    pub resume_gap_limit: u64,
+
     /// Extra origins allowed to open the chat socket, comma separated, e.g.
     /// `http://127.0.0.1:8080` for `trunk serve`; `*` allows any. The page's own origin (same
     /// host as the request) is always allowed, and so are clients that send no Origin at all.
@@ -67,6 +86,7 @@ impl Config {
     pub fn for_tests() -> Self {
         let mut config = Config::parse_from(["hubbub"]);
         config.listen = ([127, 0, 0, 1], 0).into();
+        config.db = PathBuf::from(":memory:");
         config
     }
 

@@ -5,17 +5,14 @@
 //! members' bounded outbound queues *inside* that section, so everyone sees a room's events in the
 //! same order, and a joiner's `joined` reply always precedes the room's next message.
 
-use crate::outbox::Outbox;
-use hubbub_shared::{
-    ChatMessage, ChatText, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode,
-};
+use crate::{outbox::Outbox, store};
+use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
 use std::{
     collections::HashMap,
     sync::{
-        Mutex,
+        Arc, Mutex,
         atomic::{AtomicU64, Ordering},
     },
-    time::{SystemTime, UNIX_EPOCH},
 };
 
 /// Identifies one WebSocket connection for the lifetime of the process.
@@ -30,8 +27,6 @@ pub(crate) struct Hub {
 #[derive(Debug, Default)]
 struct Room {
     members: HashMap<ConnId, Member>,
-    /// Sequence number of the last message; the next one gets `last_seq + 1`.
-    last_seq: u64,
 }
 
 #[derive(Debug)]
@@ -121,24 +116,14 @@ impl Hub {
         }
     }
 
-    /// Stamps `text` with the room's next sequence number, the author's nickname and the
-    /// server's time, and queues it for every member, the author included.
-    pub(crate) fn say(&self, conn: ConnId, room: &RoomName, text: ChatText) -> Result<u64, Invalid> {
-        let mut rooms = self.lock();
-        let entry = rooms
-            .get_mut(room)
-            .filter(|r| r.members.contains_key(&conn))
-            .ok_or_else(|| Invalid { code: ErrorCode::NotMember, reason: format!("You are not in {room}.") })?;
-        entry.last_seq += 1;
-        let msg = ServerMsg::Message(ChatMessage {
-            room: room.to_string(),
-            seq: entry.last_seq,
-            author: entry.members[&conn].nick.to_string(),
-            text: text.into_string(),
-            ts: now_millis(),
-        });
-        entry.broadcast(&msg, None);
-        Ok(entry.last_seq)
+    /// Delivers a message the store has committed to everyone in its room, the author
+    /// included. Called on the store's thread in commit order, which is sequence order.
+    pub(crate) fn publish(&self, message: ChatMessage) {
+        let Ok(room) = RoomName::parse(&message.room) else { return };
+        let rooms = self.lock();
+        if let Some(entry) = rooms.get(&room) {
+            entry.broadcast(&ServerMsg::Message(message), None);
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<RoomName, Room>> {
@@ -148,6 +133,27 @@ impl Hub {
     }
 }
 
-fn now_millis() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+/// What happens once the store decided on a message: a new one is broadcast, and the sender
+/// gets its `ack` (when it gave an id) or, when the commit failed, a `storage_unavailable`
+/// error and no broadcast.
+pub(crate) fn on_commit(hub: Arc<Hub>) -> store::OnCommit {
+    Box::new(move |outcome| match outcome {
+        Ok(committed) => {
+            let (room, seq) = (committed.message.room.clone(), committed.message.seq);
+            if !committed.duplicate {
+                hub.publish(committed.message);
+            }
+            if let Some(id) = committed.ack_id {
+                committed.reply_to.push(&ServerMsg::Ack { id, room, seq });
+            }
+        }
+        Err((append, reason)) => {
+            append.reply_to.push(&ServerMsg::Error {
+                id: append.ack_id,
+                code: ErrorCode::StorageUnavailable,
+                message: format!("The message was not stored: {reason}"),
+                room: Some(append.room.to_string()),
+            });
+        }
+    })
 }

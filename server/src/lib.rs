@@ -12,6 +12,9 @@ mod outbox;
 mod routes;
 mod startup;
 mod stats;
+mod store;
+
+pub use store::Sync as DbSync;
 
 pub use config::Config;
 pub use startup::Application;
@@ -24,23 +27,34 @@ use tokio_util::{sync::CancellationToken, task::TaskTracker};
 pub struct AppState {
     config: Arc<Config>,
     hub: Arc<hub::Hub>,
+    store: store::Store,
     origins: Arc<origin::OriginPolicy>,
     stats: Arc<stats::Stats>,
     /// Cancelled when the process should stop; every connection watches it and sends 1001.
     shutdown: CancellationToken,
     /// Every connection task, so shutdown can wait for them.
     tracker: TaskTracker,
+    /// Process start in ms since the epoch: makes server-made message ids unique across runs.
+    started_at: u64,
 }
 
 impl AppState {
-    fn new(config: Config) -> Self {
-        Self {
+    fn new(config: Config) -> anyhow::Result<Self> {
+        let hub: Arc<hub::Hub> = Arc::default();
+        let store = store::Store::open(&config.db, config.db_sync, hub::on_commit(hub.clone()))
+            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
+        Ok(Self {
             origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
             config: Arc::new(config),
-            hub: Arc::default(),
+            hub,
+            store,
             stats: Arc::default(),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
-        }
+            started_at: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis() as u64)
+                .unwrap_or(0),
+        })
     }
 }

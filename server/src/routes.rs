@@ -95,13 +95,20 @@ fn upgrade<H: connection::Handler + 'static>(
         })
 }
 
-/// Liveness plus a few counters, as JSON.
+/// Liveness, storage health and a few counters, as JSON; 503 when the database fails.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    Json(serde_json::json!({
-        "status": "ok",
+    let storage = state.store.check().await;
+    if let Err(e) = &storage {
+        tracing::warn!(cause = %e, "health check: storage unavailable");
+    }
+    let status = if storage.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let body = Json(serde_json::json!({
+        "status": if storage.is_ok() { "ok" } else { "degraded" },
+        "storage": if storage.is_ok() { "ok" } else { "unavailable" },
         "connections": state.stats.connections.get(),
         "rooms": state.hub.room_count(),
         "slow_consumer_evictions": state.stats.slow_consumer_evictions.get(),
         "origin_refusals": state.stats.origin_refusals.get(),
-    }))
+    }));
+    (status, body)
 }

@@ -25,7 +25,7 @@ impl Application {
         if !config.static_dir.join("index.html").is_file() {
             tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
         }
-        Ok(Self { listener, state: AppState::new(config) })
+        Ok(Self { listener, state: AppState::new(config)? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

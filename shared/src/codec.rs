@@ -74,7 +74,9 @@ mod tests {
     #[test]
     fn client_messages_round_trip() {
         let msgs = [
-            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into() },
+            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into(), since: None },
+            ClientMsg::Join { id: None, room: "lobby".into(), nick: "ada".into(), since: Some("e:lobby:3".into()) },
+            ClientMsg::History { id: None, room: "lobby".into(), before: 40, limit: Some(10) },
             ClientMsg::Leave { id: None, room: "lobby".into() },
             ClientMsg::Send { id: None, room: "lobby".into(), text: "hi \"there\"\n".into() },
         ];

@@ -8,6 +8,7 @@
 
 pub mod close;
 pub mod codec;
+pub mod cursor;
 pub mod protocol;
 pub mod validate;
 

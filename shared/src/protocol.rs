@@ -7,12 +7,26 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ClientMsg {
-    /// Join `room` (created on first join) under nickname `nick`.
+    /// Join `room` (created on first join) under nickname `nick`. The reply `joined` is
+    /// followed by `history`: the latest page, or with `since` (a cursor, see
+    /// [`crate::cursor`]) exactly the messages after it when the gap is small enough.
     Join {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         room: String,
         nick: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<String>,
+    },
+    /// Older messages of a joined room: up to `limit` (clamped to 1–100, default 50) before
+    /// sequence number `before`; reply `history`.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        before: u64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
     },
     /// Leave `room`; the others see `member_left`.
     Leave {
@@ -27,7 +41,10 @@ pub enum ClientMsg {
         a: i64,
         b: i64,
     },
-    /// Say `text` in `room`. The author, sequence number and time are the hub's, never the client's.
+    /// Say `text` in `room`. The author, sequence number and time are the hub's, never the
+    /// client's. With an `id` (client-generated, unique per message) the hub answers `ack` once
+    /// the message is on disk, and a resend of the same id is acknowledged again with the same
+    /// sequence number, never stored or broadcast twice.
     Send {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -41,6 +58,7 @@ impl ClientMsg {
     pub fn id(&self) -> Option<&str> {
         match self {
             ClientMsg::Join { id, .. }
+            | ClientMsg::History { id, .. }
             | ClientMsg::Leave { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
@@ -66,8 +84,9 @@ pub struct ChatMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMsg {
-    /// First frame on every connection.
-    Welcome { protocol: u32, limits: Limits },
+    /// First frame on every connection. `epoch` names the hub's database; cursors from
+    /// another epoch are stale.
+    Welcome { protocol: u32, epoch: String, limits: Limits },
     /// Reply to `join`: the canonical names and the current member list (sender included).
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -88,6 +107,20 @@ pub enum ServerMsg {
     MemberLeft { room: String, nick: String },
     /// A chat message, to every member of the room including its author.
     Message(ChatMessage),
+    /// A `send` with an id was stored as `seq` (sent again for a resend of the same id).
+    Ack { id: String, room: String, seq: u64 },
+    /// Stored messages of a room, oldest first: after `joined`, and in reply to `history`.
+    /// `recovered` is true when they continue exactly from the `since` cursor of the join (or
+    /// answer a `history` request); false means a gap may precede them. `more` says older
+    /// messages exist before the first one.
+    History {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        messages: Vec<ChatMessage>,
+        recovered: bool,
+        more: bool,
+    },
     /// Reply to `add`.
     Sum {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -148,6 +181,10 @@ pub enum ErrorCode {
     TooManyRooms,
     /// `add` whose sum does not fit in a signed 64-bit integer.
     Overflow,
+    /// A `since` cursor that is malformed, of another room, or ahead of the room's history.
+    InvalidCursor,
+    /// The database could not store the message (it was not acknowledged or broadcast).
+    StorageUnavailable,
 }
 
 impl ErrorCode {
@@ -171,6 +208,8 @@ impl ErrorCode {
             ErrorCode::NotMember => "not_member",
             ErrorCode::TooManyRooms => "too_many_rooms",
             ErrorCode::Overflow => "overflow",
+            ErrorCode::InvalidCursor => "invalid_cursor",
+            ErrorCode::StorageUnavailable => "storage_unavailable",
         }
     }
 }

@@ -95,7 +95,7 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
 #[component]
 fn LogEntry(entry: Entry) -> impl IntoView {
     match entry.kind {
-        EntryKind::Message { author, text, ts, own } => {
+        EntryKind::Message { author, text, ts, own, .. } => {
             view! {
                 <article class=if own { "msg own" } else { "msg" }>
                     <header>

@@ -88,7 +88,7 @@ async fn a_nickname_is_unique_within_a_room_ignoring_case_and_free_again_after_l
     let (mut alice, _) = app.joined("lobby", "Alice").await;
 
     let mut imposter = app.client().await;
-    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into() }).await;
+    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into(), since: None }).await;
     let ServerMsg::Error { id, code, .. } = imposter.next().await else { panic!("expected an error") };
     assert_eq!((id.as_deref(), code), (Some("j1"), ErrorCode::NickTaken));
 
@@ -115,7 +115,7 @@ async fn invalid_nicknames_and_rooms_are_refused_with_specific_codes() {
         ("no spaces", "alice", ErrorCode::RoomForbiddenChar),
     ];
     for (room, nick, want) in cases {
-        c.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into() }).await;
+        c.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since: None }).await;
         let ServerMsg::Error { code, .. } = c.next().await else { panic!("expected an error") };
         assert_eq!(code, want, "room {room:?} nick {nick:?}");
     }
@@ -155,7 +155,7 @@ async fn one_connection_can_talk_in_several_rooms() {
     assert_eq!((m.room.as_str(), m.author.as_str()), ("kitchen", "chef"), "the nickname is per room");
 
     // joining a room twice is refused
-    alice.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "x".into() }).await;
+    alice.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "x".into(), since: None }).await;
     assert!(matches!(alice.next().await, ServerMsg::Message(_)), "own copy of dinner!");
     assert!(matches!(alice.next().await, ServerMsg::Error { code: ErrorCode::AlreadyJoined, .. }));
 }

@@ -90,6 +90,8 @@ pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 pub struct Client {
     pub ws: Ws,
+    /// Messages read ahead while waiting for a particular one (see `join`).
+    pending: std::collections::VecDeque<ServerMsg>,
 }
 
 impl Client {
@@ -102,11 +104,22 @@ impl Client {
         let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
             .await
             .expect("handshake within the wait")?;
-        let mut client = Client { ws };
+        let mut client = Client { ws, pending: Default::default() };
         match client.next().await {
             ServerMsg::Welcome { .. } => Ok(client),
             other => panic!("expected welcome, got {other:?}"),
         }
+    }
+
+    /// A connection whose `welcome` is still unread.
+    pub async fn raw(url: &str) -> Client {
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("in time").expect("handshake");
+        Client::from_ws(ws)
+    }
+
+    /// Wraps a socket that has already been greeted.
+    pub fn from_ws(ws: Ws) -> Client {
+        Client { ws, pending: Default::default() }
     }
 
     /// A client whose socket buffers little, so the hub's queue for it fills quickly.
@@ -117,7 +130,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
             .await
             .expect("handshake");
-        let mut client = Client { ws };
+        let mut client = Client { ws, pending: Default::default() };
         assert!(matches!(client.next().await, ServerMsg::Welcome { .. }));
         client
     }
@@ -134,11 +147,28 @@ impl Client {
         self.send(&ClientMsg::Send { id: None, room: room.into(), text: text.into() }).await;
     }
 
+    /// Joins and returns the member list; the `history` that follows is read too (live
+    /// messages that arrive before it are kept for `next`).
     pub async fn join(&mut self, room: &str, nick: &str) -> Vec<String> {
-        self.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into() }).await;
-        match self.next().await {
+        self.join_since(room, nick, None).await.0
+    }
+
+    /// Joins with an optional resume cursor; returns the members and the `history` reply.
+    pub async fn join_since(&mut self, room: &str, nick: &str, since: Option<String>) -> (Vec<String>, ServerMsg) {
+        self.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since }).await;
+        let members = match self.next().await {
             ServerMsg::Joined { members, .. } => members,
             other => panic!("expected joined, got {other:?}"),
+        };
+        let mut ahead = std::collections::VecDeque::new();
+        loop {
+            match self.read().await {
+                history @ ServerMsg::History { .. } => {
+                    self.pending.extend(ahead);
+                    return (members, history);
+                }
+                other => ahead.push_back(other),
+            }
         }
     }
 
@@ -149,6 +179,13 @@ impl Client {
 
     /// The next protocol message, skipping pings and pongs; panics on a close.
     pub async fn next(&mut self) -> ServerMsg {
+        match self.pending.pop_front() {
+            Some(msg) => msg,
+            None => self.read().await,
+        }
+    }
+
+    async fn read(&mut self) -> ServerMsg {
         loop {
             match self.next_frame().await {
                 Some(Ok(Message::Text(t))) => return decode_server(&t).expect("the hub sends valid messages"),

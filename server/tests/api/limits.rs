@@ -84,7 +84,7 @@ async fn rooms_per_connection_are_capped() {
     let mut c = app.client().await;
     c.join("a", "x").await;
     c.join("b", "x").await;
-    c.send(&ClientMsg::Join { id: None, room: "c".into(), nick: "x".into() }).await;
+    c.send(&ClientMsg::Join { id: None, room: "c".into(), nick: "x".into(), since: None }).await;
     assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::TooManyRooms, .. }));
 }
 
@@ -125,7 +125,7 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
     // Assert
     assert_eq!(received, (1..=MESSAGES).collect::<Vec<_>>(), "every message, in order");
     if !saw_slow_leave {
-        let mut fast = tx.reunite(rx).map(|ws| Client { ws }).unwrap();
+        let mut fast = Client::from_ws(tx.reunite(rx).unwrap());
         assert_eq!(fast.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "slow".into() });
     }
     assert_eq!(app.health().await["slow_consumer_evictions"], 1, "counted once");

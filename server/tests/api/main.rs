@@ -4,6 +4,7 @@
 
 mod chat;
 mod helpers;
+mod history;
 mod http;
 mod lifecycle;
 mod limits;

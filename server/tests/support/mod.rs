@@ -7,6 +7,15 @@ use tokio::{
     process::{Child, Command},
 };
 
+/// A database path in a new temporary folder.
+pub fn fresh_db_path() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!("hubbub-proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir.join("hubbub.db")
+}
+
 /// Every wait in these tests is bounded by this.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -22,10 +31,18 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Starts `hubbub --listen 127.0.0.1:0 ARGS…` and reads the address it printed.
+    /// Starts `hubbub --listen 127.0.0.1:0 --db <a fresh file> ARGS…` and reads the address
+    /// it printed.
     pub async fn start(args: &[&str]) -> Hub {
+        let db = fresh_db_path();
+        Self::start_on(&db, args).await
+    }
+
+    /// The same on a given database file (to restart on it).
+    pub async fn start_on(db: &std::path::Path, args: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--db"])
+            .arg(db)
             .args(args)
             .stdout(Stdio::piped())
             .kill_on_drop(true)
