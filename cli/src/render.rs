@@ -41,6 +41,9 @@ fn chat_line(msg: ServerMsg) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
         ServerMsg::Ack { .. } => return None,
+        ServerMsg::Lagged { room, from_seq } => {
+            format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")
+        }
         ServerMsg::Sum { sum, .. } => sum.to_string(),
         ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
     })

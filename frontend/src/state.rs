@@ -241,6 +241,13 @@ impl Chat {
             }
             // the page's sends carry no id yet, so no acks arrive
             ServerMsg::Ack { .. } => {}
+            // the hub dropped live messages for us: fetch them from history
+            ServerMsg::Lagged { room, .. } => {
+                if let (Some(r), Some(epoch)) = (self.room(&room), self.epoch.get_untracked()) {
+                    let since = Cursor::new(&epoch, &room, r.last_seq.get_untracked()).to_string();
+                    self.send(ClientMsg::Resume { id: None, room, since });
+                }
+            }
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => {}
             ServerMsg::Error { id, code, message, room } => {

@@ -107,6 +107,10 @@ impl ChatSession {
                     push_history(&out, id, &room, page, true);
                 });
             }
+            ClientMsg::Resume { id, room, since } => {
+                let room = self.member_of(&room)?;
+                self.state.tracker.spawn(send_history(self.state.clone(), room, Some(since), id, out.clone()));
+            }
             ClientMsg::Send { id, room, text } => {
                 let room = self.member_of(&room)?;
                 let in_room = |e| (e, Some(room.to_string()));
@@ -146,7 +150,7 @@ fn refuse(out: &Outbox, id: Option<String>, code: ErrorCode, message: String, ro
     out.push(&ServerMsg::Error { id, code, message, room });
 }
 
-/// Sends the `history` that follows a `joined`: the messages after the `since` cursor when
+/// Sends the `history` that follows a `joined` (or answers `resume`): the messages after the `since` cursor when
 /// it is valid and the gap is within the limit (`recovered: true`), else the latest page.
 async fn send_history(state: AppState, room: RoomName, since: Option<String>, id: Option<String>, out: Outbox) {
     let store = &state.store;

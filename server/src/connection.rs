@@ -5,9 +5,10 @@
 //! - The **reader** decodes client frames and acts on them through the hub. It enforces the idle
 //!   timeout (nothing received for `idle_timeout` → close 4000) and turns read errors into close
 //!   codes (too big 1009, bad UTF-8 1007, protocol 1002; the handler may refuse binary, 1003).
-//! - The **writer** drains the bounded outbound queue, writing everything queued in one go
-//!   (feed all, flush once), sends pings, and sends the close frame for every server-initiated
-//!   close: a request from the reader, an overflowing queue (4001), or shutdown (1001).
+//! - The **writer** drains the outbound queue, writing everything queued in one go (feed all,
+//!   flush once), tells the client when live messages had to be dropped (`lagged`), sends
+//!   pings, and sends the close frame for every server-initiated close: a request from the
+//!   reader, control frames piling up (4001), or shutdown (1001).
 //!
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
 //! stream (or a short grace passes): returning early would drop the close handshake.
@@ -70,6 +71,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
         sink,
         queue,
         stop: stop_rx,
+        stats: state.stats.clone(),
         overflowed,
         shutdown: state.shutdown.clone(),
         ping_interval: config.ping_interval(),
@@ -160,8 +162,9 @@ fn close_code_for(err: axum::Error) -> Option<(u16, &'static str)> {
 
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
-    queue: mpsc::Receiver<Message>,
+    queue: crate::outbox::Queue,
     stop: mpsc::Receiver<Stop>,
+    stats: std::sync::Arc<crate::stats::Stats>,
     overflowed: CancellationToken,
     shutdown: CancellationToken,
     ping_interval: Duration,
@@ -172,6 +175,7 @@ impl Writer {
     async fn run(mut self, closing: CancellationToken) {
         let period = self.ping_interval.max(Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        let lag = self.queue.lag_signal();
         let close = loop {
             let result = tokio::select! {
                 biased;
@@ -181,7 +185,7 @@ impl Writer {
                     Some(Stop::Close(code, reason)) => {
                         // what was queued before the client's fault still goes out first,
                         // so replies to its valid messages are not lost to the close
-                        if let Ok(frame) = self.queue.try_recv() {
+                        if let Some(frame) = self.queue.try_recv() {
                             let _ = self.write_batch(frame).await;
                         }
                         break Some((code, reason));
@@ -189,6 +193,7 @@ impl Writer {
                     Some(Stop::PeerClosed) | None => break None,
                 },
                 _ = closing.cancelled() => break None,
+                _ = lag.wait() => self.tell_lagged().await,
                 frame = self.queue.recv() => match frame {
                     Some(frame) => self.write_batch(frame).await,
                     None => break None,
@@ -200,6 +205,7 @@ impl Writer {
                 Err(WriteError::Slow) => break Some((close::SLOW_CONSUMER, "too slow to keep up")),
                 Err(WriteError::Timeout) => {
                     tracing::info!(code = close::WRITE_TIMEOUT, "write deadline passed; dropping connection");
+                    self.stats.write_timeouts.inc();
                     closing.cancel();
                     return;
                 }
@@ -220,6 +226,24 @@ impl Writer {
         }
     }
 
+    /// Tells the client which rooms' live messages were dropped, so it catches up (`resume`).
+    async fn tell_lagged(&mut self) -> Result<(), WriteError> {
+        for (room, from_seq) in self.queue.take_lagged() {
+            tracing::debug!(%room, from_seq, "reader lagged; live messages dropped");
+            let notice = hubbub_shared::encode(&hubbub_shared::ServerMsg::Lagged { room, from_seq });
+            self.sink.feed(Message::Text(notice.into())).await.map_err(|_| WriteError::Gone)?;
+        }
+        self.write_flush().await
+    }
+
+    async fn write_flush(&mut self) -> Result<(), WriteError> {
+        match timeout(self.write_timeout, self.sink.flush()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(WriteError::Gone),
+            Err(_) => Err(WriteError::Timeout),
+        }
+    }
+
     /// Writes `first` and everything queued behind it, then flushes once.
     async fn write_batch(&mut self, first: Message) -> Result<(), WriteError> {
         let overflowed = self.overflowed.clone();
@@ -228,7 +252,7 @@ impl Writer {
         let batch = async move {
             sink.feed(first).await?;
             for _ in 1..MAX_BATCH {
-                let Ok(frame) = queue.try_recv() else { break };
+                let Some(frame) = queue.try_recv() else { break };
                 sink.feed(frame).await?;
             }
             sink.flush().await
@@ -255,7 +279,7 @@ impl Writer {
 
 #[derive(Debug)]
 enum WriteError {
-    /// The queue overflowed while a write was blocked.
+    /// Control frames overflowed while a write was blocked.
     Slow,
     /// A write took longer than the write deadline.
     Timeout,

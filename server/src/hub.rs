@@ -42,6 +42,16 @@ impl Room {
         names
     }
 
+    /// Serialises a chat message once and queues the same bytes for every member, as a live
+    /// (droppable, catch-up-able) frame.
+    fn broadcast_live(&self, message: ChatMessage) {
+        let (room, seq) = (message.room.clone(), message.seq);
+        let frame = axum::extract::ws::Message::Text(encode(&ServerMsg::Message(message)).into());
+        for member in self.members.values() {
+            member.out.push_live(&room, seq, frame.clone());
+        }
+    }
+
     /// Serialises once and queues the same bytes for every member except `skip`.
     fn broadcast(&self, msg: &ServerMsg, skip: Option<ConnId>) {
         let frame = axum::extract::ws::Message::Text(encode(msg).into());
@@ -122,7 +132,7 @@ impl Hub {
         let Ok(room) = RoomName::parse(&message.room) else { return };
         let rooms = self.lock();
         if let Some(entry) = rooms.get(&room) {
-            entry.broadcast(&ServerMsg::Message(message), None);
+            entry.broadcast_live(message);
         }
     }
 

@@ -1,51 +1,143 @@
-//! A connection's bounded outbound queue, as the hub sees it.
+//! A connection's outbound queue, as the hub sees it.
 //!
-//! Pushing never blocks or awaits: the hub pushes while holding its lock. When the queue is
-//! full the connection is flagged as a slow consumer; its writer then closes it with 4001.
-//! Dropping messages for one reader (rather than blocking the room) keeps one slow phone from
-//! stalling everyone else.
+//! Pushing never blocks or awaits: the hub and the store's thread push while holding locks.
+//! Two kinds of frames share one FIFO queue (so order is kept):
+//!
+//! - **live** room messages. Once `capacity` frames are queued, further live messages are
+//!   dropped and the room is marked as lagged; the writer then tells the client
+//!   `lagged {room, from_seq}` and the client catches up from history (`resume`). One slow
+//!   phone never stalls the room, and it loses nothing for good.
+//! - **control** frames: replies, acks, presence, echoes. Never dropped; a client that lets
+//!   `CONTROL_FACTOR × capacity` frames pile up is closed as too slow (4001).
+//!
+//! A client that reads nothing at all is closed by the writer's write deadline (4002).
 
 use axum::extract::ws::Message;
 use hubbub_shared::{ServerMsg, encode};
-use std::sync::Arc;
-use tokio::sync::mpsc::{self, error::TrySendError};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
+
+/// Control frames may exceed the live capacity by this factor before the client is closed.
+const CONTROL_FACTOR: usize = 4;
+
+/// State shared by a connection's pushers and its writer.
+#[derive(Debug, Default)]
+struct Shared {
+    queued: AtomicUsize,
+    /// Rooms whose live messages were dropped, with the first dropped seq.
+    lagged: Mutex<BTreeMap<String, u64>>,
+    lag_notify: Notify,
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct Outbox {
-    tx: mpsc::Sender<Message>,
-    /// Cancelled once the queue overflowed; the connection's writer watches it.
+    tx: mpsc::UnboundedSender<Message>,
+    shared: Arc<Shared>,
+    capacity: usize,
+    /// Cancelled once control frames overflowed; the connection's writer closes with 4001.
     overflowed: CancellationToken,
     stats: Arc<crate::stats::Stats>,
 }
 
+/// The writer's end of an [`Outbox`].
+#[derive(Debug)]
+pub(crate) struct Queue {
+    rx: mpsc::UnboundedReceiver<Message>,
+    shared: Arc<Shared>,
+}
+
 impl Outbox {
-    pub(crate) fn new(
-        capacity: usize,
-        stats: Arc<crate::stats::Stats>,
-    ) -> (Outbox, mpsc::Receiver<Message>, CancellationToken) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
+    pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbox, Queue, CancellationToken) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared::default());
         let overflowed = CancellationToken::new();
-        (Outbox { tx, overflowed: overflowed.clone(), stats }, rx, overflowed)
+        let outbox = Outbox { tx, shared: shared.clone(), capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
+        (outbox, Queue { rx, shared }, overflowed)
     }
 
+    /// Queues a control frame (a reply, ack or notice).
     pub(crate) fn push(&self, msg: &ServerMsg) {
         self.push_frame(Message::Text(encode(msg).into()));
     }
 
-    /// Queues one frame. Broadcasts pass the same `Message` clone to every member: the bytes
-    /// are shared, not copied.
+    /// Queues a control frame that is already encoded.
     pub(crate) fn push_frame(&self, frame: Message) {
-        match self.tx.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                if !self.overflowed.is_cancelled() {
-                    self.stats.slow_consumer_evictions.inc();
-                    self.overflowed.cancel();
-                }
+        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity * CONTROL_FACTOR {
+            if !self.overflowed.is_cancelled() {
+                self.stats.slow_consumer_evictions.inc();
+                self.overflowed.cancel();
             }
-            // the connection is already closing; nobody will read this
-            Err(TrySendError::Closed(_)) => {}
+            return;
         }
+        self.send(frame);
+    }
+
+    /// Queues a live message of `room` with sequence number `seq`, or drops it and marks the
+    /// room as lagged when the queue is full. Broadcasts pass the same `Message` clone to every
+    /// member: the bytes are shared, not copied.
+    pub(crate) fn push_live(&self, room: &str, seq: u64, frame: Message) {
+        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity {
+            let mut lagged = self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner());
+            if lagged.is_empty() {
+                self.stats.lagged_readers.inc();
+            }
+            lagged.entry(room.to_owned()).or_insert(seq);
+            drop(lagged);
+            self.shared.lag_notify.notify_one();
+            return;
+        }
+        self.send(frame);
+    }
+
+    fn send(&self, frame: Message) {
+        self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        // an error means the connection is closing; nobody will read this
+        if self.tx.send(frame).is_err() {
+            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Queue {
+    /// The next frame, waiting for one.
+    pub(crate) async fn recv(&mut self) -> Option<Message> {
+        let frame = self.rx.recv().await?;
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(frame)
+    }
+
+    /// The next frame if one is queued.
+    pub(crate) fn try_recv(&mut self) -> Option<Message> {
+        let frame = self.rx.try_recv().ok()?;
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        Some(frame)
+    }
+
+    /// A handle that resolves when some room lagged; separate from the queue so the writer
+    /// can wait on both at once.
+    pub(crate) fn lag_signal(&self) -> LagSignal {
+        LagSignal(self.shared.clone())
+    }
+
+    /// The rooms that lagged, with the first seq the client did not get; clears them.
+    pub(crate) fn take_lagged(&self) -> BTreeMap<String, u64> {
+        std::mem::take(&mut *self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+/// See [`Queue::lag_signal`].
+#[derive(Debug)]
+pub(crate) struct LagSignal(Arc<Shared>);
+
+impl LagSignal {
+    pub(crate) async fn wait(&self) {
+        self.0.lag_notify.notified().await;
     }
 }

@@ -108,6 +108,8 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "connections": state.stats.connections.get(),
         "rooms": state.hub.room_count(),
         "slow_consumer_evictions": state.stats.slow_consumer_evictions.get(),
+        "lagged_readers": state.stats.lagged_readers.get(),
+        "write_timeouts": state.stats.write_timeouts.get(),
         "origin_refusals": state.stats.origin_refusals.get(),
     }));
     (status, body)

@@ -21,8 +21,12 @@ impl Counter {
 pub(crate) struct Stats {
     /// WebSocket connections open right now.
     pub(crate) connections: Counter,
-    /// Connections closed because their outbound queue overflowed (close code 4001).
+    /// Connections closed because control frames piled up unread (close code 4001).
     pub(crate) slow_consumer_evictions: Counter,
+    /// Times a reader fell behind, had live messages dropped and was told to catch up.
+    pub(crate) lagged_readers: Counter,
+    /// Connections dropped because a write did not finish within the write deadline.
+    pub(crate) write_timeouts: Counter,
     /// Handshakes refused for a foreign Origin (403).
     pub(crate) origin_refusals: Counter,
 }

@@ -72,6 +72,8 @@ pub enum Sync {
 pub(crate) struct Store {
     writes: std_mpsc::Sender<Append>,
     reader: Arc<Mutex<Connection>>,
+    /// For `:memory:`: the temporary file behind it, deleted with the last handle.
+    _throwaway: Option<Arc<Throwaway>>,
     /// Random id of this database, made when it was created: a cursor from another database
     /// (the file was replaced) is recognised as stale.
     epoch: Arc<str>,
@@ -81,10 +83,12 @@ impl Store {
     /// Opens (creating and migrating) the database and starts the writer thread.
     /// `path` may be `:memory:` for a throwaway database.
     pub(crate) fn open(path: &Path, sync: Sync, on_commit: OnCommit) -> Result<Store, StoreError> {
-        let location = if path == Path::new(":memory:") {
-            // one in-memory database shared by the writer and the reader connections
-            let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-            PathBuf::from(format!("file:hubbub-mem-{}-{nanos}?mode=memory&cache=shared", std::process::id()))
+        // `:memory:` is a temporary file, not SQLite's shared-cache memory database: that one
+        // locks whole tables (SQLITE_LOCKED, which ignores the busy timeout), so history reads
+        // would fail group commits. A WAL file behaves exactly like the real thing.
+        let throwaway = (path == Path::new(":memory:")).then(Throwaway::new).map(Arc::new);
+        let location = if let Some(t) = &throwaway {
+            t.path.clone()
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
@@ -100,7 +104,7 @@ impl Store {
             .name("hubbub-store".into())
             .spawn(move || write_loop(writer, queue, on_commit))
             .map_err(|e| StoreError::Unavailable(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
-        Ok(Store { writes, reader: Arc::new(Mutex::new(reader)), epoch: epoch.into() })
+        Ok(Store { writes, reader: Arc::new(Mutex::new(reader)), _throwaway: throwaway, epoch: epoch.into() })
     }
 
     pub(crate) fn epoch(&self) -> &str {
@@ -171,6 +175,30 @@ impl Store {
             Ok(())
         })
         .await
+    }
+}
+
+/// A database file in the temporary folder, removed (with its WAL files) on drop.
+#[derive(Debug)]
+struct Throwaway {
+    path: PathBuf,
+}
+
+impl Throwaway {
+    fn new() -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("hubbub-memory-{}-{nanos}.db", std::process::id()));
+        Throwaway { path }
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            let _ = std::fs::remove_file(file);
+        }
     }
 }
 

@@ -34,6 +34,14 @@ pub enum ClientMsg {
         id: Option<String>,
         room: String,
     },
+    /// Catch up on a joined room after `lagged` (or any doubt): reply `history` with the
+    /// messages after the cursor, exactly as for `join` with `since`.
+    Resume {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        since: String,
+    },
     /// Add two integers (the seed's JSON request/response service); reply `sum`.
     Add {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -59,6 +67,7 @@ impl ClientMsg {
         match self {
             ClientMsg::Join { id, .. }
             | ClientMsg::History { id, .. }
+            | ClientMsg::Resume { id, .. }
             | ClientMsg::Leave { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
@@ -121,6 +130,9 @@ pub enum ServerMsg {
         recovered: bool,
         more: bool,
     },
+    /// This connection read too slowly: live messages of `room` from `from_seq` on were
+    /// dropped for it. Catch up with `resume` from the last message you have.
+    Lagged { room: String, from_seq: u64 },
     /// Reply to `add`.
     Sum {
         #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -60,6 +60,14 @@ impl Hub {
     }
 
     /// SIGTERM, as a service manager stops it; returns the exit code.
+    /// SIGKILL: no shutdown at all, as in a crash or an OOM kill.
+    #[allow(dead_code)] // not every test binary kills the hub
+    pub fn kill(&mut self) {
+        let pid = self.child.id().expect("still running");
+        let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+        assert!(status.success());
+    }
+
     #[allow(dead_code)] // not every test binary stops the hub by signal
     pub async fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().expect("still running");
