@@ -63,7 +63,7 @@ async fn start_server(bin: &Path, db: &Path) -> anyhow::Result<Server> {
 
 async fn joined(url: &str, room: &str) -> anyhow::Result<Ws> {
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let join = ClientMsg::Join { id: None, room: room.into(), nick: "bench".into(), since: None };
+    let join = ClientMsg::Join { id: None, room: room.into(), nick: "bench".into(), since: None, token: None };
     ws.send(Message::text(encode(&join))).await?;
     loop {
         let Some(frame) = ws.next().await else { bail!("closed while joining") };

@@ -140,7 +140,7 @@ async fn run(args: Args) -> Result<(), Failure> {
 
     if args.mode == Mode::Chat {
         let nick = args.nick.clone().unwrap_or_default();
-        let join = ClientMsg::Join { id: None, room: args.room.clone(), nick, since: None };
+        let join = ClientMsg::Join { id: None, room: args.room.clone(), nick, since: None, token: None };
         sink.send(Message::text(hubbub_shared::encode(&join))).await.map_err(|e| fail(1, e.to_string()))?;
     }
 

@@ -69,7 +69,7 @@ impl Cli {
 /// A second participant speaking the protocol directly.
 async fn peer(hub: &Hub, nick: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws", hub.url)).await.unwrap();
-    ws.send(Message::text(encode(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None }))).await.unwrap();
+    ws.send(Message::text(encode(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: None }))).await.unwrap();
     ws
 }
 

@@ -16,6 +16,38 @@ pub(crate) fn socket_url(path: &str) -> String {
 
 const NICK_KEY: &str = "hubbub.nick";
 
+/// Reads a JSON value saved with [`save`]; `None` when absent or unreadable.
+pub(crate) fn load<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
+    let text = window().local_storage().ok().flatten()?.get_item(key).ok().flatten()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// Saves a value as JSON in local storage (which survives refreshes and closed tabs).
+pub(crate) fn save<T: serde::Serialize>(key: &str, value: &T) {
+    if let (Some(storage), Ok(text)) = (window().local_storage().ok().flatten(), serde_json::to_string(value)) {
+        // storage can be full or disabled; the page still works, it just forgets more
+        let _ = storage.set_item(key, &text);
+    }
+}
+
+/// This browser's client token (made once, kept in local storage): lets a rejoin take over a
+/// membership its lost connection still holds on the hub.
+pub(crate) fn client_token() -> String {
+    const KEY: &str = "hubbub.token";
+    if let Some(token) = load::<String>(KEY) {
+        return token;
+    }
+    let token = new_id();
+    save(KEY, &token);
+    token
+}
+
+/// A fresh client id for a message: random enough that two tabs never collide.
+pub(crate) fn new_id() -> String {
+    let r = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    format!("{:x}-{:08x}{:08x}", js_sys::Date::now() as u64, r(), r())
+}
+
 pub(crate) fn remembered_nick() -> Option<String> {
     window().local_storage().ok().flatten()?.get_item(NICK_KEY).ok().flatten()
 }

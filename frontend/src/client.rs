@@ -2,7 +2,8 @@
 //! page is open. It is the only code that touches the socket; everything it receives goes
 //! through [`Chat::apply`] in arrival order.
 //!
-//! Lifecycle: open → wait for `welcome` → rejoin every room the page is in → pump queued
+//! Lifecycle: open → wait for `welcome` → rejoin every room the page is in (from its last seq)
+//! → resend the unacknowledged outbox → pump queued
 //! outbound messages and inbound frames → on close, record the close code and reason, wait a
 //! full-jitter backoff (cut short by the browser's `online` event), and start over.
 
@@ -105,8 +106,9 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> En
                     }
                     welcomed = true;
                     chat.conn.set(ConnState::Connected);
-                    for join in chat.rejoins() {
-                        if sink.send(Message::Text(encode(&join))).await.is_err() {
+                    // rejoin (resuming each room from its last seq), then resend the outbox
+                    for msg in chat.rejoins().into_iter().chain(chat.resends()) {
+                        if sink.send(Message::Text(encode(&msg))).await.is_err() {
                             break;
                         }
                     }

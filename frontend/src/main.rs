@@ -10,6 +10,7 @@ mod browser;
 mod client;
 mod components;
 mod echo;
+mod outbox;
 mod state;
 
 fn main() {

@@ -1,6 +1,7 @@
 //! What the page knows: connection state, joined rooms, their members and logs. Every server
 //! message is applied here, in order, by [`Chat::apply`]; components only read these signals.
 
+use crate::outbox::{self, Pending};
 use futures::channel::mpsc::UnboundedSender;
 use hubbub_shared::{
     ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close, cursor::Cursor,
@@ -9,6 +10,16 @@ use leptos::prelude::*;
 
 /// Most entries kept per room log; older ones are dropped so a long session stays light.
 const MAX_LOG: usize = 1000;
+
+const SESSION_KEY: &str = "hubbub.session";
+
+/// The rooms the page is in, remembered so that a refresh rejoins them.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct Session {
+    /// (room, nickname), in join order.
+    rooms: Vec<(String, String)>,
+    active: Option<String>,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ConnState {
@@ -57,6 +68,9 @@ pub(crate) enum EntryKind {
     Notice(String),
     /// A refusal from the hub concerning this room.
     Problem(String),
+    /// Messages may be missing here (a resume found too large a gap); `before` is the first
+    /// message after the gap, for loading what is missing.
+    Gap { before: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,6 +91,22 @@ pub(crate) struct Room {
     pub(crate) last_seq: RwSignal<u64>,
 }
 
+impl Room {
+    fn new(name: String, nick: String) -> Self {
+        Room {
+            name,
+            nick: RwSignal::new(nick),
+            members: RwSignal::new(Vec::new()),
+            log: RwSignal::new(Vec::new()),
+            last_seq: RwSignal::new(0),
+        }
+    }
+}
+
+fn send_msg(p: &Pending) -> ClientMsg {
+    ClientMsg::Send { id: Some(p.id.clone()), room: p.room.clone(), text: p.text.clone() }
+}
+
 /// The page's chat state, shared through context. `Copy`: every field is a signal handle.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Chat {
@@ -88,6 +118,8 @@ pub(crate) struct Chat {
     epoch: RwSignal<Option<String>>,
     /// Refusal of the last join from the form, shown under it.
     pub(crate) join_error: RwSignal<Option<String>>,
+    /// Own messages not yet acknowledged, oldest first (mirrored in local storage).
+    pub(crate) outbox: RwSignal<Vec<Pending>>,
     /// Request id of the join the form is waiting for.
     pending_join: RwSignal<Option<String>>,
     next_key: StoredValue<u64>,
@@ -95,11 +127,15 @@ pub(crate) struct Chat {
 }
 
 impl Chat {
+    /// The state, with the rooms and unsent messages remembered from the last visit.
     pub(crate) fn new(outbound: UnboundedSender<ClientMsg>) -> Self {
+        let session: Session = crate::browser::load(SESSION_KEY).unwrap_or_default();
+        let rooms = session.rooms.into_iter().map(|(name, nick)| Room::new(name, nick)).collect();
         Self {
             conn: RwSignal::new(ConnState::Connecting),
-            rooms: RwSignal::new(Vec::new()),
-            active: RwSignal::new(None),
+            rooms: RwSignal::new(rooms),
+            active: RwSignal::new(session.active),
+            outbox: RwSignal::new(outbox::load()),
             limits: RwSignal::new(None),
             epoch: RwSignal::new(None),
             join_error: RwSignal::new(None),
@@ -135,23 +171,81 @@ impl Chat {
         self.join_error.set(None);
         crate::browser::remember_nick(nick.as_str());
         if self.room(room.as_str()).is_some() {
-            return self.active.set(Some(room.to_string()));
+            return self.select(room.as_str());
         }
         let id = format!("join-{}", self.take_key());
         self.pending_join.set(Some(id.clone()));
-        self.send(ClientMsg::Join { id: Some(id), room: room.to_string(), nick: nick.to_string(), since: None });
+        let token = Some(crate::browser::client_token());
+        self.send(ClientMsg::Join { id: Some(id), room: room.to_string(), nick: nick.to_string(), since: None, token });
     }
 
     pub(crate) fn leave(&self, room: &str) {
         self.send(ClientMsg::Leave { id: None, room: room.to_owned() });
     }
 
-    /// Validates and sends a chat message; the refusal reason when it breaks a rule.
+    /// Validates a chat message and puts it in the outbox (sent now when connected, else on
+    /// reconnect); the refusal reason when it breaks a rule.
     pub(crate) fn say(&self, room: &str, text: &str) -> Result<(), String> {
         let max = self.limits.with_untracked(|l| l.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars));
         let text = ChatText::parse(text, max).map_err(|e| e.reason)?;
-        self.send(ClientMsg::Send { id: None, room: room.to_owned(), text: text.into_string() });
+        let pending = Pending { id: crate::browser::new_id(), room: room.to_owned(), text: text.into_string(), failed: None };
+        self.update_outbox(|o| o.push(pending.clone()));
+        if self.is_connected() {
+            self.send(send_msg(&pending));
+        }
         Ok(())
+    }
+
+    /// Sends a failed message again.
+    pub(crate) fn retry(&self, id: &str) {
+        let mut again = None;
+        self.update_outbox(|o| {
+            if let Some(p) = o.iter_mut().find(|p| p.id == id) {
+                p.failed = None;
+                again = Some(p.clone());
+            }
+        });
+        if let Some(p) = again.filter(|_| self.is_connected()) {
+            self.send(send_msg(&p));
+        }
+    }
+
+    /// Gives up on a failed message.
+    pub(crate) fn discard(&self, id: &str) {
+        self.update_outbox(|o| o.retain(|p| p.id != id));
+    }
+
+    /// Everything still waiting for an ack, to send after (re)joining: same ids, so the hub
+    /// stores each message once however often it is sent.
+    pub(crate) fn resends(&self) -> Vec<ClientMsg> {
+        self.outbox.with_untracked(|o| o.iter().filter(|p| p.failed.is_none()).map(send_msg).collect())
+    }
+
+    /// Asks for the page of messages before `before`.
+    pub(crate) fn load_older(&self, room: &str, before: u64) {
+        self.send(ClientMsg::History { id: None, room: room.to_owned(), before, limit: None });
+    }
+
+    pub(crate) fn select(&self, room: &str) {
+        self.active.set(Some(room.to_owned()));
+        self.save_session();
+    }
+
+    fn update_outbox(&self, f: impl FnOnce(&mut Vec<Pending>)) {
+        self.outbox.update(f);
+        self.outbox.with_untracked(|o| outbox::save(o));
+    }
+
+    /// The acknowledged (or refused-for-good) message `id` no longer waits.
+    fn settle(&self, id: &str) {
+        if self.outbox.with_untracked(|o| o.iter().any(|p| p.id == id)) {
+            self.update_outbox(|o| o.retain(|p| p.id != id));
+        }
+    }
+
+    fn save_session(&self) {
+        let rooms = self.rooms.with_untracked(|rooms| rooms.iter().map(|r| (r.name.clone(), r.nick.get_untracked())).collect());
+        crate::browser::save(SESSION_KEY, &Session { rooms, active: self.active.get_untracked() });
     }
 
     /// The joins to send after a reconnect, one per room the page is in, each resuming from
@@ -164,7 +258,7 @@ impl Chat {
                 .map(|r| {
                     let last = r.last_seq.get_untracked();
                     let since = epoch.as_deref().filter(|_| last > 0).map(|e| Cursor::new(e, &r.name, last).to_string());
-                    ClientMsg::Join { id: None, room: r.name.clone(), nick: r.nick.get_untracked(), since }
+                    ClientMsg::Join { id: None, room: r.name.clone(), nick: r.nick.get_untracked(), since, token: Some(crate::browser::client_token()) }
                 })
                 .collect()
         })
@@ -183,21 +277,22 @@ impl Chat {
                 }
                 match self.room(&room) {
                     Some(existing) => {
+                        let notice = if existing.log.with_untracked(Vec::is_empty) {
+                            format!("You are in #{room} as {nick}.")
+                        } else {
+                            "Reconnected.".to_owned()
+                        };
                         existing.nick.set(nick);
                         existing.members.set(members);
-                        self.note(&existing, EntryKind::Notice("Reconnected.".into()));
+                        self.note(&existing, EntryKind::Notice(notice));
                     }
                     None => {
-                        let joined = Room {
-                            name: room.clone(),
-                            nick: RwSignal::new(nick.clone()),
-                            members: RwSignal::new(members),
-                            log: RwSignal::new(Vec::new()),
-                            last_seq: RwSignal::new(0),
-                        };
+                        let joined = Room::new(room.clone(), nick.clone());
+                        joined.members.set(members);
                         self.note(&joined, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
                         self.rooms.update(|rooms| rooms.push(joined));
                         self.active.set(Some(room));
+                        self.save_session();
                     }
                 }
             }
@@ -207,6 +302,7 @@ impl Chat {
                     let next = self.rooms.with_untracked(|rooms| rooms.last().map(|r| r.name.clone()));
                     self.active.set(next);
                 }
+                self.save_session();
             }
             ServerMsg::MemberJoined { room, nick } => {
                 if let Some(r) = self.room(&room) {
@@ -224,6 +320,9 @@ impl Chat {
                 }
             }
             ServerMsg::Message(m) => {
+                if let Some(id) = &m.id {
+                    self.settle(id);
+                }
                 if let Some(r) = self.room(&m.room) {
                     self.add_message(&r, m);
                 }
@@ -231,16 +330,22 @@ impl Chat {
             ServerMsg::History { room, messages, recovered, .. } => {
                 if let Some(r) = self.room(&room) {
                     let resumed_from = r.last_seq.get_untracked();
-                    if resumed_from > 0 && !recovered {
-                        self.note(&r, EntryKind::Notice("Some messages were skipped while you were away.".into()));
+                    let first = messages.first().map(|m| m.seq);
+                    if let (true, false, Some(before)) = (resumed_from > 0, recovered, first) {
+                        if before > resumed_from + 1 {
+                            self.note(&r, EntryKind::Gap { before });
+                        }
                     }
                     for m in messages {
+                        if let Some(id) = &m.id {
+                            self.settle(id);
+                        }
                         self.add_message(&r, m);
                     }
                 }
             }
-            // the page's sends carry no id yet, so no acks arrive
-            ServerMsg::Ack { .. } => {}
+            // normally settled by the message itself; a resend of a stored one gets only this
+            ServerMsg::Ack { id, .. } => self.settle(&id),
             // the hub dropped live messages for us: fetch them from history
             ServerMsg::Lagged { room, .. } => {
                 if let (Some(r), Some(epoch)) = (self.room(&room), self.epoch.get_untracked()) {
@@ -251,7 +356,14 @@ impl Chat {
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => {}
             ServerMsg::Error { id, code, message, room } => {
-                if id.is_some() && id == self.pending_join.get_untracked() {
+                if let Some(id) = id.as_deref().filter(|id| self.outbox.with_untracked(|o| o.iter().any(|p| p.id == *id))) {
+                    // refused: it stays in the outbox, marked failed, until Retry or Discard
+                    self.update_outbox(|o| {
+                        if let Some(p) = o.iter_mut().find(|p| p.id == id) {
+                            p.failed = Some(message.clone());
+                        }
+                    });
+                } else if id.is_some() && id == self.pending_join.get_untracked() {
                     self.pending_join.set(None);
                     self.join_error.set(Some(message));
                 } else if let Some(r) = room.as_deref().and_then(|name| self.room(name)) {

@@ -60,7 +60,7 @@ impl ChatSession {
 
     fn act(&mut self, msg: ClientMsg, out: &Outbox) -> Result<(), (Invalid, Option<String>)> {
         match msg {
-            ClientMsg::Join { id, room, nick, since } => {
+            ClientMsg::Join { id, room, nick, since, token } => {
                 let room = RoomName::parse(&room).map_err(|e| (e, Some(room.clone())))?;
                 let in_room = |e| (e, Some(room.to_string()));
                 let nick = Nick::parse(&nick).map_err(in_room)?;
@@ -77,7 +77,7 @@ impl ChatSession {
                         reason: format!("One connection can be in at most {max} rooms."),
                     }));
                 }
-                self.state.hub.join(self.conn, &room, nick.clone(), out, id.clone()).map_err(in_room)?;
+                self.state.hub.join(self.conn, &room, nick.clone(), token, out, id.clone()).map_err(in_room)?;
                 tracing::debug!(%room, %nick, "joined");
                 // registered first, history read second: every message is either in the
                 // history or delivered live (or both; clients keep one copy per seq)

@@ -32,6 +32,8 @@ struct Room {
 #[derive(Debug)]
 struct Member {
     nick: Nick,
+    /// The client's secret from `join`, if it gave one: proves a later join is the same client.
+    token: Option<String>,
     out: Outbox,
 }
 
@@ -74,36 +76,51 @@ impl Hub {
     }
 
     /// Adds `conn` to `room` (creating it), replies `joined` to it and announces it to the rest.
+    ///
+    /// A nickname held by a member with the same (non-empty) `token` is taken over: that member
+    /// is a ghost of this client (a connection it lost, that the hub has not noticed yet), so it
+    /// is replaced quietly, with no leave and join announced.
     pub(crate) fn join(
         &self,
         conn: ConnId,
         room: &RoomName,
         nick: Nick,
+        token: Option<String>,
         out: &Outbox,
         reply_id: Option<String>,
     ) -> Result<(), Invalid> {
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
         let key = nick.key();
-        if entry.members.values().any(|m| m.nick.key() == key) {
-            let reason = format!("Someone in {room} is already called {nick}.");
-            // an empty room was just created by `entry`: do not leave it behind
-            if entry.members.is_empty() {
-                rooms.remove(room);
+        let holder = entry.members.iter().find(|(_, m)| m.nick.key() == key).map(|(id, m)| (*id, m.token.clone()));
+        let takeover = match holder {
+            None => false,
+            Some((ghost, held)) if token.as_ref().is_some_and(|t| !t.is_empty()) && held == token => {
+                entry.members.remove(&ghost);
+                true
             }
-            return Err(Invalid { code: ErrorCode::NickTaken, reason });
-        }
-        entry.members.insert(conn, Member { nick: nick.clone(), out: out.clone() });
+            Some(_) => {
+                let reason = format!("Someone in {room} is already called {nick}.");
+                // an empty room was just created by `entry`: do not leave it behind
+                if entry.members.is_empty() {
+                    rooms.remove(room);
+                }
+                return Err(Invalid { code: ErrorCode::NickTaken, reason });
+            }
+        };
+        entry.members.insert(conn, Member { nick: nick.clone(), token, out: out.clone() });
         out.push(&ServerMsg::Joined {
             id: reply_id,
             room: room.to_string(),
             nick: nick.to_string(),
             members: entry.member_names(),
         });
-        entry.broadcast(
-            &ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() },
-            Some(conn),
-        );
+        if !takeover {
+            entry.broadcast(
+                &ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() },
+                Some(conn),
+            );
+        }
         Ok(())
     }
 

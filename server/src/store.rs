@@ -131,9 +131,9 @@ impl Store {
         run_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
             let sql = if newest {
-                "SELECT seq, author, text, ts FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
             } else {
-                "SELECT seq, author, text, ts FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
+                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
             };
             let mut stmt = conn.prepare_cached(sql)?;
             let rows = stmt.query_map(params![room, clamp(after), clamp(up_to), limit as i64], |r| {
@@ -143,6 +143,7 @@ impl Store {
                     author: r.get(1)?,
                     text: r.get(2)?,
                     ts: r.get::<_, i64>(3)? as u64,
+                    id: public_id(&r.get::<_, String>(4)?),
                 })
             })?;
             let mut page = rows.collect::<Result<Vec<_>, _>>()?;
@@ -200,6 +201,11 @@ impl Drop for Throwaway {
             let _ = std::fs::remove_file(file);
         }
     }
+}
+
+/// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
+fn public_id(stored: &str) -> Option<String> {
+    stored.strip_prefix("c:").map(str::to_owned)
 }
 
 /// Sequence numbers are stored as SQLite's signed 64-bit integers.
@@ -292,7 +298,7 @@ fn commit_batch(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
-        let mut find = tx.prepare_cached("SELECT seq, author, text, ts FROM messages WHERE room = ?1 AND client_id = ?2")?;
+        let mut find = tx.prepare_cached("SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND client_id = ?2")?;
         let mut head = tx.prepare_cached("SELECT MAX(seq) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached("INSERT INTO messages (room, seq, author, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -306,6 +312,7 @@ fn commit_batch(
                         author: r.get(1)?,
                         text: r.get(2)?,
                         ts: r.get::<_, i64>(3)? as u64,
+                        id: public_id(&r.get::<_, String>(4)?),
                     })
                 })
                 .optional()?;
@@ -320,7 +327,8 @@ fn commit_batch(
             let seq = last + 1;
             insert.execute(params![room, seq as i64, a.author, a.text, now as i64, a.client_id])?;
             heads.insert(room.to_owned(), seq);
-            outcomes.push((ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now }, false));
+            let id = public_id(&a.client_id);
+            outcomes.push((ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now, id }, false));
         }
     }
     tx.commit()?;

@@ -132,7 +132,6 @@ async fn members(page: &Client) -> Vec<String> {
 
 async fn say(page: &Client, text: &str) {
     let input = page.find(Locator::Id("message")).await.unwrap();
-    eventually("the message box is enabled", || async { input.is_enabled().await.ok().filter(|e| *e) }).await;
     input.send_keys(text).await.unwrap();
     input.send_keys("\u{E007}").await.unwrap(); // Enter
 }
@@ -246,9 +245,92 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
         (state == "reconnecting" && text.contains("server shutting down (1001)")).then_some(())
     })
     .await;
+    // the box stays usable: what is typed now waits in the outbox (see the next test)
     let message_box = alice.find(Locator::Id("message")).await.unwrap();
-    assert!(!message_box.is_enabled().await.unwrap(), "no typing into a dead connection");
+    assert!(message_box.is_enabled().await.unwrap());
+    let placeholder = message_box.attr("placeholder").await.unwrap().unwrap_or_default();
+    assert!(placeholder.starts_with("Offline"), "{placeholder}");
 
     alice.close().await.ok();
     bob.close().await.ok();
+}
+
+/// How many log entries show exactly `text`, and in which states.
+async fn copies(page: &Client, text: &str) -> (usize, usize) {
+    let mut stored = 0;
+    let mut pending = 0;
+    for el in page.find_all(Locator::Css(".msg")).await.unwrap_or_default() {
+        let Ok(t) = el.find(Locator::Css(".text")).await else { continue };
+        if t.text().await.ok().as_deref() == Some(text) {
+            let class = el.attr("class").await.ok().flatten().unwrap_or_default();
+            if class.contains("pending") { pending += 1 } else { stored += 1 }
+        }
+    }
+    (stored, pending)
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
+    let db = support::fresh_db_path();
+    let dist = dist_dir();
+    let static_dir = ["--static-dir", &dist.to_string_lossy()];
+    let mut hub = Hub::start_on(&db, &static_dir).await;
+    let address = hub.url.trim_start_matches("http://").to_owned();
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-3").await;
+    let bob = driver.browser("bob-3").await;
+    join(&alice, &hub.url, "alice").await;
+    join(&bob, &hub.url, "bob").await;
+
+    // History is shown after a refresh: the page rejoins its rooms by itself
+    say(&alice, "said before the refresh").await;
+    eventually("bob gets it", || async { (copies(&bob, "said before the refresh").await == (1, 0)).then_some(()) }).await;
+    bob.refresh().await.unwrap();
+    eventually("bob sees the history again after the refresh", || async {
+        (copies(&bob, "said before the refresh").await == (1, 0) && texts(&bob, "#room-title").await == ["#lobby"]).then_some(())
+    })
+    .await;
+
+    // A message typed while the server is down waits, then arrives once for both
+    assert_eq!(hub.terminate().await, Some(0));
+    eventually("alice's page knows the server is gone", || async {
+        let state = alice.find(Locator::Css(".status")).await.ok()?.attr("data-state").await.ok()??;
+        (state == "reconnecting").then_some(())
+    })
+    .await;
+    say(&alice, "typed while the server was down").await;
+    eventually("it waits as 'sending'", || async {
+        (copies(&alice, "typed while the server was down").await == (0, 1)).then_some(())
+    })
+    .await;
+    let hub = Hub::start_at(&db, &address, &static_dir).await;
+    for (who, page) in [("alice", &alice), ("bob", &bob)] {
+        eventually(&format!("{who} has it exactly once, stored"), || async {
+            (copies(page, "typed while the server was down").await == (1, 0)).then_some(())
+        })
+        .await;
+    }
+
+    // Bob away while alice talks: back, he sees everything, once
+    bob.goto(&format!("{}/echo", hub.url)).await.unwrap();
+    eventually("alice sees bob leave", || async {
+        texts(&alice, ".notice").await.iter().any(|t| t == "bob left.").then_some(())
+    })
+    .await;
+    say(&alice, "while bob was away, one").await;
+    say(&alice, "while bob was away, two").await;
+    bob.goto(&hub.url).await.unwrap();
+    eventually("bob catches up", || async {
+        let got = texts(&bob, ".msg .text").await;
+        let want = ["said before the refresh", "typed while the server was down", "while bob was away, one", "while bob was away, two"];
+        (got == want).then_some(())
+    })
+    .await;
+    assert_eq!(copies(&alice, "while bob was away, two").await, (1, 0));
+
+    alice.close().await.ok();
+    bob.close().await.ok();
+    drop(hub);
+    std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }

@@ -27,7 +27,7 @@ type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<t
 async fn joined(hub: &Hub) -> Ws {
     let url = hub.url.replace("http://", "ws://") + "/ws";
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let join = ClientMsg::Join { id: None, room: "crash".into(), nick: "writer".into(), since: None };
+    let join = ClientMsg::Join { id: None, room: "crash".into(), nick: "writer".into(), since: None, token: None };
     ws.send(Message::text(encode(&join))).await.unwrap();
     loop {
         if let ServerMsg::History { .. } = next(&mut ws).await {

@@ -74,8 +74,8 @@ mod tests {
     #[test]
     fn client_messages_round_trip() {
         let msgs = [
-            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into(), since: None },
-            ClientMsg::Join { id: None, room: "lobby".into(), nick: "ada".into(), since: Some("e:lobby:3".into()) },
+            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into(), since: None, token: None },
+            ClientMsg::Join { id: None, room: "lobby".into(), nick: "ada".into(), since: Some("e:lobby:3".into()), token: None },
             ClientMsg::History { id: None, room: "lobby".into(), before: 40, limit: Some(10) },
             ClientMsg::Leave { id: None, room: "lobby".into() },
             ClientMsg::Send { id: None, room: "lobby".into(), text: "hi \"there\"\n".into() },
@@ -93,6 +93,7 @@ mod tests {
             author: "ada".into(),
             text: "<b>hi</b>".into(),
             ts: 1_700_000_000_000,
+            id: None,
         });
         let text = encode(&m);
         assert!(text.starts_with(r#"{"type":"message","room":"lobby","seq":7"#), "{text}");

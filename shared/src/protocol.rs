@@ -17,6 +17,11 @@ pub enum ClientMsg {
         nick: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<String>,
+        /// A secret the client keeps (a page: in local storage). A join whose nickname is held
+        /// by a member that joined with the same token takes that membership over (the old
+        /// connection is a ghost of this client) instead of being refused `nick_taken`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
     },
     /// Older messages of a joined room: up to `limit` (clamped to 1–100, default 50) before
     /// sequence number `before`; reply `history`.
@@ -87,6 +92,10 @@ pub struct ChatMessage {
     pub text: String,
     /// Server time of acceptance, milliseconds since the Unix epoch.
     pub ts: u64,
+    /// The author's client id for this message, when it gave one: lets the author's page
+    /// replace its pending copy with this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 /// What the hub sends.

@@ -28,14 +28,42 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
             }
         });
     };
-    Effect::new(move |_| {
-        log.track();
-        if at_bottom.get_untracked() {
-            scroll_to_bottom();
-        } else {
-            unseen.set(true);
+    let chat = expect_context::<Chat>();
+    let name = room.name.clone();
+    let pending = {
+        let name = name.clone();
+        move || chat.outbox.with(|o| o.iter().filter(|p| p.room == name).cloned().collect::<Vec<_>>())
+    };
+    // follow the end of the log (new messages, own pending ones), not older pages loaded above
+    Effect::new(move |previous: Option<(Option<u64>, usize)>| {
+        let last = log.with(|l| l.last().map(|e| e.key));
+        let waiting = chat.outbox.with(Vec::len);
+        let now = (last, waiting);
+        if previous.is_none_or(|p| p != now) {
+            if at_bottom.get_untracked() || previous.is_none() {
+                scroll_to_bottom();
+            } else if previous.is_some_and(|p| p.0 != last) {
+                unseen.set(true);
+            }
         }
+        now
     });
+    let oldest = move || {
+        log.with(|l| {
+            l.iter().find_map(|e| match e.kind {
+                EntryKind::Message { seq, .. } => Some(seq),
+                _ => None,
+            })
+        })
+    };
+    let load_older = {
+        let name = name.clone();
+        move |_| {
+            if let Some(before) = oldest() {
+                chat.load_older(&name, before);
+            }
+        }
+    };
     let on_scroll = move |_| {
         if let Some(el) = log_ref.get_untracked() {
             let bottom = el.scroll_height() - el.scroll_top() - el.client_height() <= STICKY_SLACK;
@@ -67,8 +95,16 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
                         node_ref=log_ref
                         on:scroll=on_scroll
                     >
+                        <Show when=move || oldest().is_some_and(|seq| seq > 1)>
+                            <button class="load-older" on:click=load_older.clone()>
+                                "Load older messages"
+                            </button>
+                        </Show>
                         <For each=move || log.get() key=|entry| entry.key let:entry>
-                            <LogEntry entry />
+                            <LogEntry entry room=name.clone() />
+                        </For>
+                        <For each=pending key=|p| (p.id.clone(), p.failed.clone()) let:p>
+                            <PendingEntry pending=p />
                         </For>
                     </div>
                     <Show when=move || unseen.get()>
@@ -93,17 +129,30 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
 
 /// One line of the log. Text is always inserted as text nodes, never parsed as HTML.
 #[component]
-fn LogEntry(entry: Entry) -> impl IntoView {
+fn LogEntry(entry: Entry, room: String) -> impl IntoView {
     match entry.kind {
         EntryKind::Message { author, text, ts, own, .. } => {
             view! {
-                <article class=if own { "msg own" } else { "msg" }>
+                <article class=if own { "msg own" } else { "msg" } data-state=own.then_some("sent")>
                     <header>
                         <span class="author">{author}</span>
                         <time>{clock(ts)}</time>
+                        {own.then(|| view! { <span class="state">"✓ sent"</span> })}
                     </header>
                     <p class="text">{text}</p>
                 </article>
+            }
+                .into_any()
+        }
+        EntryKind::Gap { before } => {
+            let chat = expect_context::<Chat>();
+            view! {
+                <p class="notice gap">
+                    "Some messages were skipped while you were away. "
+                    <button class="link" on:click=move |_| chat.load_older(&room, before)>
+                        "Load them"
+                    </button>
+                </p>
             }
                 .into_any()
         }
@@ -112,7 +161,35 @@ fn LogEntry(entry: Entry) -> impl IntoView {
     }
 }
 
-/// The message box: Enter sends, blank input is ignored, disabled while disconnected.
+/// An own message not yet acknowledged: sending, or refused with Retry and Discard.
+#[component]
+fn PendingEntry(pending: crate::outbox::Pending) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let (retry_id, discard_id) = (pending.id.clone(), pending.id.clone());
+    let failed = pending.failed.clone();
+    view! {
+        <article class="msg own pending" data-state=if failed.is_some() { "failed" } else { "sending" }>
+            <header>
+                <span class="state">
+                    {match &failed {
+                        Some(reason) => format!("failed: {reason}"),
+                        None => "sending…".to_owned(),
+                    }}
+                </span>
+            </header>
+            <p class="text">{pending.text}</p>
+            {failed.is_some().then(|| view! {
+                <div class="actions">
+                    <button class="link" on:click=move |_| chat.retry(&retry_id)>"Retry"</button>
+                    <button class="link" on:click=move |_| chat.discard(&discard_id)>"Discard"</button>
+                </div>
+            })}
+        </article>
+    }
+}
+
+/// The message box: Enter sends, blank input is ignored. While disconnected it stays usable:
+/// messages wait in the outbox and go out on reconnect.
 #[component]
 fn MessageForm(room: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
@@ -141,12 +218,13 @@ fn MessageForm(room: String) -> impl IntoView {
                     id="message"
                     name="message"
                     autocomplete="off"
-                    placeholder=move || if connected() { "Say something…" } else { "Waiting for the connection…" }
+                    placeholder=move || {
+                        if connected() { "Say something…" } else { "Offline: messages are sent when the connection is back" }
+                    }
                     prop:value=move || text.get()
                     on:input=move |ev| text.set(event_target_value(&ev))
-                    disabled=move || !connected()
                 />
-                <button type="submit" disabled=move || !connected()>
+                <button type="submit">
                     "Send"
                 </button>
             </div>

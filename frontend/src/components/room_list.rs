@@ -17,7 +17,7 @@ pub(crate) fn RoomList() -> impl IntoView {
                         };
                         let select = {
                             let name = name.clone();
-                            move |_| chat.active.set(Some(name.clone()))
+                            move |_| chat.select(&name)
                         };
                         let leave = {
                             let name = name.clone();

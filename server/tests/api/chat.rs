@@ -28,7 +28,7 @@ async fn a_message_reaches_everyone_in_the_room_including_its_author_with_server
         .await;
 
     for client in [&mut alice, &mut bob] {
-        let ServerMsg::Message(ChatMessage { room, seq, author, text, ts }) = client.next().await else {
+        let ServerMsg::Message(ChatMessage { room, seq, author, text, ts, .. }) = client.next().await else {
             panic!("expected a message");
         };
         assert_eq!((room.as_str(), seq, author.as_str(), text.as_str()), ("lobby", 1, "alice", "hi <b>bob</b>"));
@@ -88,7 +88,7 @@ async fn a_nickname_is_unique_within_a_room_ignoring_case_and_free_again_after_l
     let (mut alice, _) = app.joined("lobby", "Alice").await;
 
     let mut imposter = app.client().await;
-    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into(), since: None }).await;
+    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into(), since: None, token: None }).await;
     let ServerMsg::Error { id, code, .. } = imposter.next().await else { panic!("expected an error") };
     assert_eq!((id.as_deref(), code), (Some("j1"), ErrorCode::NickTaken));
 
@@ -115,7 +115,7 @@ async fn invalid_nicknames_and_rooms_are_refused_with_specific_codes() {
         ("no spaces", "alice", ErrorCode::RoomForbiddenChar),
     ];
     for (room, nick, want) in cases {
-        c.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since: None }).await;
+        c.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since: None, token: None }).await;
         let ServerMsg::Error { code, .. } = c.next().await else { panic!("expected an error") };
         assert_eq!(code, want, "room {room:?} nick {nick:?}");
     }
@@ -155,7 +155,50 @@ async fn one_connection_can_talk_in_several_rooms() {
     assert_eq!((m.room.as_str(), m.author.as_str()), ("kitchen", "chef"), "the nickname is per room");
 
     // joining a room twice is refused
-    alice.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "x".into(), since: None }).await;
+    alice.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "x".into(), since: None, token: None }).await;
     assert!(matches!(alice.next().await, ServerMsg::Message(_)), "own copy of dinner!");
     assert!(matches!(alice.next().await, ServerMsg::Error { code: ErrorCode::AlreadyJoined, .. }));
+}
+
+#[tokio::test]
+async fn a_rejoin_with_the_same_token_takes_over_its_ghost_and_another_token_cannot() {
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    let join = |token: &str| ClientMsg::Join {
+        id: None,
+        room: "lobby".into(),
+        nick: "bob".into(),
+        since: None,
+        token: Some(token.into()),
+    };
+    let mut ghost = app.client().await;
+    ghost.send(&join("secret-1")).await;
+    assert!(matches!(ghost.next().await, ServerMsg::Joined { .. }));
+    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
+
+    // someone else cannot claim bob, even with a token
+    let mut other = app.client().await;
+    other.send(&join("other-token")).await;
+    assert!(matches!(other.next().await, ServerMsg::Error { code: ErrorCode::NickTaken, .. }));
+
+    // bob's new connection (the old one not yet gone) takes over, quietly
+    let mut bob = app.client().await;
+    bob.send(&join("secret-1")).await;
+    let ServerMsg::Joined { members, .. } = bob.next().await else { panic!("takeover refused") };
+    assert_eq!(members, ["alice", "bob"]);
+    assert!(alice.is_quiet_for(Duration::from_millis(200)).await, "no leave/join noise");
+
+    // messages go to the new connection only, and the ghost's end announces nothing
+    alice.say("lobby", "hi bob").await;
+    assert!(matches!(alice.next().await, ServerMsg::Message(_)));
+    let first_message = loop {
+        match bob.next().await {
+            ServerMsg::History { .. } => continue, // may come before or after the live message
+            other => break other,
+        }
+    };
+    assert!(matches!(first_message, ServerMsg::Message(m) if m.text == "hi bob"));
+    drop(ghost);
+    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "the ghost leaving is not bob leaving");
+    app.wait_for_health("connections", 3).await;
 }

@@ -155,7 +155,7 @@ impl Client {
 
     /// Joins with an optional resume cursor; returns the members and the `history` reply.
     pub async fn join_since(&mut self, room: &str, nick: &str, since: Option<String>) -> (Vec<String>, ServerMsg) {
-        self.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since }).await;
+        self.send(&ClientMsg::Join { id: None, room: room.into(), nick: nick.into(), since, token: None }).await;
         let members = match self.next().await {
             ServerMsg::Joined { members, .. } => members,
             other => panic!("expected joined, got {other:?}"),

@@ -53,6 +53,7 @@ async fn a_send_with_an_id_is_acknowledged_with_its_sequence_number_after_the_br
     let (mut alice, _) = app.joined("lobby", "alice").await;
     alice.send(&send("lobby", "m-1", "hello")).await;
     let ServerMsg::Message(m) = alice.next().await else { panic!("own copy first") };
+    assert_eq!(m.id.as_deref(), Some("m-1"), "the broadcast names the client id");
     assert_eq!(alice.next().await, ServerMsg::Ack { id: "m-1".into(), room: "lobby".into(), seq: m.seq });
 }
 
@@ -132,7 +133,7 @@ async fn resume_table() {
     // a cursor of another room, ahead of the head, or malformed: refused, then the latest page
     for bad in [cursor("kitchen", 5), cursor("lobby", 21), Some("1 OR 1=1".into()), Some(format!("{epoch}:lobby:-1"))] {
         let mut c = app.client().await;
-        c.send(&ClientMsg::Join { id: Some("j".into()), room: "lobby".into(), nick: "b4".into(), since: bad.clone() }).await;
+        c.send(&ClientMsg::Join { id: Some("j".into()), room: "lobby".into(), nick: "b4".into(), since: bad.clone(), token: None }).await;
         assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
         let ServerMsg::Error { code, id, .. } = c.next().await else { panic!("refusal for {bad:?}") };
         assert_eq!((code, id.as_deref()), (ErrorCode::InvalidCursor, Some("j")), "{bad:?}");

@@ -84,7 +84,7 @@ async fn rooms_per_connection_are_capped() {
     let mut c = app.client().await;
     c.join("a", "x").await;
     c.join("b", "x").await;
-    c.send(&ClientMsg::Join { id: None, room: "c".into(), nick: "x".into(), since: None }).await;
+    c.send(&ClientMsg::Join { id: None, room: "c".into(), nick: "x".into(), since: None, token: None }).await;
     assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::TooManyRooms, .. }));
 }
 

@@ -40,8 +40,13 @@ impl Hub {
 
     /// The same on a given database file (to restart on it).
     pub async fn start_on(db: &std::path::Path, args: &[&str]) -> Hub {
+        Self::start_at(db, "127.0.0.1:0", args).await
+    }
+
+    /// The same on a given address too (to restart where the pages will reconnect).
+    pub async fn start_at(db: &std::path::Path, listen: &str, args: &[&str]) -> Hub {
         let mut child = Command::new(env!("CARGO_BIN_EXE_hubbub"))
-            .args(["--listen", "127.0.0.1:0", "--db"])
+            .args(["--listen", listen, "--db"])
             .arg(db)
             .args(args)
             .stdout(Stdio::piped())
