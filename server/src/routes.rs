@@ -3,7 +3,7 @@
 use crate::{AppState, add::Add, chat::ChatSession, connection, echo::Echo, hub::ConnId};
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, State, WebSocketUpgrade},
+    extract::{ConnectInfo, MatchedPath, State, WebSocketUpgrade},
     http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
     routing::get,
@@ -21,46 +21,40 @@ pub(crate) fn router(state: AppState) -> Router {
     // unknown paths get index.html so that client-side routes survive a reload
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
     Router::new()
-        .route("/ws", get(chat_socket))
-        .route("/ws/echo", get(echo_socket))
-        .route("/ws/add", get(add_socket))
+        .route("/ws", get(socket))
+        .route("/ws/echo", get(socket))
+        .route("/ws/add", get(socket))
         .route("/healthz", get(healthz))
         .fallback_service(page)
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// The chat socket (`docs/protocol.md`).
-async fn chat_socket(
+/// Every WebSocket endpoint, told apart by the route that matched: `/ws` (the chat,
+/// `docs/protocol.md`), `/ws/echo` (echoes everything; its size limit is its own, since
+/// Autobahn sends up to 16 MiB) and `/ws/add` (the seed's add service in its own JSON shape).
+async fn socket(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    path: MatchedPath,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let max = state.config.max_message_bytes;
-    upgrade(state, peer, &headers, ws, "chat", max, ChatSession::new)
-}
-
-/// Echoes every message; its size limit is its own (Autobahn sends up to 16 MiB).
-async fn echo_socket(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let max = state.config.echo_max_message_bytes;
-    upgrade(state, peer, &headers, ws, "echo", max, |_, _| Echo)
-}
-
-/// The seed's add service in its own JSON shape.
-async fn add_socket(
-    State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let max = state.config.max_message_bytes;
-    upgrade(state, peer, &headers, ws, "add", max, |_, _| Add)
+    let config = &state.config;
+    match path.as_str() {
+        "/ws/echo" => {
+            let max = config.echo_max_message_bytes;
+            upgrade(state, peer, &headers, ws, "echo", max, |_, _| Echo)
+        }
+        "/ws/add" => {
+            let max = config.max_message_bytes;
+            upgrade(state, peer, &headers, ws, "add", max, |_, _| Add)
+        }
+        _ => {
+            let max = config.max_message_bytes;
+            upgrade(state, peer, &headers, ws, "chat", max, ChatSession::new)
+        }
+    }
 }
 
 /// The one way every endpoint upgrades: Origin check (403 before the upgrade), limits, a

@@ -136,16 +136,7 @@ impl Store {
                 "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
             };
             let mut stmt = conn.prepare_cached(sql)?;
-            let rows = stmt.query_map(params![room, clamp(after), clamp(up_to), limit as i64], |r| {
-                Ok(ChatMessage {
-                    room: room.clone(),
-                    seq: r.get::<_, i64>(0)? as u64,
-                    author: r.get(1)?,
-                    text: r.get(2)?,
-                    ts: r.get::<_, i64>(3)? as u64,
-                    id: public_id(&r.get::<_, String>(4)?),
-                })
-            })?;
+            let rows = stmt.query_map(params![room, clamp(after), clamp(up_to), limit as i64], |r| message_from_row(&room, r))?;
             let mut page = rows.collect::<Result<Vec<_>, _>>()?;
             if newest {
                 page.reverse();
@@ -201,6 +192,18 @@ impl Drop for Throwaway {
             let _ = std::fs::remove_file(file);
         }
     }
+}
+
+/// A message from a row of `SELECT seq, author, text, ts, client_id`.
+fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        room: room.to_owned(),
+        seq: r.get::<_, i64>(0)? as u64,
+        author: r.get(1)?,
+        text: r.get(2)?,
+        ts: r.get::<_, i64>(3)? as u64,
+        id: public_id(&r.get::<_, String>(4)?),
+    })
 }
 
 /// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
@@ -304,18 +307,7 @@ fn commit_batch(
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         for a in batch {
             let room = a.room.as_str();
-            let existing = find
-                .query_row(params![room, a.client_id], |r| {
-                    Ok(ChatMessage {
-                        room: room.to_owned(),
-                        seq: r.get::<_, i64>(0)? as u64,
-                        author: r.get(1)?,
-                        text: r.get(2)?,
-                        ts: r.get::<_, i64>(3)? as u64,
-                        id: public_id(&r.get::<_, String>(4)?),
-                    })
-                })
-                .optional()?;
+            let existing = find.query_row(params![room, a.client_id], |r| message_from_row(room, r)).optional()?;
             if let Some(message) = existing {
                 outcomes.push((message, true));
                 continue;
