@@ -5,6 +5,7 @@ mod add;
 mod chat;
 mod config;
 mod connection;
+mod csp;
 mod echo;
 mod hub;
 mod origin;

@@ -4,7 +4,7 @@ use crate::{AppState, add::Add, chat::ChatSession, connection, echo::Echo, hub::
 use axum::{
     Json, Router,
     extract::{ConnectInfo, MatchedPath, State, WebSocketUpgrade},
-    http::{HeaderMap, StatusCode},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -12,6 +12,7 @@ use hubbub_shared::SUBPROTOCOL;
 use std::net::SocketAddr;
 use tower_http::{
     services::{ServeDir, ServeFile},
+    set_header::SetResponseHeaderLayer,
     trace::TraceLayer,
 };
 use tracing::Instrument;
@@ -20,12 +21,14 @@ pub(crate) fn router(state: AppState) -> Router {
     let static_dir = &state.config.static_dir;
     // unknown paths get index.html so that client-side routes survive a reload
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
+    let csp = HeaderValue::from_str(&crate::csp::policy(static_dir)).expect("the policy is ASCII");
     Router::new()
         .route("/ws", get(socket))
         .route("/ws/echo", get(socket))
         .route("/ws/add", get(socket))
         .route("/healthz", get(healthz))
         .fallback_service(page)
+        .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -46,6 +46,8 @@ async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
     let (status, head, body) = http_get(app.addr, "/", &[]).await;
     assert_eq!(status, 200);
     assert!(head.to_lowercase().contains("content-type: text/html"), "{head}");
+    let csp = head.lines().find(|l| l.to_lowercase().starts_with("content-security-policy:")).expect("a CSP header");
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{csp}");
     assert!(body.contains("<title>Hubbub</title>"));
 
     let (status, head, _) = http_get(app.addr, "/app.wasm", &[]).await;
