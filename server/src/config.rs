@@ -40,6 +40,10 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// WebSocket connections one client IP address may hold at once; more get 429.
+    #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
+    pub max_connections_per_ip: usize,
+
     /// Interval between the hub's pings to each client, in milliseconds.
     #[arg(long, env = "HUBBUB_PING_INTERVAL_MS", default_value_t = 54_000)]
     pub ping_interval_ms: u64,

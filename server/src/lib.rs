@@ -8,6 +8,7 @@ mod connection;
 mod csp;
 mod echo;
 mod hub;
+mod ip_limit;
 mod origin;
 mod outbox;
 mod routes;
@@ -30,6 +31,7 @@ pub struct AppState {
     hub: Arc<hub::Hub>,
     store: store::Store,
     origins: Arc<origin::OriginPolicy>,
+    ip_limiter: Arc<ip_limit::IpLimiter>,
     stats: Arc<stats::Stats>,
     /// Cancelled when the process should stop; every connection watches it and sends 1001.
     shutdown: CancellationToken,
@@ -46,6 +48,7 @@ impl AppState {
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
         Ok(Self {
             origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
+            ip_limiter: Arc::new(ip_limit::IpLimiter::new(config.max_connections_per_ip)),
             config: Arc::new(config),
             hub,
             store,

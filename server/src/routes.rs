@@ -76,6 +76,11 @@ fn upgrade<H: connection::Handler + 'static>(
         tracing::warn!(%peer, %origin, endpoint, "refused WebSocket from a foreign origin");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
+    let Some(slot) = state.ip_limiter.acquire(peer.ip()) else {
+        state.stats.ip_cap_refusals.inc();
+        tracing::warn!(%peer, endpoint, "refused WebSocket: too many connections from this address");
+        return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
+    };
     let conn = state.hub.new_conn_id();
     let span = tracing::info_span!("conn", id = conn, endpoint, %peer);
     let tracker = state.tracker.clone();
@@ -87,8 +92,13 @@ fn upgrade<H: connection::Handler + 'static>(
         .read_buffer_size(read_buffer)
         .write_buffer_size(16 * 1024)
         .on_upgrade(move |socket| {
-            // tracked, so that shutdown waits for this connection's close handshake
-            tracker.track_future(connection::serve(socket, state, handler).instrument(span))
+            // tracked, so that shutdown waits for this connection's close handshake; the slot
+            // under the per-address cap is held for as long as the connection lives
+            let serve = async move {
+                connection::serve(socket, state, handler).await;
+                drop(slot);
+            };
+            tracker.track_future(serve.instrument(span))
         })
 }
 
@@ -108,6 +118,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "lagged_readers": state.stats.lagged_readers.get(),
         "write_timeouts": state.stats.write_timeouts.get(),
         "origin_refusals": state.stats.origin_refusals.get(),
+        "ip_cap_refusals": state.stats.ip_cap_refusals.get(),
     }));
     (status, body)
 }

@@ -62,3 +62,32 @@ async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
     assert!(body.contains(r#""status":"ok""#), "{body}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+/// A client socket from a given loopback source address.
+async fn connect_from(source: &str, app: &TestApp) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    let stream = socket.connect(app.addr).await.unwrap();
+    let (ws, _) = tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await?;
+    Ok(ws)
+}
+
+#[tokio::test]
+async fn one_address_past_its_connection_cap_gets_429_and_others_are_unaffected() {
+    let app = spawn_app_with(|c| c.max_connections_per_ip = 3).await;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(connect_from("127.0.0.2", &app).await.expect("under the cap"));
+    }
+    let err = connect_from("127.0.0.2", &app).await.err().expect("over the cap");
+    let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
+    assert_eq!(response.status(), 429);
+    assert_eq!(app.health().await["ip_cap_refusals"], 1);
+
+    assert!(connect_from("127.0.0.3", &app).await.is_ok(), "another address is not affected");
+
+    // closing one frees its place
+    drop(held.pop());
+    app.wait_for_health("connections", 2).await;
+    assert!(connect_from("127.0.0.2", &app).await.is_ok());
+}
