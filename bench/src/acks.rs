@@ -48,7 +48,9 @@ struct Server {
 
 async fn start_server(bin: &Path, db: &Path) -> anyhow::Result<Server> {
     let mut child = Command::new(bin)
-        .args(["--listen", "127.0.0.1:0", "--db-sync", "full", "--db"])
+        .args(["--listen", "127.0.0.1:0", "--db-sync", "full"])
+        // a benchmark floods on purpose
+        .args(["--messages-per-sec", "1000000", "--message-burst", "1000000", "--frames-per-sec", "1000000", "--db"])
         .arg(db)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

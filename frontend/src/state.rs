@@ -355,8 +355,19 @@ impl Chat {
             }
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => {}
-            ServerMsg::Error { id, code, message, room } => {
-                if let Some(id) = id.as_deref().filter(|id| self.outbox.with_untracked(|o| o.iter().any(|p| p.id == *id))) {
+            ServerMsg::Error { id, code, message, room, retry_after_ms } => {
+                let pending = id.as_deref().and_then(|id| self.outbox.with_untracked(|o| o.iter().find(|p| p.id == id).cloned()));
+                if let (Some(p), ErrorCode::RateLimited) = (&pending, code) {
+                    // not refused, only too fast (say, a long outbox resent at once): try again
+                    let (chat, p) = (*self, p.clone());
+                    let wait = retry_after_ms.unwrap_or(1000);
+                    leptos::task::spawn_local(async move {
+                        gloo_timers::future::sleep(std::time::Duration::from_millis(wait)).await;
+                        if chat.is_connected() {
+                            chat.send(send_msg(&p));
+                        }
+                    });
+                } else if let Some(id) = pending.map(|p| p.id) {
                     // refused: it stays in the outbox, marked failed, until Retry or Discard
                     self.update_outbox(|o| {
                         if let Some(p) = o.iter_mut().find(|p| p.id == id) {

@@ -1,6 +1,6 @@
 //! The chat endpoint (`/ws`): rooms, nicknames and messages, through the hub.
 
-use crate::{AppState, connection::Handler, hub::ConnId, outbox::Outbox, store::Append};
+use crate::{AppState, connection::Handler, hub::ConnId, outbox::Outbox, rate::TokenBucket, store::Append};
 use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{
     ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, cursor::Cursor, decode_client,
@@ -18,6 +18,11 @@ pub(crate) struct ChatSession {
     rooms: HashMap<RoomName, Nick>,
     /// Messages sent without a client id, numbered to make one (no acks for those).
     anonymous_sends: u64,
+    /// Requests per second; refusals in a row since the last accepted one.
+    messages: TokenBucket,
+    strikes: u32,
+    /// Frames per second, pings included.
+    frames: TokenBucket,
 }
 
 impl Handler for ChatSession {
@@ -27,8 +32,22 @@ impl Handler for ChatSession {
         out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits });
     }
 
-    /// Every refusal becomes one `error` frame; the connection stays.
+    /// Every refusal becomes one `error` frame; the connection stays (unless it keeps
+    /// flooding past the rate limit).
     fn on_text(&mut self, text: Utf8Bytes, out: &Outbox) -> Result<(), (u16, &'static str)> {
+        if let Err(wait) = self.messages.take() {
+            self.strikes += 1;
+            self.state.stats.rate_limited.inc();
+            if self.strikes > self.state.config.rate_limit_strikes {
+                return Err((hubbub_shared::close::RATE_LIMITED, "too many messages"));
+            }
+            let id = decode_client(text.as_str()).ok().and_then(|m| m.id().map(str::to_owned));
+            let retry_after_ms = Some(wait.as_millis() as u64 + 1);
+            let message = "Slow down: too many messages.".to_owned();
+            out.push(&ServerMsg::Error { id, code: ErrorCode::RateLimited, message, room: None, retry_after_ms });
+            return Ok(());
+        }
+        self.strikes = 0;
         let msg = match decode_client(text.as_str()) {
             Ok(msg) => msg,
             Err(err) => {
@@ -45,6 +64,10 @@ impl Handler for ChatSession {
         Ok(())
     }
 
+    fn on_frame(&mut self) -> Result<(), (u16, &'static str)> {
+        self.frames.take().map_err(|_| (hubbub_shared::close::RATE_LIMITED, "too many frames"))
+    }
+
     fn on_closing(&mut self) {
         // leaving announces `member_left` to every room this connection was in
         for (room, _) in self.rooms.drain() {
@@ -55,7 +78,10 @@ impl Handler for ChatSession {
 
 impl ChatSession {
     pub(crate) fn new(state: AppState, conn: ConnId) -> Self {
-        Self { state, conn, rooms: HashMap::new(), anonymous_sends: 0 }
+        let config = &state.config;
+        let messages = TokenBucket::new(config.messages_per_sec, config.message_burst);
+        let frames = TokenBucket::new(config.frames_per_sec, 2.0 * config.frames_per_sec);
+        Self { state, conn, rooms: HashMap::new(), anonymous_sends: 0, messages, strikes: 0, frames }
     }
 
     fn act(&mut self, msg: ClientMsg, out: &Outbox) -> Result<(), (Invalid, Option<String>)> {
@@ -147,7 +173,7 @@ impl ChatSession {
 
 fn refuse(out: &Outbox, id: Option<String>, code: ErrorCode, message: String, room: Option<String>) {
     tracing::debug!(code = code.as_str(), "request refused");
-    out.push(&ServerMsg::Error { id, code, message, room });
+    out.push(&ServerMsg::Error { id, code, message, room, retry_after_ms: None });
 }
 
 /// Sends the `history` that follows a `joined` (or answers `resume`): the messages after the `since` cursor when

@@ -44,6 +44,24 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
 
+    /// Chat messages (any request) a connection may send per second, on average ...
+    #[arg(long, env = "HUBBUB_MESSAGES_PER_SEC", default_value_t = 10.0)]
+    pub messages_per_sec: f64,
+
+    /// ... and in a burst. Past it: `error` `rate_limited` with `retry_after_ms`.
+    #[arg(long, env = "HUBBUB_MESSAGE_BURST", default_value_t = 30.0)]
+    pub message_burst: f64,
+
+    /// Refusals in a row (no accepted message between them) before the connection is closed
+    /// for abuse (4003).
+    #[arg(long, env = "HUBBUB_RATE_LIMIT_STRIKES", default_value_t = 50)]
+    pub rate_limit_strikes: u32,
+
+    /// WebSocket frames (pings included) a chat connection may send per second, on average,
+    /// with a burst of twice that; a flood past it is closed (4003).
+    #[arg(long, env = "HUBBUB_FRAMES_PER_SEC", default_value_t = 100.0)]
+    pub frames_per_sec: f64,
+
     /// Interval between the hub's pings to each client, in milliseconds.
     #[arg(long, env = "HUBBUB_PING_INTERVAL_MS", default_value_t = 54_000)]
     pub ping_interval_ms: u64,
@@ -86,11 +104,16 @@ pub struct Config {
 }
 
 impl Config {
-    /// The defaults, on a free loopback port: what integration tests start from.
+    /// The defaults on a free loopback port, with a throwaway database and no rate limits:
+    /// what integration tests start from.
     pub fn for_tests() -> Self {
         let mut config = Config::parse_from(["hubbub"]);
         config.listen = ([127, 0, 0, 1], 0).into();
         config.db = PathBuf::from(":memory:");
+        // the functional tests send bursts on purpose; the rate-limit tests set their own
+        config.messages_per_sec = 1e6;
+        config.message_burst = 1e6;
+        config.frames_per_sec = 1e6;
         config
     }
 

@@ -39,6 +39,10 @@ pub(crate) trait Handler: Send {
     fn on_binary(&mut self, _data: Bytes, _out: &Outbox) -> Result<(), (u16, &'static str)> {
         Err((close::UNSUPPORTED_DATA, "binary messages are not supported here"))
     }
+    /// Any frame arrived, control frames included; `Err` closes the connection (a flood).
+    fn on_frame(&mut self) -> Result<(), (u16, &'static str)> {
+        Ok(())
+    }
     /// The connection started closing (any cause): let go of shared state now, so others
     /// hear of it before the close handshake ends. May be called more than once.
     fn on_closing(&mut self) {}
@@ -90,6 +94,17 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
                 next = timeout(wait, stream.next()) => next,
                 _ = closing.cancelled(), if !closing.is_cancelled() => continue,
             };
+            if let Ok(Some(Ok(_))) = &next {
+                if let Err((code, reason)) = handler.on_frame() {
+                    if !close_requested {
+                        close_requested = true;
+                        tracing::info!(code, reason, "closing connection");
+                        let _ = stop_tx.send(Stop::Close(code, reason)).await;
+                        closing.cancel();
+                    }
+                    continue;
+                }
+            }
             let request = match next {
                 Err(_elapsed) if closing.is_cancelled() => break,
                 Err(_elapsed) => Some(Stop::Close(close::IDLE_TIMEOUT, "idle timeout")),

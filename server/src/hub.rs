@@ -180,6 +180,7 @@ pub(crate) fn on_commit(hub: Arc<Hub>) -> store::OnCommit {
                 code: ErrorCode::StorageUnavailable,
                 message: format!("The message was not stored: {reason}"),
                 room: Some(append.room.to_string()),
+                retry_after_ms: None,
             });
         }
     })

@@ -11,6 +11,7 @@ mod hub;
 mod ip_limit;
 mod origin;
 mod outbox;
+mod rate;
 mod routes;
 mod startup;
 mod stats;

@@ -119,6 +119,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "write_timeouts": state.stats.write_timeouts.get(),
         "origin_refusals": state.stats.origin_refusals.get(),
         "ip_cap_refusals": state.stats.ip_cap_refusals.get(),
+        "rate_limited": state.stats.rate_limited.get(),
     }));
     (status, body)
 }

@@ -29,6 +29,8 @@ pub(crate) struct Stats {
     pub(crate) write_timeouts: Counter,
     /// Handshakes refused for a foreign Origin (403).
     pub(crate) origin_refusals: Counter,
+    /// Messages refused with `rate_limited`.
+    pub(crate) rate_limited: Counter,
     /// Handshakes refused because the address had too many connections (429).
     pub(crate) ip_cap_refusals: Counter,
 }

@@ -11,6 +11,8 @@ use support::{Hub, WAIT, fresh_db_path};
 use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGES: usize = 500;
+/// The writer floods on purpose.
+const UNLIMITED: &[&str] = &["--messages-per-sec", "1000000", "--message-burst", "1000000", "--frames-per-sec", "1000000"];
 
 /// A small deterministic generator (64-bit LCG): the kill points replay across runs.
 struct Lcg(u64);
@@ -74,7 +76,7 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         let kill_after = 1 + rng.below(MESSAGES as u64 - 1) as usize;
 
         // Act: 500 messages in flight; kill -9 after `kill_after` acknowledgements
-        let mut hub = Hub::start_on(&db, &[]).await;
+        let mut hub = Hub::start_on(&db, UNLIMITED).await;
         let mut ws = joined(&hub).await;
         send_all(&mut ws, round).await;
         let mut acked: HashMap<String, u64> = HashMap::new();
@@ -97,7 +99,7 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         println!("round {round}: killed after {kill_after} acks; {} messages on disk", rows.len());
 
         // and after a restart, resending everything stores each message exactly once
-        let hub = Hub::start_on(&db, &[]).await;
+        let hub = Hub::start_on(&db, UNLIMITED).await;
         let mut ws = joined(&hub).await;
         send_all(&mut ws, round).await;
         let mut acks = 0;

@@ -25,6 +25,8 @@ pub const IDLE_TIMEOUT: u16 = 4000;
 pub const SLOW_CONSUMER: u16 = 4001;
 /// A write to the client did not complete within the write deadline.
 pub const WRITE_TIMEOUT: u16 = 4002;
+/// Too many messages or frames, long after being told (`rate_limited`) to slow down.
+pub const RATE_LIMITED: u16 = 4003;
 
 /// A short, human description of a close code, for the page's connection status.
 pub fn describe(code: u16) -> &'static str {
@@ -40,6 +42,7 @@ pub fn describe(code: u16) -> &'static str {
         IDLE_TIMEOUT => "idle timeout",
         SLOW_CONSUMER => "too slow to keep up",
         WRITE_TIMEOUT => "write timeout",
+        RATE_LIMITED => "too many messages",
         _ => "closed",
     }
 }

@@ -156,6 +156,9 @@ pub enum ServerMsg {
         message: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         room: Option<String>,
+        /// With `rate_limited`: how long to wait before the next message is accepted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_ms: Option<u64>,
     },
 }
 
@@ -206,6 +209,8 @@ pub enum ErrorCode {
     InvalidCursor,
     /// The database could not store the message (it was not acknowledged or broadcast).
     StorageUnavailable,
+    /// Over the per-connection message rate; nothing was done. See `retry_after_ms`.
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -231,6 +236,7 @@ impl ErrorCode {
             ErrorCode::Overflow => "overflow",
             ErrorCode::InvalidCursor => "invalid_cursor",
             ErrorCode::StorageUnavailable => "storage_unavailable",
+            ErrorCode::RateLimited => "rate_limited",
         }
     }
 }

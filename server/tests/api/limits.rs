@@ -214,3 +214,77 @@ async fn a_client_that_answers_no_pings_is_closed_after_the_idle_timeout_and_oth
     alive.say("lobby", "still connected").await;
     assert!(matches!(alive.next().await, ServerMsg::Message(m) if m.text == "still connected"));
 }
+
+#[tokio::test]
+async fn a_flood_gets_rate_limited_errors_then_a_close_and_others_are_served_meanwhile() {
+    let app = spawn_app_with(|c| {
+        c.messages_per_sec = 10.0;
+        c.message_burst = 20.0;
+        c.rate_limit_strikes = 50;
+    })
+    .await;
+    let (mut flood, _) = app.joined("lobby", "flood").await;
+    let (mut calm, _) = app.joined("lobby", "calm").await;
+    flood.next().await; // calm joined
+
+    // Act: 200 messages at once (the join took one token)
+    for i in 0..200 {
+        flood.send(&ClientMsg::Send { id: Some(format!("f{i}")), room: "lobby".into(), text: format!("{i}") }).await;
+    }
+    let mut limited = 0;
+    let code = loop {
+        match flood.next_frame().await {
+            Some(Ok(Message::Text(t))) => match hubbub_shared::decode_server(&t).unwrap() {
+                ServerMsg::Error { code: ErrorCode::RateLimited, retry_after_ms, id, .. } => {
+                    assert!(retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 100), "{retry_after_ms:?}");
+                    assert!(id.is_some(), "the refusal names the message");
+                    limited += 1;
+                }
+                _ => {}
+            },
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+
+    // Assert: the burst passed, the rest was refused until the strikes ran out
+    assert_eq!(code, close::RATE_LIMITED);
+    assert_eq!(limited, 50, "refused until the strike limit");
+    // calm got the burst (less the join's token) and nothing of the refused ones, and is
+    // served promptly
+    calm.say("lobby", "still served").await;
+    let mut broadcast = 0;
+    loop {
+        match calm.next().await {
+            ServerMsg::Message(m) if m.text == "still served" => break,
+            ServerMsg::Message(_) => broadcast += 1,
+            ServerMsg::MemberLeft { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!((19..=21).contains(&broadcast), "the burst passed, the rest did not: {broadcast}");
+    assert_eq!(app.health().await["rate_limited"], 51, "50 answered, the 51st closed the connection");
+}
+
+#[tokio::test]
+async fn a_ping_flood_is_closed_and_the_hub_keeps_answering_others() {
+    let app = spawn_app_with(|c| c.frames_per_sec = 100.0).await;
+    let (mut pinger, _) = app.joined("lobby", "pinger").await;
+    let (mut other, _) = app.joined("lobby", "other").await;
+    for _ in 0..5000 {
+        if pinger.ws.feed(Message::Ping(Default::default())).await.is_err() {
+            break;
+        }
+    }
+    let _ = pinger.ws.flush().await;
+    assert_eq!(pinger.expect_close().await, close::RATE_LIMITED);
+    other.say("lobby", "hello?").await;
+    loop {
+        match other.next().await {
+            ServerMsg::Message(m) if m.text == "hello?" => break,
+            ServerMsg::MemberJoined { .. } | ServerMsg::MemberLeft { .. } => {}
+            unexpected => panic!("{unexpected:?}"),
+        }
+    }
+}
