@@ -98,6 +98,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_READ_BUFFER_BYTES", default_value_t = 4096)]
     pub read_buffer_bytes: usize,
 
+    /// Close a connection whose request head has not fully arrived after this long (ms);
+    /// defeats slowloris clients that trickle headers to hold sockets.
+    #[arg(long, env = "HUBBUB_HEADER_READ_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_read_timeout_ms: u64,
+
     /// On SIGINT/SIGTERM, how long to wait for connections to finish closing (ms).
     #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
@@ -127,6 +132,10 @@ impl Config {
 
     pub fn write_timeout(&self) -> Duration {
         Duration::from_millis(self.write_timeout_ms)
+    }
+
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

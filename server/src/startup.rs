@@ -1,13 +1,23 @@
 //! Building and running the hub: bind, serve, and shut down in order.
 //!
-//! Shutdown order: the shutdown future resolves → `state.shutdown` is cancelled → axum stops
-//! accepting and finishes plain HTTP requests, while every WebSocket writer sends close 1001 →
-//! we wait (bounded by `shutdown_grace`) for the tracked connection tasks to finish their close
-//! handshakes. axum's graceful shutdown alone would not wait for upgraded sockets.
+//! We run the accept loop ourselves, with hyper-util, instead of `axum::serve`: the latter has
+//! no header-read timeout, so a client trickling a request head could hold a socket forever.
+//!
+//! Shutdown order: the shutdown future resolves → `state.shutdown` is cancelled → the listener
+//! is dropped (new connections are refused) and plain HTTP connections finish their requests,
+//! while every WebSocket writer sends close 1001 → we wait (bounded by `shutdown_grace`) for
+//! the tracked connection tasks to finish their close handshakes. Graceful shutdown of HTTP
+//! connections alone would not wait for upgraded sockets.
 
 use crate::{AppState, Config, routes};
 use anyhow::Context;
-use std::{future::Future, net::SocketAddr};
+use axum::extract::{ConnectInfo, Request};
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 
 #[derive(Debug)]
@@ -40,11 +50,50 @@ impl Application {
             shutdown.await;
             token.cancel();
         });
-        let app = routes::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(state.shutdown.clone().cancelled_owned())
-            .await
-            .context("server error")?;
+        let router = routes::router(state.clone());
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.config.header_read_timeout());
+        let graceful = GracefulShutdown::new();
+        let header_timeout = state.config.header_read_timeout();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        // out of file descriptors, say: back off instead of spinning
+                        tracing::warn!(cause = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                _ = state.shutdown.cancelled() => break,
+            };
+            // what `into_make_service_with_connect_info` does: the peer address for handlers
+            let service = tower::ServiceExt::map_request(router.clone(), move |mut request: Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo(peer));
+                request
+            });
+            let (builder, watcher) = (builder.clone(), graceful.watcher());
+            tokio::spawn(async move {
+                // hyper's header timer starts at the first byte: a client that connects and
+                // sends nothing is cut off here, after the same timeout
+                let mut first = [0u8; 1];
+                if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1))) {
+                    tracing::debug!(%peer, "nothing received within the header-read timeout (or closed)");
+                    return;
+                }
+                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                if let Err(e) = watcher.watch(connection.into_owned()).await {
+                    tracing::debug!(%peer, cause = %e, "HTTP connection ended with an error");
+                }
+            });
+        }
+        // refuse new connections from here on
+        drop(self.listener);
+        let grace = state.config.shutdown_grace();
+        if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+            tracing::warn!("HTTP connections still open after the shutdown grace");
+        }
         state.tracker.close();
         let grace = state.config.shutdown_grace();
         if tokio::time::timeout(grace, state.tracker.wait()).await.is_err() {

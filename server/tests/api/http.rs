@@ -91,3 +91,20 @@ async fn one_address_past_its_connection_cap_gets_429_and_others_are_unaffected(
     app.wait_for_health("connections", 2).await;
     assert!(connect_from("127.0.0.2", &app).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_request_head_that_never_finishes_is_closed_at_the_header_read_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app_with(|c| c.header_read_timeout_ms = 300).await;
+    for partial in ["GET /healthz HTTP/1.1\r\nHost: x\r\n", "GET /ws HTTP/1.1\r\nUpgrade: websocket", ""] {
+        let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        stream.write_all(partial.as_bytes()).await.unwrap();
+        let started = std::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+        assert!(closed.is_ok(), "the connection was left open ({partial:?})");
+        assert!(started.elapsed() < std::time::Duration::from_secs(3), "{partial:?}: {:?}", started.elapsed());
+    }
+    // complete requests are unaffected
+    assert_eq!(app.health().await["status"], "ok");
+}
