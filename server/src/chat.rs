@@ -89,7 +89,7 @@ impl ChatSession {
             ClientMsg::Join { id, room, nick, since, token } => {
                 let room = RoomName::parse(&room).map_err(|e| (e, Some(room.clone())))?;
                 let in_room = |e| (e, Some(room.to_string()));
-                let nick = Nick::parse(&nick).map_err(in_room)?;
+                let nick = Nick::parse(&nick).and_then(|n| crate::nick_rules::canonical(&n)).map_err(in_room)?;
                 if self.rooms.contains_key(&room) {
                     return Err(in_room(Invalid {
                         code: ErrorCode::AlreadyJoined,

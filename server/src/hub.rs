@@ -32,6 +32,8 @@ struct Room {
 #[derive(Debug)]
 struct Member {
     nick: Nick,
+    /// [`crate::nick_rules::look_alike_key`] of `nick`, computed once.
+    look_alike: String,
     /// The client's secret from `join`, if it gave one: proves a later join is the same client.
     token: Option<String>,
     out: Outbox,
@@ -91,24 +93,29 @@ impl Hub {
     ) -> Result<(), Invalid> {
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
-        let key = nick.key();
-        let holder = entry.members.iter().find(|(_, m)| m.nick.key() == key).map(|(id, m)| (*id, m.token.clone()));
+        let look_alike = crate::nick_rules::look_alike_key(&nick);
+        let holder = entry.members.iter().find(|(_, m)| m.look_alike == look_alike);
+        let holder = holder.map(|(id, m)| (*id, m.nick.key() == nick.key(), m.nick.to_string(), m.token.clone()));
         let takeover = match holder {
             None => false,
-            Some((ghost, held)) if token.as_ref().is_some_and(|t| !t.is_empty()) && held == token => {
+            Some((ghost, true, _, held)) if token.as_ref().is_some_and(|t| !t.is_empty()) && held == token => {
                 entry.members.remove(&ghost);
                 true
             }
-            Some(_) => {
-                let reason = format!("Someone in {room} is already called {nick}.");
+            Some((_, same, present, _)) => {
+                let (code, reason) = if same {
+                    (ErrorCode::NickTaken, format!("Someone in {room} is already called {nick}."))
+                } else {
+                    (ErrorCode::NickConfusable, format!("{nick} looks too much like {present}, who is in {room}."))
+                };
                 // an empty room was just created by `entry`: do not leave it behind
                 if entry.members.is_empty() {
                     rooms.remove(room);
                 }
-                return Err(Invalid { code: ErrorCode::NickTaken, reason });
+                return Err(Invalid { code, reason });
             }
         };
-        entry.members.insert(conn, Member { nick: nick.clone(), token, out: out.clone() });
+        entry.members.insert(conn, Member { nick: nick.clone(), look_alike, token, out: out.clone() });
         out.push(&ServerMsg::Joined {
             id: reply_id,
             room: room.to_string(),

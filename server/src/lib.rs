@@ -9,6 +9,7 @@ mod csp;
 mod echo;
 mod hub;
 mod ip_limit;
+mod nick_rules;
 mod origin;
 mod outbox;
 mod rate;

@@ -189,6 +189,10 @@ pub enum ErrorCode {
     NickForbiddenChar,
     /// Someone in the room already uses this nickname (ignoring case).
     NickTaken,
+    /// The nickname looks like one already in the room (confusable characters).
+    NickConfusable,
+    /// The nickname is reserved (admin, system, ...).
+    NickReserved,
     RoomEmpty,
     RoomTooLong,
     /// Room names are letters, digits, `-`, `_` and `.`.
@@ -224,6 +228,8 @@ impl ErrorCode {
             ErrorCode::NickTooLong => "nick_too_long",
             ErrorCode::NickForbiddenChar => "nick_forbidden_char",
             ErrorCode::NickTaken => "nick_taken",
+            ErrorCode::NickConfusable => "nick_confusable",
+            ErrorCode::NickReserved => "nick_reserved",
             ErrorCode::RoomEmpty => "room_empty",
             ErrorCode::RoomTooLong => "room_too_long",
             ErrorCode::RoomForbiddenChar => "room_forbidden_char",

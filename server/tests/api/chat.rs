@@ -202,3 +202,40 @@ async fn a_rejoin_with_the_same_token_takes_over_its_ghost_and_another_token_can
     assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "the ghost leaving is not bob leaving");
     app.wait_for_health("connections", 3).await;
 }
+
+#[tokio::test]
+async fn impersonation_is_refused_with_specific_codes_and_forms_are_canonicalised() {
+    let app = spawn_app().await;
+    let (_alice, _) = app.joined("lobby", "alice").await;
+    let mut c = app.client().await;
+    for (nick, want) in [
+        ("аlice", ErrorCode::NickConfusable), // Cyrillic а
+        ("ａｌｉｃｅ", ErrorCode::NickTaken),  // fullwidth: canonically "alice"
+        ("ALICE", ErrorCode::NickTaken),
+        ("admin", ErrorCode::NickReserved),
+        ("ali\u{202E}ecb", ErrorCode::NickForbiddenChar),
+    ] {
+        c.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: None }).await;
+        let ServerMsg::Error { code, .. } = c.next().await else { panic!("{nick:?} accepted") };
+        assert_eq!(code, want, "{nick:?}");
+    }
+    // a compatibility form is stored canonically
+    let (mut d, _) = app.joined("kitchen", "ＤＡＶＥ").await;
+    d.say("kitchen", "hi").await;
+    assert!(matches!(d.next().await, ServerMsg::Message(m) if m.author == "DAVE"));
+}
+
+#[tokio::test]
+async fn of_two_clients_claiming_one_nickname_at_once_exactly_one_wins() {
+    let app = spawn_app().await;
+    for round in 0..50 {
+        let room = format!("race{round}");
+        let (mut a, mut b) = (app.client().await, app.client().await);
+        let join = |nick: &str| ClientMsg::Join { id: None, room: room.clone(), nick: nick.into(), since: None, token: None };
+        let (ja, jb) = (join("zed"), join("ZED"));
+        tokio::join!(a.send(&ja), b.send(&jb));
+        let (ra, rb) = tokio::join!(a.next(), b.next());
+        let won = [ra, rb].iter().filter(|r| matches!(r, ServerMsg::Joined { .. })).count();
+        assert_eq!(won, 1, "round {round}");
+    }
+}
