@@ -51,8 +51,8 @@ impl Handler for ChatSession {
         let msg = match decode_client(text.as_str()) {
             Ok(msg) => msg,
             Err(err) => {
-                let mut detail = err.detail.clone();
-                detail.truncate(200);
+                // serde quotes the input back: cap it, on a character boundary
+                let detail: String = err.detail.chars().take(200).collect();
                 refuse(out, err.id.clone(), err.code(), detail, None);
                 return Ok(());
             }
@@ -225,5 +225,93 @@ fn push_history(
             out.push(&ServerMsg::History { id, room: room.to_string(), messages, recovered, more });
         }
         Err(e) => refuse(out, id, ErrorCode::StorageUnavailable, e.to_string(), Some(room.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decode-and-handle path against arbitrary input: it never panics, and on a fresh
+    //! connection every frame gets exactly one immediate reply (an error, `joined`, `sum`), or a
+    //! close.
+
+    use super::*;
+    use crate::{Config, outbox::Queue};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::sync::OnceLock;
+
+    fn state() -> &'static (tokio::runtime::Runtime, AppState) {
+        static STATE: OnceLock<(tokio::runtime::Runtime, AppState)> = OnceLock::new();
+        STATE.get_or_init(|| {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let state = AppState::new(Config::for_tests()).unwrap();
+            (runtime, state)
+        })
+    }
+
+    /// Handles one frame on a fresh session; the number of frames it queued, or the close.
+    fn replies_to(text: &str) -> Result<usize, (u16, &'static str)> {
+        let (runtime, state) = state();
+        let _in_runtime = runtime.enter();
+        let (out, mut queue, _) = Outbox::new(16, state.stats.clone());
+        let mut session = ChatSession::new(state.clone(), state.hub.new_conn_id());
+        let result = session.on_text(text.into(), &out);
+        session.on_closing();
+        result.map(|()| count(&mut queue))
+    }
+
+    fn count(queue: &mut Queue) -> usize {
+        std::iter::from_fn(|| queue.try_recv()).count()
+    }
+
+    /// JSON values, with objects biased towards the protocol's field names and types.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![Just("join"), Just("send"), Just("leave"), Just("add"), Just("history"), Just("resume"), Just("lobby")]
+                .prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("type".to_owned()), Just("id".to_owned()), Just("room".to_owned()), Just("nick".to_owned()),
+                Just("text".to_owned()), Just("a".to_owned()), Just("b".to_owned()), Just("since".to_owned()),
+                Just("before".to_owned()), "\\PC{0,8}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text_gets_exactly_one_reply(text in "\\PC{0,200}") {
+            prop_assert_eq!(replies_to(&text), Ok(1));
+        }
+
+        #[test]
+        fn arbitrary_bytes_read_as_text_get_exactly_one_reply(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(replies_to(&String::from_utf8_lossy(&bytes)), Ok(1));
+        }
+
+        #[test]
+        fn arbitrary_json_gets_exactly_one_reply(value in json()) {
+            prop_assert_eq!(replies_to(&value.to_string()), Ok(1));
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_one_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(replies_to(&deep), Ok(1));
+        let deep_object = format!("{}1{}", r#"{"type":"#.repeat(50_000), "}".repeat(50_000));
+        assert_eq!(replies_to(&deep_object), Ok(1));
     }
 }

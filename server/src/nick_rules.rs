@@ -83,7 +83,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn canonicalisation_is_idempotent(raw in "\\\\PC{1,40}") {
+        fn canonicalisation_is_idempotent(raw in "\\PC{1,40}") {
             if let Ok(parsed) = Nick::parse(&raw) {
                 if let Ok(once) = canonical(&parsed) {
                     let twice = canonical(&once).expect("a canonical nickname stays valid");
