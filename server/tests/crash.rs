@@ -26,10 +26,10 @@ impl Lcg {
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn joined(hub: &Hub) -> Ws {
+async fn joined(hub: &Hub, nick: &str) -> Ws {
     let url = hub.url.replace("http://", "ws://") + "/ws";
     let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let join = ClientMsg::Join { id: None, room: "crash".into(), nick: "writer".into(), since: None, token: None };
+    let join = ClientMsg::Join { id: None, room: "crash".into(), nick: nick.into(), since: None, token: None };
     ws.send(Message::text(encode(&join))).await.unwrap();
     loop {
         if let ServerMsg::History { .. } = next(&mut ws).await {
@@ -77,7 +77,7 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
 
         // Act: 500 messages in flight; kill -9 after `kill_after` acknowledgements
         let mut hub = Hub::start_on(&db, UNLIMITED).await;
-        let mut ws = joined(&hub).await;
+        let mut ws = joined(&hub, "writer").await;
         send_all(&mut ws, round).await;
         let mut acked: HashMap<String, u64> = HashMap::new();
         while acked.len() < kill_after {
@@ -100,7 +100,7 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
 
         // and after a restart, resending everything stores each message exactly once
         let hub = Hub::start_on(&db, UNLIMITED).await;
-        let mut ws = joined(&hub).await;
+        let mut ws = joined(&hub, "writer").await;
         send_all(&mut ws, round).await;
         let mut acks = 0;
         while acks < MESSAGES {
@@ -115,4 +115,81 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         drop(hub);
         std::fs::remove_dir_all(db.parent().unwrap()).ok();
     }
+}
+
+#[tokio::test]
+async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_exits_0() {
+    let db = fresh_db_path();
+    let mut hub = Hub::start_on(&db, UNLIMITED).await;
+    let address = hub.url.trim_start_matches("http://").to_owned();
+    // three clients; the writer keeps sending until the hub goes away
+    let mut idle_a = joined(&hub, "a").await;
+    let mut idle_b = joined(&hub, "b").await;
+    let (mut writer_tx, mut writer) = joined(&hub, "writer").await.split();
+    let mut acked = HashMap::new();
+    // the writer sends without pause, before, during and after the SIGTERM
+    let sending = tokio::spawn(async move {
+        let mut sent = 0usize;
+        loop {
+            let msg = ClientMsg::Send { id: Some(format!("t{sent}")), room: "crash".into(), text: "mid-send".into() };
+            if writer_tx.send(Message::text(encode(&msg))).await.is_err() {
+                return sent;
+            }
+            sent += 1;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+    });
+    while acked.len() < 20 {
+        let frame = tokio::time::timeout(WAIT, writer.next()).await.expect("acks in time");
+        if let Some(Ok(Message::Text(t))) = frame {
+            if let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t) {
+                acked.insert(id, seq);
+            }
+        }
+    }
+
+    // Act: SIGTERM while messages are in flight
+    let pid = hub.child.id().unwrap();
+    assert!(std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap().success());
+
+    // Assert: everyone gets 1001; meanwhile no new connection gets in
+    let mut refused_while_draining = false;
+    let (writer_rx, idle_a_rx, idle_b_rx) = (&mut writer, &mut idle_a, &mut idle_b);
+    let streams: [(&str, &mut (dyn futures_util::Stream<Item = _> + Unpin)); 3] =
+        [("writer", writer_rx), ("idle a", idle_a_rx), ("idle b", idle_b_rx)];
+    for (name, ws) in streams {
+        let code = tokio::time::timeout(WAIT, async {
+            loop {
+                match ws.next().await {
+                    Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                    Some(Ok(Message::Text(t))) => {
+                        if let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t) {
+                            acked.insert(id, seq);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("{name}: no close frame: {other:?}"),
+                }
+            }
+        })
+        .await
+        .expect("the close arrives within the drain deadline");
+        assert_eq!(code, Some(hubbub_shared::close::GOING_AWAY), "{name}");
+        if !refused_while_draining {
+            refused_while_draining = tokio::net::TcpStream::connect(&address).await.is_err();
+        }
+    }
+    assert!(refused_while_draining, "new connections are refused while draining");
+    assert!(acked.len() >= 20);
+    let sent = sending.await.unwrap();
+    let status = tokio::time::timeout(WAIT, hub.child.wait()).await.expect("exits within the grace").unwrap();
+    assert_eq!(status.code(), Some(0));
+
+    // every acknowledged message is on disk
+    let rows: HashMap<String, u64> = stored(&db).into_iter().collect();
+    for (id, seq) in &acked {
+        assert_eq!(rows.get(&format!("c:{id}")), Some(seq), "acknowledged {id} missing");
+    }
+    println!("SIGTERM with {sent} sent: {} acknowledged, {} on disk", acked.len(), rows.len());
+    std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
