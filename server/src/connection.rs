@@ -112,9 +112,11 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
                 // once closing, further messages are read (to reach the close reply) but ignored
                 Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if closing.is_cancelled() => None,
                 Ok(Some(Ok(Message::Text(text)))) => {
+                    state.stats.messages_in.inc();
                     handler.on_text(text, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
                 }
                 Ok(Some(Ok(Message::Binary(data)))) => {
+                    state.stats.messages_in.inc();
                     handler.on_binary(data, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
                 }
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => None,
@@ -232,6 +234,7 @@ impl Writer {
         };
         closing.cancel();
         if let Some((code, reason)) = close {
+            self.stats.closed_with(code);
             let frame = CloseFrame { code, reason: reason.into() };
             // a stuck socket cannot take the close frame either; bounded like any write
             let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
@@ -264,12 +267,16 @@ impl Writer {
         let overflowed = self.overflowed.clone();
         let sink = &mut self.sink;
         let queue = &mut self.queue;
+        let written = &self.stats.messages_out;
         let batch = async move {
             sink.feed(first).await?;
+            let mut frames = 1;
             for _ in 1..MAX_BATCH {
                 let Some(frame) = queue.try_recv() else { break };
                 sink.feed(frame).await?;
+                frames += 1;
             }
+            written.add(frames);
             sink.flush().await
         };
         tokio::select! {

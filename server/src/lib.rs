@@ -46,7 +46,8 @@ pub struct AppState {
 impl AppState {
     fn new(config: Config) -> anyhow::Result<Self> {
         let hub: Arc<hub::Hub> = Arc::default();
-        let store = store::Store::open(&config.db, config.db_sync, hub::on_commit(hub.clone()))
+        let stats: Arc<stats::Stats> = Arc::default();
+        let store = store::Store::open(&config.db, config.db_sync, stats.clone(), hub::on_commit(hub.clone()))
             .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
         Ok(Self {
             origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
@@ -54,7 +55,7 @@ impl AppState {
             config: Arc::new(config),
             hub,
             store,
-            stats: Arc::default(),
+            stats,
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             started_at: std::time::SystemTime::now()

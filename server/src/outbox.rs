@@ -51,6 +51,7 @@ pub(crate) struct Outbox {
 pub(crate) struct Queue {
     rx: mpsc::UnboundedReceiver<Message>,
     shared: Arc<Shared>,
+    stats: Arc<crate::stats::Stats>,
 }
 
 impl Outbox {
@@ -58,8 +59,9 @@ impl Outbox {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         let overflowed = CancellationToken::new();
-        let outbox = Outbox { tx, shared: shared.clone(), capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
-        (outbox, Queue { rx, shared }, overflowed)
+        let queue = Queue { rx, shared: shared.clone(), stats: stats.clone() };
+        let outbox = Outbox { tx, shared, capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
+        (outbox, queue, overflowed)
     }
 
     /// Queues a control frame (a reply, ack or notice).
@@ -101,6 +103,8 @@ impl Outbox {
         // an error means the connection is closing; nobody will read this
         if self.tx.send(frame).is_err() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            self.stats.queued_frames.inc();
         }
     }
 }
@@ -109,15 +113,20 @@ impl Queue {
     /// The next frame, waiting for one.
     pub(crate) async fn recv(&mut self) -> Option<Message> {
         let frame = self.rx.recv().await?;
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.taken();
         Some(frame)
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Message> {
         let frame = self.rx.try_recv().ok()?;
-        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.taken();
         Some(frame)
+    }
+
+    fn taken(&self) {
+        self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.stats.queued_frames.dec();
     }
 
     /// A handle that resolves when some room lagged; separate from the queue so the writer
@@ -129,6 +138,16 @@ impl Queue {
     /// The rooms that lagged, with the first seq the client did not get; clears them.
     pub(crate) fn take_lagged(&self) -> BTreeMap<String, u64> {
         std::mem::take(&mut *self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Drop for Queue {
+    /// Frames still queued when the connection ends leave the gauge with it.
+    fn drop(&mut self) {
+        self.rx.close();
+        while self.rx.try_recv().is_ok() {
+            self.stats.queued_frames.dec();
+        }
     }
 }
 

@@ -27,6 +27,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ws/echo", get(socket))
         .route("/ws/add", get(socket))
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .fallback_service(page)
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
         .layer(TraceLayer::new_for_http())
@@ -100,6 +101,12 @@ fn upgrade<H: connection::Handler + 'static>(
             };
             tracker.track_future(serve.instrument(span))
         })
+}
+
+/// Everything the hub counts, in Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let body = state.stats.render(state.hub.room_count());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
 /// Liveness, storage health and a few counters, as JSON; 503 when the database fails.

@@ -1,6 +1,16 @@
-//! Counters reported by `GET /healthz`. Plain atomics: incremented on hot paths, read rarely.
+//! What the hub counts, for `GET /healthz` (a few numbers as JSON) and `GET /metrics` (all of
+//! them, Prometheus text format). Plain atomics, owned by `AppState` (no global recorder):
+//! incremented on hot paths, read rarely.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::{
+    collections::BTreeMap,
+    fmt::Write,
+    sync::{
+        Mutex,
+        atomic::{AtomicI64, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
 
 #[derive(Debug, Default)]
 pub(crate) struct Counter(AtomicU64);
@@ -9,18 +19,70 @@ impl Counter {
     pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn dec(&self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+    pub(crate) fn add(&self, n: u64) {
+        self.0.fetch_add(n, Ordering::Relaxed);
     }
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
+/// A value that goes up and down.
+#[derive(Debug, Default)]
+pub(crate) struct Gauge(AtomicI64);
+
+impl Gauge {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub(crate) fn dec(&self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+    pub(crate) fn get(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// Upper bounds (seconds) of the commit latency buckets.
+const COMMIT_BUCKETS: [f64; 11] = [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0];
+
+/// A Prometheus-style histogram of durations.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; COMMIT_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    pub(crate) fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter().zip(COMMIT_BUCKETS) {
+            if secs <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
     /// WebSocket connections open right now.
-    pub(crate) connections: Counter,
+    pub(crate) connections: Gauge,
+    /// Frames waiting in outbound queues, all connections together.
+    pub(crate) queued_frames: Gauge,
+    /// Messages (text and binary) received from clients.
+    pub(crate) messages_in: Counter,
+    /// Frames written to clients.
+    pub(crate) messages_out: Counter,
+    /// Chat messages committed to the database.
+    pub(crate) messages_stored: Counter,
     /// Connections closed because control frames piled up unread (close code 4001).
     pub(crate) slow_consumer_evictions: Counter,
     /// Times a reader fell behind, had live messages dropped and was told to catch up.
@@ -33,4 +95,49 @@ pub(crate) struct Stats {
     pub(crate) rate_limited: Counter,
     /// Handshakes refused because the address had too many connections (429).
     pub(crate) ip_cap_refusals: Counter,
+    /// Close frames the hub sent, by code.
+    closes: Mutex<BTreeMap<u16, u64>>,
+    /// How long group commits take (BEGIN to COMMIT, fsync included).
+    pub(crate) commit_latency: Histogram,
+}
+
+impl Stats {
+    pub(crate) fn closed_with(&self, code: u16) {
+        *self.closes.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_insert(0) += 1;
+    }
+
+    /// The Prometheus text exposition (format 0.0.4); `rooms` comes from the hub.
+    pub(crate) fn render(&self, rooms: usize) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
+        };
+        metric("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get().to_string());
+        metric("hubbub_rooms", "gauge", "Rooms with at least one member.", rooms.to_string());
+        metric("hubbub_queued_frames", "gauge", "Frames waiting in outbound queues.", self.queued_frames.get().to_string());
+        metric("hubbub_messages_in_total", "counter", "Messages received from clients.", self.messages_in.get().to_string());
+        metric("hubbub_messages_out_total", "counter", "Frames written to clients.", self.messages_out.get().to_string());
+        metric("hubbub_messages_stored_total", "counter", "Chat messages committed to the database.", self.messages_stored.get().to_string());
+        metric("hubbub_lagged_readers_total", "counter", "Readers that fell behind and were told to catch up.", self.lagged_readers.get().to_string());
+        metric("hubbub_slow_consumer_evictions_total", "counter", "Connections closed 4001.", self.slow_consumer_evictions.get().to_string());
+        metric("hubbub_write_timeouts_total", "counter", "Connections dropped at the write deadline.", self.write_timeouts.get().to_string());
+        metric("hubbub_rate_limited_total", "counter", "Messages refused rate_limited.", self.rate_limited.get().to_string());
+        metric("hubbub_origin_refusals_total", "counter", "Handshakes refused for a foreign Origin.", self.origin_refusals.get().to_string());
+        metric("hubbub_ip_cap_refusals_total", "counter", "Handshakes refused over the per-address cap.", self.ip_cap_refusals.get().to_string());
+
+        let _ = writeln!(out, "# HELP hubbub_closes_total Close frames sent by the hub, by code.\n# TYPE hubbub_closes_total counter");
+        for (code, n) in self.closes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let _ = writeln!(out, "hubbub_closes_total{{code=\"{code}\"}} {n}");
+        }
+
+        let h = &self.commit_latency;
+        let _ = writeln!(out, "# HELP hubbub_commit_seconds Group commit latency.\n# TYPE hubbub_commit_seconds histogram");
+        for (bucket, bound) in h.buckets.iter().zip(COMMIT_BUCKETS) {
+            let _ = writeln!(out, "hubbub_commit_seconds_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
+        }
+        let _ = writeln!(out, "hubbub_commit_seconds_bucket{{le=\"+Inf\"}} {}", h.count());
+        let _ = writeln!(out, "hubbub_commit_seconds_sum {}", h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "hubbub_commit_seconds_count {}", h.count());
+        out
+    }
 }

@@ -82,7 +82,12 @@ pub(crate) struct Store {
 impl Store {
     /// Opens (creating and migrating) the database and starts the writer thread.
     /// `path` may be `:memory:` for a throwaway database.
-    pub(crate) fn open(path: &Path, sync: Sync, on_commit: OnCommit) -> Result<Store, StoreError> {
+    pub(crate) fn open(
+        path: &Path,
+        sync: Sync,
+        stats: Arc<crate::stats::Stats>,
+        on_commit: OnCommit,
+    ) -> Result<Store, StoreError> {
         // `:memory:` is a temporary file, not SQLite's shared-cache memory database: that one
         // locks whole tables (SQLITE_LOCKED, which ignores the busy timeout), so history reads
         // would fail group commits. A WAL file behaves exactly like the real thing.
@@ -102,7 +107,7 @@ impl Store {
         let (writes, queue) = std_mpsc::channel::<Append>();
         std::thread::Builder::new()
             .name("hubbub-store".into())
-            .spawn(move || write_loop(writer, queue, on_commit))
+            .spawn(move || write_loop(writer, queue, &stats, on_commit))
             .map_err(|e| StoreError::Unavailable(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
         Ok(Store { writes, reader: Arc::new(Mutex::new(reader)), _throwaway: throwaway, epoch: epoch.into() })
     }
@@ -264,7 +269,7 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// The writer thread: group commits until every `Store` handle is dropped.
-fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Append>, on_commit: OnCommit) {
+fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Append>, stats: &crate::stats::Stats, on_commit: OnCommit) {
     // last sequence number per room, read from the database on first use
     let mut heads: HashMap<String, u64> = HashMap::new();
     while let Ok(first) = queue.recv() {
@@ -275,8 +280,12 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Append>, on_commit
                 Err(_) => break,
             }
         }
-        match commit_batch(&mut conn, &mut heads, &batch) {
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&mut conn, &mut heads, &batch);
+        stats.commit_latency.observe(started.elapsed());
+        match committed {
             Ok(outcomes) => {
+                stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
                 for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
                     on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
                 }

@@ -108,3 +108,37 @@ async fn a_request_head_that_never_finishes_is_closed_at_the_header_read_timeout
     // complete requests are unaffected
     assert_eq!(app.health().await["status"], "ok");
 }
+
+#[tokio::test]
+async fn metrics_are_exposed_in_prometheus_text_format() {
+    use futures_util::SinkExt;
+    let app = spawn_app().await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    alice.send(&hubbub_shared::ClientMsg::Send { id: Some("m1".into()), room: "lobby".into(), text: "counted".into() }).await;
+    while !matches!(alice.next().await, hubbub_shared::ServerMsg::Ack { .. }) {}
+    assert!(Client::connect(&app.ws_url(), &[("origin", "https://evil.example")]).await.is_err());
+    let mut binary = app.client().await;
+    binary.ws.send(tokio_tungstenite::tungstenite::Message::binary(vec![1u8])).await.unwrap();
+    assert_eq!(binary.expect_close().await, hubbub_shared::close::UNSUPPORTED_DATA);
+
+    let (status, head, body) = http_get(app.addr, "/metrics", &[]).await;
+    assert_eq!(status, 200);
+    assert!(head.to_lowercase().contains("content-type: text/plain; version=0.0.4"), "{head}");
+    let value = |name: &str| -> f64 {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .unwrap_or_else(|| panic!("{name} missing in\n{body}"))
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(value("hubbub_rooms"), 1.0);
+    assert_eq!(value("hubbub_messages_stored_total"), 1.0);
+    assert_eq!(value("hubbub_origin_refusals_total"), 1.0);
+    assert!(value("hubbub_messages_in_total") >= 2.0, "join and send");
+    assert!(value("hubbub_messages_out_total") >= 4.0, "welcome, joined, history, message, ack");
+    assert!(value("hubbub_commit_seconds_count") >= 1.0);
+    assert_eq!(value("hubbub_commit_seconds_bucket{le=\"+Inf\"}"), value("hubbub_commit_seconds_count"));
+    assert_eq!(value("hubbub_closes_total{code=\"1003\"}"), 1.0);
+    assert!(body.contains("# TYPE hubbub_commit_seconds histogram"));
+    app.wait_for_health("connections", 1).await;
+}
