@@ -25,6 +25,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Sync::Full)]
     pub db_sync: crate::store::Sync,
 
+    /// How long a commit waits for a database locked by someone else before the sender gets
+    /// `storage_unavailable` (ms).
+    #[arg(long, env = "HUBBUB_DB_BUSY_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_busy_timeout_ms: u64,
+
     /// Messages in a history page: the one sent after `joined`, and the default for `history`.
     #[arg(long, env = "HUBBUB_HISTORY_PAGE", default_value_t = 50)]
     pub history_page: usize,

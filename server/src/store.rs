@@ -85,6 +85,7 @@ impl Store {
     pub(crate) fn open(
         path: &Path,
         sync: Sync,
+        busy_timeout: Duration,
         stats: Arc<crate::stats::Stats>,
         on_commit: OnCommit,
     ) -> Result<Store, StoreError> {
@@ -100,10 +101,10 @@ impl Store {
             }
             path.to_path_buf()
         };
-        let writer = open_connection(&location, sync)?;
+        let writer = open_connection(&location, sync, busy_timeout)?;
         migrate(&writer)?;
         let epoch: String = writer.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
-        let reader = open_connection(&location, sync)?;
+        let reader = open_connection(&location, sync, busy_timeout)?;
         let (writes, queue) = std_mpsc::channel::<Append>();
         std::thread::Builder::new()
             .name("hubbub-store".into())
@@ -227,11 +228,11 @@ async fn run_blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f).await.map_err(|_| StoreError::Stopped)?
 }
 
-fn open_connection(location: &Path, sync: Sync) -> Result<Connection, StoreError> {
+fn open_connection(location: &Path, sync: Sync, busy_timeout: Duration) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
     let conn = Connection::open_with_flags(location, flags)?;
     // a writer holding the lock longer than this makes the operation fail with a typed error
-    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", match sync {
         Sync::Full => "FULL",

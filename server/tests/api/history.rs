@@ -178,3 +178,52 @@ async fn history_and_sequence_numbers_survive_a_restart_and_a_replaced_database_
     assert!(page.is_empty() && !recovered, "stale cursor: not recovered");
     std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
+
+#[tokio::test]
+async fn a_database_locked_by_another_process_delays_or_refuses_acks_and_the_hub_recovers() {
+    let db = temp_db("locked");
+    let app = {
+        let db = db.clone();
+        spawn_app_with(move |c| {
+            c.db = db;
+            c.db_busy_timeout_ms = 1_000;
+        })
+        .await
+    };
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    assert_eq!(say_acked(&mut alice, "lobby", "before", 1).await, [1]);
+
+    // another process takes the write lock for 3 s: longer than the busy timeout
+    let locker = {
+        let db = db.clone();
+        std::thread::spawn(move || {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch("BEGIN EXCLUSIVE").unwrap();
+            std::thread::sleep(Duration::from_secs(3));
+            conn.execute_batch("COMMIT").unwrap();
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    alice.send(&send("lobby", "during", "while locked")).await;
+    // the connection itself stays responsive while the commit waits
+    {
+        use futures_util::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message;
+        alice.ws.send(Message::Ping(b"still there?".to_vec().into())).await.unwrap();
+        let pong = tokio::time::timeout(Duration::from_millis(500), alice.ws.next()).await.expect("pong while locked");
+        assert!(matches!(pong, Some(Ok(Message::Pong(p))) if &p[..] == b"still there?"));
+    }
+    // nothing is broadcast or acknowledged; a typed error instead
+    let ServerMsg::Error { code, id, .. } = alice.next().await else { panic!("expected the refusal") };
+    assert_eq!((code, id.as_deref()), (ErrorCode::StorageUnavailable, Some("during")));
+    let (status, _, _) = http_get(app.addr, "/healthz", &[]).await;
+    assert!(status == 200 || status == 503);
+    locker.join().unwrap();
+
+    // after the lock is gone, the same message (same id) goes through, once
+    alice.send(&send("lobby", "during", "while locked")).await;
+    let ServerMsg::Message(m) = alice.next().await else { panic!("broadcast after recovery") };
+    assert_eq!((m.seq, m.text.as_str()), (2, "while locked"));
+    assert!(matches!(alice.next().await, ServerMsg::Ack { seq: 2, .. }));
+    std::fs::remove_dir_all(db.parent().unwrap()).ok();
+}
