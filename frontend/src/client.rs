@@ -49,8 +49,22 @@ pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
     });
     spawn_local(async move {
         let mut failures: u32 = 0;
+        let mut first: Option<ClientMsg> = None;
         loop {
-            let ended = run_once(chat, &mut outbound).await;
+            let ended = run_once(chat, &mut outbound, first.take()).await;
+            // closed for joining nothing while the person is still on the join form: stay
+            // idle, and connect again the moment they join (that join goes first)
+            if ended.code == close::NO_JOIN && chat.rooms.with_untracked(Vec::is_empty) {
+                chat.conn.set(ConnState::Idle);
+                match outbound.next().await {
+                    Some(msg) => {
+                        first = Some(msg);
+                        failures = 0;
+                        continue;
+                    }
+                    None => return,
+                }
+            }
             if ended.give_up {
                 chat.conn.set(ConnState::Closed { code: ended.code, reason: ended.reason });
                 return;
@@ -78,7 +92,7 @@ fn backoff_ms(failures: u32) -> f64 {
 }
 
 /// One connection, from open to close.
-async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> Ended {
+async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first: Option<ClientMsg>) -> Ended {
     // No subprotocol is requested: trunk serve's proxy (0.21) never selects one, and a browser
     // that asked for one drops a connection whose answer lacks it. `welcome.protocol` is the
     // version check instead.
@@ -107,7 +121,7 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>) -> En
                     welcomed = true;
                     chat.conn.set(ConnState::Connected);
                     // rejoin (resuming each room from its last seq), then resend the outbox
-                    for msg in chat.rejoins().into_iter().chain(chat.resends()) {
+                    for msg in chat.rejoins().into_iter().chain(chat.resends()).chain(first.clone()) {
                         if sink.send(Message::Text(encode(&msg))).await.is_err() {
                             break;
                         }

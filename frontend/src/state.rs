@@ -30,6 +30,8 @@ pub(crate) enum ConnState {
     Reconnecting { code: u16, reason: String },
     /// Given up for good: the hub speaks another protocol version.
     Closed { code: u16, reason: String },
+    /// Not connected until the person joins a room (the hub closes sockets that join nothing).
+    Idle,
 }
 
 impl ConnState {
@@ -40,6 +42,7 @@ impl ConnState {
             ConnState::Connected => "connected",
             ConnState::Reconnecting { .. } => "reconnecting",
             ConnState::Closed { .. } => "closed",
+            ConnState::Idle => "idle",
         }
     }
 
@@ -53,6 +56,7 @@ impl ConnState {
             ConnState::Closed { code, reason } => {
                 format!("Connection closed: {} ({code}).", reason_or_default(*code, reason))
             }
+            ConnState::Idle => "Not connected: join a room to connect.".into(),
         }
     }
 }

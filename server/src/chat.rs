@@ -23,6 +23,8 @@ pub(crate) struct ChatSession {
     strikes: u32,
     /// Frames per second, pings included.
     frames: TokenBucket,
+    /// Until the first successful join: when the connection must have joined by.
+    join_by: Option<tokio::time::Instant>,
 }
 
 impl Handler for ChatSession {
@@ -64,6 +66,10 @@ impl Handler for ChatSession {
         Ok(())
     }
 
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.join_by
+    }
+
     fn on_frame(&mut self) -> Result<(), (u16, &'static str)> {
         self.frames.take().map_err(|_| (hubbub_shared::close::RATE_LIMITED, "too many frames"))
     }
@@ -81,7 +87,8 @@ impl ChatSession {
         let config = &state.config;
         let messages = TokenBucket::new(config.messages_per_sec, config.message_burst);
         let frames = TokenBucket::new(config.frames_per_sec, 2.0 * config.frames_per_sec);
-        Self { state, conn, rooms: HashMap::new(), anonymous_sends: 0, messages, strikes: 0, frames }
+        let join_by = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(config.join_timeout_ms));
+        Self { state, conn, rooms: HashMap::new(), anonymous_sends: 0, messages, strikes: 0, frames, join_by }
     }
 
     fn act(&mut self, msg: ClientMsg, out: &Outbox) -> Result<(), (Invalid, Option<String>)> {
@@ -105,6 +112,7 @@ impl ChatSession {
                 }
                 self.state.hub.join(self.conn, &room, nick.clone(), token, out, id.clone()).map_err(in_room)?;
                 tracing::debug!(%room, %nick, "joined");
+                self.join_by = None;
                 // registered first, history read second: every message is either in the
                 // history or delivered live (or both; clients keep one copy per seq)
                 let history = send_history(self.state.clone(), room.clone(), since, id, out.clone());

@@ -67,6 +67,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_FRAMES_PER_SEC", default_value_t = 100.0)]
     pub frames_per_sec: f64,
 
+    /// A chat connection that has joined no room this long after connecting is closed (4004):
+    /// sockets are for chatting, not for holding.
+    #[arg(long, env = "HUBBUB_JOIN_TIMEOUT_MS", default_value_t = 30_000)]
+    pub join_timeout_ms: u64,
+
     /// Interval between the hub's pings to each client, in milliseconds.
     #[arg(long, env = "HUBBUB_PING_INTERVAL_MS", default_value_t = 54_000)]
     pub ping_interval_ms: u64,

@@ -39,6 +39,11 @@ pub(crate) trait Handler: Send {
     fn on_binary(&mut self, _data: Bytes, _out: &Outbox) -> Result<(), (u16, &'static str)> {
         Err((close::UNSUPPORTED_DATA, "binary messages are not supported here"))
     }
+    /// A moment by which the client must have done something (the chat: joined a room); the
+    /// connection is closed with 4004 when it passes. `None`: no deadline.
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        None
+    }
     /// Any frame arrived, control frames included; `Err` closes the connection (a flood).
     fn on_frame(&mut self) -> Result<(), (u16, &'static str)> {
         Ok(())
@@ -89,7 +94,11 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
             if closing.is_cancelled() {
                 handler.on_closing();
             }
-            let wait = if closing.is_cancelled() { CLOSE_GRACE } else { config.idle_timeout() };
+            let wait = match (closing.is_cancelled(), handler.deadline()) {
+                (true, _) => CLOSE_GRACE,
+                (false, None) => config.idle_timeout(),
+                (false, Some(by)) => config.idle_timeout().min(by.saturating_duration_since(tokio::time::Instant::now())),
+            };
             let next = tokio::select! {
                 next = timeout(wait, stream.next()) => next,
                 _ = closing.cancelled(), if !closing.is_cancelled() => continue,
@@ -107,6 +116,9 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
             }
             let request = match next {
                 Err(_elapsed) if closing.is_cancelled() => break,
+                Err(_elapsed) if handler.deadline().is_some_and(|by| tokio::time::Instant::now() >= by) => {
+                    Some(Stop::Close(close::NO_JOIN, "no room joined in time"))
+                }
                 Err(_elapsed) => Some(Stop::Close(close::IDLE_TIMEOUT, "idle timeout")),
                 Ok(None) => break,
                 // once closing, further messages are read (to reach the close reply) but ignored

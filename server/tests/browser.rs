@@ -334,3 +334,28 @@ async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
     drop(hub);
     std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn a_page_left_on_the_join_form_goes_idle_and_connects_when_the_person_joins() {
+    let dist = dist_dir();
+    let hub = Hub::start(&["--static-dir", &dist.to_string_lossy(), "--join-timeout-ms", "500"]).await;
+    let driver = Driver::start().await;
+    let page = driver.browser("idle").await;
+    page.goto(&hub.url).await.unwrap();
+    eventually("the page goes idle, without an error", || async {
+        let status = page.find(Locator::Css(".status")).await.ok()?;
+        let (state, text) = (status.attr("data-state").await.ok()??, status.text().await.ok()?);
+        (state == "idle" && text.contains("join a room to connect")).then_some(())
+    })
+    .await;
+    // join on the idle page itself (no reload): it connects and joins
+    page.find(Locator::Id("nick")).await.unwrap().send_keys("carol").await.unwrap();
+    page.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
+    eventually("carol is connected and in the lobby", || async {
+        let state = page.find(Locator::Css(".status")).await.ok()?.attr("data-state").await.ok()??;
+        (state == "connected" && texts(&page, "#room-title").await == ["#lobby"]).then_some(())
+    })
+    .await;
+    page.close().await.ok();
+}

@@ -25,6 +25,8 @@ pub const IDLE_TIMEOUT: u16 = 4000;
 pub const SLOW_CONSUMER: u16 = 4001;
 /// A write to the client did not complete within the write deadline.
 pub const WRITE_TIMEOUT: u16 = 4002;
+/// Connected to the chat socket but joined no room within the join deadline.
+pub const NO_JOIN: u16 = 4004;
 /// Too many messages or frames, long after being told (`rate_limited`) to slow down.
 pub const RATE_LIMITED: u16 = 4003;
 
@@ -43,6 +45,7 @@ pub fn describe(code: u16) -> &'static str {
         SLOW_CONSUMER => "too slow to keep up",
         WRITE_TIMEOUT => "write timeout",
         RATE_LIMITED => "too many messages",
+        NO_JOIN => "no room joined in time",
         _ => "closed",
     }
 }

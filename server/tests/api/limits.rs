@@ -288,3 +288,16 @@ async fn a_ping_flood_is_closed_and_the_hub_keeps_answering_others() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_connection_that_never_joins_is_closed_at_the_join_deadline_and_one_that_joins_stays() {
+    let app = spawn_app_with(|c| c.join_timeout_ms = 300).await;
+    let mut lurker = app.client().await;
+    let (mut member, _) = app.joined("lobby", "member").await;
+    let started = std::time::Instant::now();
+    assert_eq!(lurker.expect_close().await, close::NO_JOIN);
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(member.is_quiet_for(Duration::from_millis(500)).await, "the member is not affected");
+    member.say("lobby", "still here").await;
+    assert!(matches!(member.next().await, ServerMsg::Message(m) if m.text == "still here"));
+}
