@@ -20,6 +20,9 @@ use hyper_util::{
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 
+/// Largest request head accepted: browsers send a few KB, cookies included.
+const MAX_REQUEST_HEAD: usize = 32 * 1024;
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
@@ -52,7 +55,12 @@ impl Application {
         });
         let router = routes::router(state.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder.http1().timer(TokioTimer::new()).header_read_timeout(state.config.header_read_timeout());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(state.config.header_read_timeout())
+            // request heads larger than this get 431 (hyper's default buffer is ~400 KB)
+            .max_buf_size(MAX_REQUEST_HEAD);
         let graceful = GracefulShutdown::new();
         let header_timeout = state.config.header_read_timeout();
         loop {

@@ -3,6 +3,7 @@
 //! protocol over real sockets.
 
 mod chat;
+mod frames;
 mod helpers;
 mod history;
 mod http;
