@@ -349,13 +349,23 @@ async fn a_page_left_on_the_join_form_goes_idle_and_connects_when_the_person_joi
         (state == "idle" && text.contains("join a room to connect")).then_some(())
     })
     .await;
-    // join on the idle page itself (no reload): it connects and joins
-    page.find(Locator::Id("nick")).await.unwrap().send_keys("carol").await.unwrap();
+    // join on the idle page itself (no reload): it connects and joins. The nickname is
+    // markup: it must show as text and run nothing.
+    let nick = r#"<img src=x onerror=alert(1)>"#;
+    page.find(Locator::Id("nick")).await.unwrap().send_keys(nick).await.unwrap();
     page.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
-    eventually("carol is connected and in the lobby", || async {
+    eventually("the person is connected and in the lobby", || async {
         let state = page.find(Locator::Css(".status")).await.ok()?.attr("data-state").await.ok()??;
         (state == "connected" && texts(&page, "#room-title").await == ["#lobby"]).then_some(())
     })
     .await;
+    say(&page, "<script>document.title='pwned'</script>").await;
+    eventually("the message shows, with its author, as text", || async {
+        (texts(&page, ".msg .author").await == [nick] && members(&page).await == [nick]).then_some(())
+    })
+    .await;
+    assert_eq!(texts(&page, ".msg .text").await, ["<script>document.title='pwned'</script>"]);
+    assert!(page.find_all(Locator::Css("img, .log script")).await.unwrap().is_empty(), "nothing was parsed as HTML");
+    assert_eq!(page.title().await.unwrap(), "Hubbub");
     page.close().await.ok();
 }

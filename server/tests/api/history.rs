@@ -227,3 +227,42 @@ async fn a_database_locked_by_another_process_delays_or_refuses_acks_and_the_hub
     assert!(matches!(alice.next().await, ServerMsg::Ack { seq: 2, .. }));
     std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
+
+#[tokio::test]
+async fn sql_looking_input_round_trips_literally_and_the_schema_stays_intact() {
+    let app = spawn_app().await;
+    let nick = "'; DROP TABLE messages;--";
+    let (mut mallory, _) = app.joined("lobby", nick).await;
+    let texts = ["%' OR 1=1 --", "'); DELETE FROM messages; --", "\" OR \"\"=\""];
+    for (i, text) in texts.iter().enumerate() {
+        mallory.send(&send("lobby", &format!("q{i}"), text)).await;
+    }
+    let mut acks = 0;
+    while acks < texts.len() {
+        if let ServerMsg::Ack { .. } = mallory.next().await {
+            acks += 1;
+        }
+    }
+    // rooms cannot carry SQL at all
+    mallory.send(&ClientMsg::Join { id: None, room: "'; DROP TABLE messages;--".into(), nick: "x".into(), since: None, token: None }).await;
+    let refused = loop {
+        if let ServerMsg::Error { code, .. } = mallory.next().await {
+            break code;
+        }
+    };
+    assert_eq!(refused, ErrorCode::RoomForbiddenChar);
+
+    let (_, h) = app.client().await.join_since("lobby", "reader", None).await;
+    let (page, _, _) = history(h);
+    let got: Vec<(&str, &str)> = page.iter().map(|m| (m.author.as_str(), m.text.as_str())).collect();
+    assert_eq!(got, texts.map(|t| (nick, t)));
+    // a cursor past 2^63 is refused like any other bad one
+    let mut c = app.client().await;
+    let epoch = match Client::raw(&app.ws_url()).await.next().await {
+        ServerMsg::Welcome { epoch, .. } => epoch,
+        other => panic!("{other:?}"),
+    };
+    c.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "late".into(), since: Some(format!("{epoch}:lobby:9223372036854775808")), token: None }).await;
+    assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
+    assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::InvalidCursor, .. }));
+}

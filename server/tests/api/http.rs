@@ -5,12 +5,13 @@ use crate::helpers::*;
 #[tokio::test]
 async fn a_foreign_origin_is_refused_before_the_upgrade() {
     let app = spawn_app().await;
-    for origin in ["https://evil.example", "null", "http://127.0.0.1.evil.com"] {
+    let wrong_scheme = format!("ftp://{}", app.addr);
+    for origin in ["https://evil.example", "null", "http://127.0.0.1.evil.com", &wrong_scheme] {
         let err = Client::connect(&app.ws_url(), &[("origin", origin)]).await.err().expect("refused");
         let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
         assert_eq!(response.status(), 403, "{origin}");
     }
-    assert_eq!(app.health().await["origin_refusals"], 3);
+    assert_eq!(app.health().await["origin_refusals"], 4);
 
     // the hub's own page, and a client without Origin (CLI tools), are let in
     let same = format!("http://{}", app.addr);
