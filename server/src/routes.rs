@@ -96,7 +96,13 @@ fn upgrade<H: connection::Handler + 'static>(
             // tracked, so that shutdown waits for this connection's close handshake; the slot
             // under the per-address cap is held for as long as the connection lives
             let serve = async move {
-                connection::serve(socket, state, handler).await;
+                let stats = state.stats.clone();
+                // a bug must not take the process down with it, and must not go unnoticed
+                let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, handler));
+                if futures_util::FutureExt::catch_unwind(served).await.is_err() {
+                    stats.panics.inc();
+                    tracing::error!("connection task panicked");
+                }
                 drop(slot);
             };
             tracker.track_future(serve.instrument(span))
@@ -127,6 +133,7 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
         "origin_refusals": state.stats.origin_refusals.get(),
         "ip_cap_refusals": state.stats.ip_cap_refusals.get(),
         "rate_limited": state.stats.rate_limited.get(),
+        "panics": state.stats.panics.get(),
     }));
     (status, body)
 }

@@ -95,6 +95,8 @@ pub(crate) struct Stats {
     pub(crate) rate_limited: Counter,
     /// Handshakes refused because the address had too many connections (429).
     pub(crate) ip_cap_refusals: Counter,
+    /// Connection tasks that panicked (caught, logged, counted; the process goes on).
+    pub(crate) panics: Counter,
     /// Close frames the hub sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
     /// How long group commits take (BEGIN to COMMIT, fsync included).
@@ -122,6 +124,7 @@ impl Stats {
         metric("hubbub_slow_consumer_evictions_total", "counter", "Connections closed 4001.", self.slow_consumer_evictions.get().to_string());
         metric("hubbub_write_timeouts_total", "counter", "Connections dropped at the write deadline.", self.write_timeouts.get().to_string());
         metric("hubbub_rate_limited_total", "counter", "Messages refused rate_limited.", self.rate_limited.get().to_string());
+        metric("hubbub_panics_total", "counter", "Connection tasks that panicked (should stay 0).", self.panics.get().to_string());
         metric("hubbub_origin_refusals_total", "counter", "Handshakes refused for a foreign Origin.", self.origin_refusals.get().to_string());
         metric("hubbub_ip_cap_refusals_total", "counter", "Handshakes refused over the per-address cap.", self.ip_cap_refusals.get().to_string());
 

@@ -99,12 +99,15 @@ async fn protocol_violations_close_with_1002() {
     }
     bystander.say("lobby", "unaffected").await;
     assert!(matches!(bystander.next().await, ServerMsg::Message(m) if m.text == "unaffected"));
+    drop(bystander);
+    app.assert_settled().await;
 }
 
 #[tokio::test]
 async fn invalid_utf8_closes_with_1007() {
     let app = spawn_app().await;
     expect_close(&app, &frame(true, false, 0x1, true, &[0x7B, 0xFF, 0xFE, 0x7D]), close::INVALID_PAYLOAD, "bad UTF-8").await;
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -125,6 +128,8 @@ async fn oversized_announcements_and_fragment_piles_close_with_1009() {
         pile.extend(frame(i == 99, false, 0x0, true, &[b'a'; 1024]));
     }
     expect_close(&app, &pile, close::MESSAGE_TOO_BIG, "fragment pile").await;
+    drop(tcp);
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -145,6 +150,8 @@ async fn a_fragmented_message_that_never_ends_is_closed_at_the_idle_timeout() {
     tokio::time::timeout(Duration::from_secs(3), dripping).await.ok();
     assert!(started.elapsed() < Duration::from_secs(3), "the hub stopped taking the drip");
     assert_eq!(close_code(&mut tcp).await, Some(close::IDLE_TIMEOUT));
+    drop(tcp);
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -180,4 +187,6 @@ async fn bad_handshakes_get_4xx_with_a_reason_and_others_are_unaffected() {
     }
     bystander.say("lobby", "unaffected").await;
     assert!(matches!(bystander.next().await, ServerMsg::Message(m) if m.text == "unaffected"));
+    drop(bystander);
+    app.assert_settled().await;
 }

@@ -72,6 +72,13 @@ impl TestApp {
         serde_json::from_str(&body).expect("healthz is JSON")
     }
 
+    /// After the test's clients are gone: no connection or room is left, and nothing panicked.
+    pub async fn assert_settled(&self) {
+        self.wait_for_health("connections", 0).await;
+        self.wait_for_health("rooms", 0).await;
+        assert_eq!(self.health().await["panics"], 0, "a connection task panicked");
+    }
+
     /// Polls `/healthz` until `field` equals `want` or the wait runs out.
     pub async fn wait_for_health(&self, field: &str, want: u64) {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -91,6 +91,8 @@ async fn one_address_past_its_connection_cap_gets_429_and_others_are_unaffected(
     drop(held.pop());
     app.wait_for_health("connections", 2).await;
     assert!(connect_from("127.0.0.2", &app).await.is_ok());
+    drop(held);
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -108,6 +110,7 @@ async fn a_request_head_that_never_finishes_is_closed_at_the_header_read_timeout
     }
     // complete requests are unaffected
     assert_eq!(app.health().await["status"], "ok");
+    app.assert_settled().await;
 }
 
 #[tokio::test]

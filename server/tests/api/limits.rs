@@ -28,6 +28,8 @@ async fn malformed_frames_get_a_typed_error_and_the_connection_stays_open() {
 
     c.say("lobby", "still here").await;
     assert!(matches!(c.next().await, ServerMsg::Message(m) if m.text == "still here"));
+    drop(c);
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -144,6 +146,8 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
     .await
     .expect("the slow reader's connection ends");
     assert_eq!(ended, None, "a socket stuck past the write deadline gets no close frame");
+    drop(slow);
+    app.wait_for_health("panics", 0).await;
 }
 
 #[tokio::test]
@@ -265,6 +269,8 @@ async fn a_flood_gets_rate_limited_errors_then_a_close_and_others_are_served_mea
     }
     assert!((19..=21).contains(&broadcast), "the burst passed, the rest did not: {broadcast}");
     assert_eq!(app.health().await["rate_limited"], 51, "50 answered, the 51st closed the connection");
+    drop((flood, calm));
+    app.assert_settled().await;
 }
 
 #[tokio::test]
@@ -287,6 +293,8 @@ async fn a_ping_flood_is_closed_and_the_hub_keeps_answering_others() {
             unexpected => panic!("{unexpected:?}"),
         }
     }
+    drop((pinger, other));
+    app.assert_settled().await;
 }
 
 #[tokio::test]
