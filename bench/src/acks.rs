@@ -69,16 +69,20 @@ async fn joined(url: &str, room: &str) -> anyhow::Result<Ws> {
     ws.send(Message::text(encode(&join))).await?;
     loop {
         let Some(frame) = ws.next().await else { bail!("closed while joining") };
-        if let Message::Text(t) = frame? {
-            if let Ok(ServerMsg::History { .. }) = decode_server(&t) {
-                return Ok(ws);
-            }
+        if let Message::Text(t) = frame?
+            && let Ok(ServerMsg::History { .. }) = decode_server(&t)
+        {
+            return Ok(ws);
         }
     }
 }
 
 fn send_frame(room: &str, id: u64) -> Message {
-    let msg = ClientMsg::Send { id: Some(id.to_string()), room: room.into(), text: "benchmark message, 64 bytes of text to make it look like a chat.".into() };
+    let msg = ClientMsg::Send {
+        id: Some(id.to_string()),
+        room: room.into(),
+        text: "benchmark message, 64 bytes of text to make it look like a chat.".into(),
+    };
     Message::text(encode(&msg))
 }
 
@@ -98,7 +102,12 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let server = start_server(bin, &dir.join("bench.db")).await?;
     let pid = server.child.id().unwrap_or(0);
-    println!("hubbub-bench acks: server {} (pid {pid}), {} senders, synchronous=FULL, database in {}", bin.display(), o.senders, dir.display());
+    println!(
+        "hubbub-bench acks: server {} (pid {pid}), {} senders, synchronous=FULL, database in {}",
+        bin.display(),
+        o.senders,
+        dir.display()
+    );
 
     // Phase 1: closed loop, `window` in flight per sender
     let per_sender = o.messages.div_ceil(o.senders);
@@ -119,10 +128,10 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
                 }
                 tx.flush().await?;
                 let frame = tokio::time::timeout(Duration::from_secs(30), rx.next()).await?.context("closed")??;
-                if let Message::Text(t) = frame {
-                    if ack_id(&t).is_some() {
-                        acked += 1;
-                    }
+                if let Message::Text(t) = frame
+                    && ack_id(&t).is_some()
+                {
+                    acked += 1;
                 }
             }
             anyhow::Ok(acked)
@@ -134,7 +143,11 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     let throughput = total as f64 / elapsed.as_secs_f64();
-    println!("closed loop: {total} messages committed and acknowledged in {:.2} s = {:.0} messages/s", elapsed.as_secs_f64(), throughput);
+    println!(
+        "closed loop: {total} messages committed and acknowledged in {:.2} s = {:.0} messages/s",
+        elapsed.as_secs_f64(),
+        throughput
+    );
 
     // Phase 2: fixed rate, latency from send to ack. Each id carries its send time (µs since
     // `base`, shifted) and an index, so the reader needs no shared state with the sender.
@@ -191,7 +204,12 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
     println!(
         "fixed rate {} messages/s for {} s: {acked} acknowledged; ack latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        o.rate, o.seconds, ms(0.5), ms(0.9), ms(0.99), histogram.max() as f64 / 1000.0
+        o.rate,
+        o.seconds,
+        ms(0.5),
+        ms(0.9),
+        ms(0.99),
+        histogram.max() as f64 / 1000.0
     );
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);

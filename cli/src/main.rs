@@ -118,8 +118,10 @@ async fn run(args: Args) -> Result<(), Failure> {
     let url = socket_url(&args.url, args.mode)?;
     let mut request = url.as_str().into_client_request().map_err(|e| fail(2, format!("bad URL {url}: {e}")))?;
     for header in &args.headers {
-        let (name, value) = header.split_once(':').ok_or_else(|| fail(2, format!("header needs NAME: VALUE, got {header:?}")))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| fail(2, format!("header name {name:?}: {e}")))?;
+        let (name, value) =
+            header.split_once(':').ok_or_else(|| fail(2, format!("header needs NAME: VALUE, got {header:?}")))?;
+        let name = HeaderName::from_bytes(name.trim().as_bytes())
+            .map_err(|e| fail(2, format!("header name {name:?}: {e}")))?;
         let value = HeaderValue::from_str(value.trim()).map_err(|e| fail(2, format!("header value {value:?}: {e}")))?;
         request.headers_mut().append(name, value);
     }
@@ -152,12 +154,12 @@ async fn run(args: Args) -> Result<(), Failure> {
     let mut give_up_at: Option<Instant> = None; // set when stdin ends
     let mut close_sent_at: Option<Instant> = None;
     loop {
-        if let (Some(give_up), None) = (give_up_at, close_sent_at) {
-            if pending == 0 || Instant::now() >= give_up {
-                let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
-                let _ = sink.send(Message::Close(Some(bye))).await;
-                close_sent_at = Some(Instant::now());
-            }
+        if let (Some(give_up), None) = (give_up_at, close_sent_at)
+            && (pending == 0 || Instant::now() >= give_up)
+        {
+            let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+            let _ = sink.send(Message::Close(Some(bye))).await;
+            close_sent_at = Some(Instant::now());
         }
         let deadline = match (close_sent_at, give_up_at) {
             (Some(sent), _) => sent + Duration::from_secs(5),
@@ -205,7 +207,9 @@ fn answers_a_request(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message
         (Mode::Echo, Message::Text(_) | Message::Binary(_)) | (Mode::Add, Message::Text(_)) => true,
         (Mode::Chat, Message::Text(text)) => match hubbub_shared::decode_server(text) {
             Ok(ServerMsg::Message(m)) => me.is_some_and(|me| me.as_str() == m.author),
-            Ok(ServerMsg::Error { code, .. }) => !matches!(code.as_str(), c if c.starts_with("nick_") || c.starts_with("room_")),
+            Ok(ServerMsg::Error { code, .. }) => {
+                !matches!(code.as_str(), c if c.starts_with("nick_") || c.starts_with("room_"))
+            }
             _ => false,
         },
         _ => false,
@@ -216,7 +220,9 @@ fn answers_a_request(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message
 fn outgoing(args: &Args, line: &str) -> Option<String> {
     match args.mode {
         Mode::Chat if line.trim().is_empty() => None,
-        Mode::Chat => Some(hubbub_shared::encode(&ClientMsg::Send { id: None, room: args.room.clone(), text: line.to_owned() })),
+        Mode::Chat => {
+            Some(hubbub_shared::encode(&ClientMsg::Send { id: None, room: args.room.clone(), text: line.to_owned() }))
+        }
         Mode::Echo => Some(line.to_owned()),
         Mode::Add => {
             let numbers: Vec<i64> = line

@@ -35,11 +35,9 @@ fn chat_line(msg: ServerMsg) -> Option<String> {
         ServerMsg::MemberLeft { room, nick } => format!("* {nick} left #{room}"),
         ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
         ServerMsg::History { messages, .. } if messages.is_empty() => return None,
-        ServerMsg::History { messages, .. } => messages
-            .iter()
-            .map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text))
-            .collect::<Vec<_>>()
-            .join("\n"),
+        ServerMsg::History { messages, .. } => {
+            messages.iter().map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text)).collect::<Vec<_>>().join("\n")
+        }
         ServerMsg::Ack { .. } => return None,
         ServerMsg::Lagged { room, from_seq } => {
             format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")

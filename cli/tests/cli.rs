@@ -67,13 +67,26 @@ impl Cli {
 }
 
 /// A second participant speaking the protocol directly.
-async fn peer(hub: &Hub, nick: &str) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+async fn peer(
+    hub: &Hub,
+    nick: &str,
+) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws", hub.url)).await.unwrap();
-    ws.send(Message::text(encode(&ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: None }))).await.unwrap();
+    ws.send(Message::text(encode(&ClientMsg::Join {
+        id: None,
+        room: "lobby".into(),
+        nick: nick.into(),
+        since: None,
+        token: None,
+    })))
+    .await
+    .unwrap();
     ws
 }
 
-async fn next_msg(ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>) -> ServerMsg {
+async fn next_msg(
+    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+) -> ServerMsg {
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
             Some(Ok(Message::Text(t))) => return decode_server(&t).unwrap(),
@@ -100,7 +113,9 @@ async fn typed_lines_reach_the_room_and_the_room_is_printed() {
     assert_eq!((m.author.as_str(), m.text.as_str()), ("ada", "hello from a terminal"));
     assert_eq!(ada.line().await, "[#lobby] <ada> hello from a terminal");
 
-    bob.send(Message::text(encode(&ClientMsg::Send { id: None, room: "lobby".into(), text: "hi ada".into() }))).await.unwrap();
+    bob.send(Message::text(encode(&ClientMsg::Send { id: None, room: "lobby".into(), text: "hi ada".into() })))
+        .await
+        .unwrap();
     assert_eq!(ada.line().await, "[#lobby] <bob> hi ada");
 
     assert!(matches!(next_msg(&mut bob).await, ServerMsg::Message(m) if m.text == "hi ada"), "bob's own copy");

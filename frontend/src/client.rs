@@ -106,9 +106,7 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
     let mut welcomed = false;
     loop {
         // outbound messages wait in the queue until the hub has welcomed us and we rejoined
-        let next_out = async {
-            if welcomed { outbound.next().await } else { futures::future::pending().await }
-        };
+        let next_out = async { if welcomed { outbound.next().await } else { futures::future::pending().await } };
         futures::pin_mut!(next_out);
         match select(stream.next(), next_out).await {
             Either::Left((Some(Ok(Message::Text(text))), _)) => {

@@ -120,7 +120,8 @@ async fn run(mut outgoing: UnboundedReceiver<String>, log: EchoLog) {
                 log.push("received", format!("{} bytes of binary", bytes.len()))
             }
             Either::Left((Some(Err(WebSocketError::ConnectionClose(event))), _)) => {
-                let reason = if event.reason.is_empty() { close::describe(event.code).to_owned() } else { event.reason };
+                let reason =
+                    if event.reason.is_empty() { close::describe(event.code).to_owned() } else { event.reason };
                 log.push("closed", format!("{} {reason}", event.code));
                 break;
             }

@@ -27,9 +27,15 @@ pub(crate) enum ConnState {
     Connecting,
     Connected,
     /// The connection closed (code and reason of that close); retrying with backoff.
-    Reconnecting { code: u16, reason: String },
+    Reconnecting {
+        code: u16,
+        reason: String,
+    },
     /// Given up for good: the hub speaks another protocol version.
-    Closed { code: u16, reason: String },
+    Closed {
+        code: u16,
+        reason: String,
+    },
     /// Not connected until the person joins a room (the hub closes sockets that join nothing).
     Idle,
 }
@@ -67,14 +73,22 @@ fn reason_or_default(code: u16, reason: &str) -> String {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum EntryKind {
-    Message { seq: u64, author: String, text: String, ts: u64, own: bool },
+    Message {
+        seq: u64,
+        author: String,
+        text: String,
+        ts: u64,
+        own: bool,
+    },
     /// Joins, leaves, reconnects.
     Notice(String),
     /// A refusal from the hub concerning this room.
     Problem(String),
     /// Messages may be missing here (a resume found too large a gap); `before` is the first
     /// message after the gap, for loading what is missing.
-    Gap { before: u64 },
+    Gap {
+        before: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,9 +204,11 @@ impl Chat {
     /// Validates a chat message and puts it in the outbox (sent now when connected, else on
     /// reconnect); the refusal reason when it breaks a rule.
     pub(crate) fn say(&self, room: &str, text: &str) -> Result<(), String> {
-        let max = self.limits.with_untracked(|l| l.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars));
+        let max =
+            self.limits.with_untracked(|l| l.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars));
         let text = ChatText::parse(text, max).map_err(|e| e.reason)?;
-        let pending = Pending { id: crate::browser::new_id(), room: room.to_owned(), text: text.into_string(), failed: None };
+        let pending =
+            Pending { id: crate::browser::new_id(), room: room.to_owned(), text: text.into_string(), failed: None };
         self.update_outbox(|o| o.push(pending.clone()));
         if self.is_connected() {
             self.send(send_msg(&pending));
@@ -248,7 +264,8 @@ impl Chat {
     }
 
     fn save_session(&self) {
-        let rooms = self.rooms.with_untracked(|rooms| rooms.iter().map(|r| (r.name.clone(), r.nick.get_untracked())).collect());
+        let rooms =
+            self.rooms.with_untracked(|rooms| rooms.iter().map(|r| (r.name.clone(), r.nick.get_untracked())).collect());
         crate::browser::save(SESSION_KEY, &Session { rooms, active: self.active.get_untracked() });
     }
 
@@ -261,8 +278,15 @@ impl Chat {
                 .iter()
                 .map(|r| {
                     let last = r.last_seq.get_untracked();
-                    let since = epoch.as_deref().filter(|_| last > 0).map(|e| Cursor::new(e, &r.name, last).to_string());
-                    ClientMsg::Join { id: None, room: r.name.clone(), nick: r.nick.get_untracked(), since, token: Some(crate::browser::client_token()) }
+                    let since =
+                        epoch.as_deref().filter(|_| last > 0).map(|e| Cursor::new(e, &r.name, last).to_string());
+                    ClientMsg::Join {
+                        id: None,
+                        room: r.name.clone(),
+                        nick: r.nick.get_untracked(),
+                        since,
+                        token: Some(crate::browser::client_token()),
+                    }
                 })
                 .collect()
         })
@@ -360,7 +384,8 @@ impl Chat {
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => {}
             ServerMsg::Error { id, code, message, room, retry_after_ms } => {
-                let pending = id.as_deref().and_then(|id| self.outbox.with_untracked(|o| o.iter().find(|p| p.id == id).cloned()));
+                let pending =
+                    id.as_deref().and_then(|id| self.outbox.with_untracked(|o| o.iter().find(|p| p.id == id).cloned()));
                 if let (Some(p), ErrorCode::RateLimited) = (&pending, code) {
                     // not refused, only too fast (say, a long outbox resent at once): try again
                     let (chat, p) = (*self, p.clone());

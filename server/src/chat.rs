@@ -158,10 +158,18 @@ impl ChatSession {
                         format!("s:{}:{}:{}", self.state.started_at, self.conn, self.anonymous_sends)
                     }
                 };
-                let append = Append { room: room.clone(), author, text: text.into_string(), client_id, ack_id: id, reply_to: out.clone() };
-                self.state.store.append(append).map_err(|e| {
-                    in_room(Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() })
-                })?;
+                let append = Append {
+                    room: room.clone(),
+                    author,
+                    text: text.into_string(),
+                    client_id,
+                    ack_id: id,
+                    reply_to: out.clone(),
+                };
+                self.state
+                    .store
+                    .append(append)
+                    .map_err(|e| in_room(Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() }))?;
             }
         }
         Ok(())
@@ -279,15 +287,30 @@ mod tests {
             any::<bool>().prop_map(Value::from),
             any::<i64>().prop_map(Value::from),
             any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
-            prop_oneof![Just("join"), Just("send"), Just("leave"), Just("add"), Just("history"), Just("resume"), Just("lobby")]
-                .prop_map(Value::from),
+            prop_oneof![
+                Just("join"),
+                Just("send"),
+                Just("leave"),
+                Just("add"),
+                Just("history"),
+                Just("resume"),
+                Just("lobby")
+            ]
+            .prop_map(Value::from),
             "\\PC{0,20}".prop_map(Value::from),
         ];
         leaf.prop_recursive(4, 48, 6, |inner| {
             let key = prop_oneof![
-                Just("type".to_owned()), Just("id".to_owned()), Just("room".to_owned()), Just("nick".to_owned()),
-                Just("text".to_owned()), Just("a".to_owned()), Just("b".to_owned()), Just("since".to_owned()),
-                Just("before".to_owned()), "\\PC{0,8}",
+                Just("type".to_owned()),
+                Just("id".to_owned()),
+                Just("room".to_owned()),
+                Just("nick".to_owned()),
+                Just("text".to_owned()),
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just("since".to_owned()),
+                Just("before".to_owned()),
+                "\\PC{0,8}",
             ];
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),

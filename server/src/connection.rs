@@ -97,22 +97,24 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
             let wait = match (closing.is_cancelled(), handler.deadline()) {
                 (true, _) => CLOSE_GRACE,
                 (false, None) => config.idle_timeout(),
-                (false, Some(by)) => config.idle_timeout().min(by.saturating_duration_since(tokio::time::Instant::now())),
+                (false, Some(by)) => {
+                    config.idle_timeout().min(by.saturating_duration_since(tokio::time::Instant::now()))
+                }
             };
             let next = tokio::select! {
                 next = timeout(wait, stream.next()) => next,
                 _ = closing.cancelled(), if !closing.is_cancelled() => continue,
             };
-            if let Ok(Some(Ok(_))) = &next {
-                if let Err((code, reason)) = handler.on_frame() {
-                    if !close_requested {
-                        close_requested = true;
-                        tracing::info!(code, reason, "closing connection");
-                        let _ = stop_tx.send(Stop::Close(code, reason)).await;
-                        closing.cancel();
-                    }
-                    continue;
+            if let Ok(Some(Ok(_))) = &next
+                && let Err((code, reason)) = handler.on_frame()
+            {
+                if !close_requested {
+                    close_requested = true;
+                    tracing::info!(code, reason, "closing connection");
+                    let _ = stop_tx.send(Stop::Close(code, reason)).await;
+                    closing.cancel();
                 }
+                continue;
             }
             let request = match next {
                 Err(_elapsed) if closing.is_cancelled() => break,
@@ -142,17 +144,17 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
                     _ => break,
                 },
             };
-            if let Some(request) = request {
-                if !close_requested {
-                    close_requested = true;
-                    if let Stop::Close(code, reason) = &request {
-                        tracing::info!(code, reason, "closing connection");
-                    }
-                    // capacity 1 and sent once: never waits. Sent before `closing` is cancelled,
-                    // so the writer's biased select sees the request, not a bare `closing`.
-                    let _ = stop_tx.send(request).await;
-                    closing.cancel();
+            if let Some(request) = request
+                && !close_requested
+            {
+                close_requested = true;
+                if let Stop::Close(code, reason) = &request {
+                    tracing::info!(code, reason, "closing connection");
                 }
+                // capacity 1 and sent once: never waits. Sent before `closing` is cancelled,
+                // so the writer's biased select sees the request, not a bare `closing`.
+                let _ = stop_tx.send(request).await;
+                closing.cancel();
             }
         }
         closing.cancel();

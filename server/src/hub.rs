@@ -123,10 +123,7 @@ impl Hub {
             members: entry.member_names(),
         });
         if !takeover {
-            entry.broadcast(
-                &ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() },
-                Some(conn),
-            );
+            entry.broadcast(&ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() }, Some(conn));
         }
         Ok(())
     }
@@ -143,10 +140,7 @@ impl Hub {
         if entry.members.is_empty() {
             rooms.remove(room);
         } else {
-            entry.broadcast(
-                &ServerMsg::MemberLeft { room: room.to_string(), nick: member.nick.to_string() },
-                None,
-            );
+            entry.broadcast(&ServerMsg::MemberLeft { room: room.to_string(), nick: member.nick.to_string() }, None);
         }
     }
 

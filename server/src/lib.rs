@@ -47,8 +47,14 @@ impl AppState {
     fn new(config: Config) -> anyhow::Result<Self> {
         let hub: Arc<hub::Hub> = Arc::default();
         let stats: Arc<stats::Stats> = Arc::default();
-        let store = store::Store::open(&config.db, config.db_sync, std::time::Duration::from_millis(config.db_busy_timeout_ms), stats.clone(), hub::on_commit(hub.clone()))
-            .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
+        let store = store::Store::open(
+            &config.db,
+            config.db_sync,
+            std::time::Duration::from_millis(config.db_busy_timeout_ms),
+            stats.clone(),
+            hub::on_commit(hub.clone()),
+        )
+        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
         Ok(Self {
             origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
             ip_limiter: Arc::new(ip_limit::IpLimiter::new(config.max_connections_per_ip)),

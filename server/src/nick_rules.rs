@@ -10,7 +10,8 @@ use unicode_normalization::{UnicodeNormalization, char::is_combining_mark};
 use unicode_security::confusable_detection::skeleton;
 
 /// Names nobody may take, compared by look-alike key (so `ADM1N`-style look-alikes too).
-const RESERVED: &[&str] = &["admin", "administrator", "hubbub", "moderator", "mod", "operator", "root", "server", "system"];
+const RESERVED: &[&str] =
+    &["admin", "administrator", "hubbub", "moderator", "mod", "operator", "root", "server", "system"];
 
 /// Combining marks allowed in one nickname: enough for any real name, not for "zalgo" text.
 const MAX_MARKS: usize = 4;
@@ -84,13 +85,12 @@ mod tests {
     proptest! {
         #[test]
         fn canonicalisation_is_idempotent(raw in "\\PC{1,40}") {
-            if let Ok(parsed) = Nick::parse(&raw) {
-                if let Ok(once) = canonical(&parsed) {
+            if let Ok(parsed) = Nick::parse(&raw)
+                && let Ok(once) = canonical(&parsed) {
                     let twice = canonical(&once).expect("a canonical nickname stays valid");
                     prop_assert_eq!(once.as_str(), twice.as_str());
                     prop_assert_eq!(look_alike_key(&once), look_alike_key(&twice));
                 }
-            }
         }
 
         #[test]

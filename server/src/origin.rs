@@ -35,10 +35,7 @@ impl OriginPolicy {
         if self.any || self.allowed.contains(&origin) {
             return Ok(());
         }
-        let host = headers
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_ascii_lowercase);
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_ascii_lowercase);
         let same_host = match (origin.split_once("://"), host) {
             (Some(("http" | "https", authority)), Some(host)) => authority == host,
             _ => false,
@@ -67,7 +64,13 @@ mod tests {
         assert!(p.check(&headers(None, "127.0.0.1:3000")).is_ok());
         assert!(p.check(&headers(Some("http://127.0.0.1:3000"), "127.0.0.1:3000")).is_ok());
         assert!(p.check(&headers(Some("https://Chat.Example"), "chat.example")).is_ok());
-        for bad in ["https://evil.example", "null", "http://chat.example.evil.com", "ftp://chat.example", "http://chat.example:81"] {
+        for bad in [
+            "https://evil.example",
+            "null",
+            "http://chat.example.evil.com",
+            "ftp://chat.example",
+            "http://chat.example:81",
+        ] {
             assert!(p.check(&headers(Some(bad), "chat.example")).is_err(), "{bad}");
         }
     }

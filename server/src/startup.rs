@@ -32,9 +32,8 @@ pub struct Application {
 impl Application {
     /// Binds the listener; the server starts with [`Application::run_until`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener =
+            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
         if !config.static_dir.join("index.html").is_file() {
             tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
         }
@@ -77,10 +76,11 @@ impl Application {
                 _ = state.shutdown.cancelled() => break,
             };
             // what `into_make_service_with_connect_info` does: the peer address for handlers
-            let service = tower::ServiceExt::map_request(router.clone(), move |mut request: Request<hyper::body::Incoming>| {
-                request.extensions_mut().insert(ConnectInfo(peer));
-                request
-            });
+            let service =
+                tower::ServiceExt::map_request(router.clone(), move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    request
+                });
             let (builder, watcher) = (builder.clone(), graceful.watcher());
             tokio::spawn(async move {
                 // hyper's header timer starts at the first byte: a client that connects and
@@ -90,7 +90,8 @@ impl Application {
                     tracing::debug!(%peer, "nothing received within the header-read timeout (or closed)");
                     return;
                 }
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+                let connection =
+                    builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
                 if let Err(e) = watcher.watch(connection.into_owned()).await {
                     tracing::debug!(%peer, cause = %e, "HTTP connection ended with an error");
                 }

@@ -116,25 +116,84 @@ impl Stats {
         };
         metric("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get().to_string());
         metric("hubbub_rooms", "gauge", "Rooms with at least one member.", rooms.to_string());
-        metric("hubbub_queued_frames", "gauge", "Frames waiting in outbound queues.", self.queued_frames.get().to_string());
-        metric("hubbub_messages_in_total", "counter", "Messages received from clients.", self.messages_in.get().to_string());
-        metric("hubbub_messages_out_total", "counter", "Frames written to clients.", self.messages_out.get().to_string());
-        metric("hubbub_messages_stored_total", "counter", "Chat messages committed to the database.", self.messages_stored.get().to_string());
-        metric("hubbub_lagged_readers_total", "counter", "Readers that fell behind and were told to catch up.", self.lagged_readers.get().to_string());
-        metric("hubbub_slow_consumer_evictions_total", "counter", "Connections closed 4001.", self.slow_consumer_evictions.get().to_string());
-        metric("hubbub_write_timeouts_total", "counter", "Connections dropped at the write deadline.", self.write_timeouts.get().to_string());
-        metric("hubbub_rate_limited_total", "counter", "Messages refused rate_limited.", self.rate_limited.get().to_string());
-        metric("hubbub_panics_total", "counter", "Connection tasks that panicked (should stay 0).", self.panics.get().to_string());
-        metric("hubbub_origin_refusals_total", "counter", "Handshakes refused for a foreign Origin.", self.origin_refusals.get().to_string());
-        metric("hubbub_ip_cap_refusals_total", "counter", "Handshakes refused over the per-address cap.", self.ip_cap_refusals.get().to_string());
+        metric(
+            "hubbub_queued_frames",
+            "gauge",
+            "Frames waiting in outbound queues.",
+            self.queued_frames.get().to_string(),
+        );
+        metric(
+            "hubbub_messages_in_total",
+            "counter",
+            "Messages received from clients.",
+            self.messages_in.get().to_string(),
+        );
+        metric(
+            "hubbub_messages_out_total",
+            "counter",
+            "Frames written to clients.",
+            self.messages_out.get().to_string(),
+        );
+        metric(
+            "hubbub_messages_stored_total",
+            "counter",
+            "Chat messages committed to the database.",
+            self.messages_stored.get().to_string(),
+        );
+        metric(
+            "hubbub_lagged_readers_total",
+            "counter",
+            "Readers that fell behind and were told to catch up.",
+            self.lagged_readers.get().to_string(),
+        );
+        metric(
+            "hubbub_slow_consumer_evictions_total",
+            "counter",
+            "Connections closed 4001.",
+            self.slow_consumer_evictions.get().to_string(),
+        );
+        metric(
+            "hubbub_write_timeouts_total",
+            "counter",
+            "Connections dropped at the write deadline.",
+            self.write_timeouts.get().to_string(),
+        );
+        metric(
+            "hubbub_rate_limited_total",
+            "counter",
+            "Messages refused rate_limited.",
+            self.rate_limited.get().to_string(),
+        );
+        metric(
+            "hubbub_panics_total",
+            "counter",
+            "Connection tasks that panicked (should stay 0).",
+            self.panics.get().to_string(),
+        );
+        metric(
+            "hubbub_origin_refusals_total",
+            "counter",
+            "Handshakes refused for a foreign Origin.",
+            self.origin_refusals.get().to_string(),
+        );
+        metric(
+            "hubbub_ip_cap_refusals_total",
+            "counter",
+            "Handshakes refused over the per-address cap.",
+            self.ip_cap_refusals.get().to_string(),
+        );
 
-        let _ = writeln!(out, "# HELP hubbub_closes_total Close frames sent by the hub, by code.\n# TYPE hubbub_closes_total counter");
+        let _ = writeln!(
+            out,
+            "# HELP hubbub_closes_total Close frames sent by the hub, by code.\n# TYPE hubbub_closes_total counter"
+        );
         for (code, n) in self.closes.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             let _ = writeln!(out, "hubbub_closes_total{{code=\"{code}\"}} {n}");
         }
 
         let h = &self.commit_latency;
-        let _ = writeln!(out, "# HELP hubbub_commit_seconds Group commit latency.\n# TYPE hubbub_commit_seconds histogram");
+        let _ =
+            writeln!(out, "# HELP hubbub_commit_seconds Group commit latency.\n# TYPE hubbub_commit_seconds histogram");
         for (bucket, bound) in h.buckets.iter().zip(COMMIT_BUCKETS) {
             let _ = writeln!(out, "hubbub_commit_seconds_bucket{{le=\"{bound}\"}} {}", bucket.load(Ordering::Relaxed));
         }

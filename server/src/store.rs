@@ -97,7 +97,8 @@ impl Store {
             t.path.clone()
         } else {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir).map_err(|e| StoreError::Unavailable(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Unavailable(rusqlite::Error::ToSqlConversionFailure(e.into())))?;
             }
             path.to_path_buf()
         };
@@ -158,7 +159,8 @@ impl Store {
         let room = room.to_string();
         run_blocking(move || {
             let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            let head: Option<i64> = conn.query_row("SELECT MAX(seq) FROM messages WHERE room = ?1", [room], |r| r.get(0))?;
+            let head: Option<i64> =
+                conn.query_row("SELECT MAX(seq) FROM messages WHERE room = ?1", [room], |r| r.get(0))?;
             Ok(head.unwrap_or(0) as u64)
         })
         .await
@@ -234,16 +236,19 @@ fn open_connection(location: &Path, sync: Sync, busy_timeout: Duration) -> Resul
     // a writer holding the lock longer than this makes the operation fail with a typed error
     conn.busy_timeout(busy_timeout)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(None, "synchronous", match sync {
-        Sync::Full => "FULL",
-        Sync::Normal => "NORMAL",
-    })?;
+    conn.pragma_update(
+        None,
+        "synchronous",
+        match sync {
+            Sync::Full => "FULL",
+            Sync::Normal => "NORMAL",
+        },
+    )?;
     Ok(conn)
 }
 
 /// Schema versions, applied in order; `PRAGMA user_version` records how many ran.
-const MIGRATIONS: &[&str] = &[
-    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+const MIGRATIONS: &[&str] = &["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
      INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));
      CREATE TABLE messages (
          room TEXT NOT NULL,
@@ -254,8 +259,7 @@ const MIGRATIONS: &[&str] = &[
          client_id TEXT NOT NULL,
          PRIMARY KEY (room, seq)
      ) WITHOUT ROWID;
-     CREATE UNIQUE INDEX messages_by_client_id ON messages (room, client_id);",
-];
+     CREATE UNIQUE INDEX messages_by_client_id ON messages (room, client_id);"];
 
 fn migrate(conn: &Connection) -> Result<(), StoreError> {
     let done: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -270,7 +274,12 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
 }
 
 /// The writer thread: group commits until every `Store` handle is dropped.
-fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Append>, stats: &crate::stats::Stats, on_commit: OnCommit) {
+fn write_loop(
+    mut conn: Connection,
+    queue: std_mpsc::Receiver<Append>,
+    stats: &crate::stats::Stats,
+    on_commit: OnCommit,
+) {
     // last sequence number per room, read from the database on first use
     let mut heads: HashMap<String, u64> = HashMap::new();
     while let Ok(first) = queue.recv() {
@@ -311,9 +320,13 @@ fn commit_batch(
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
-        let mut find = tx.prepare_cached("SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND client_id = ?2")?;
+        let mut find = tx.prepare_cached(
+            "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND client_id = ?2",
+        )?;
         let mut head = tx.prepare_cached("SELECT MAX(seq) FROM messages WHERE room = ?1")?;
-        let mut insert = tx.prepare_cached("INSERT INTO messages (room, seq, author, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, seq, author, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         for a in batch {
             let room = a.room.as_str();
@@ -330,7 +343,10 @@ fn commit_batch(
             insert.execute(params![room, seq as i64, a.author, a.text, now as i64, a.client_id])?;
             heads.insert(room.to_owned(), seq);
             let id = public_id(&a.client_id);
-            outcomes.push((ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now, id }, false));
+            outcomes.push((
+                ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now, id },
+                false,
+            ));
         }
     }
     tx.commit()?;

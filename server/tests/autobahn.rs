@@ -47,7 +47,9 @@ async fn the_echo_socket_passes_autobahn_cases_1_to_10() {
         .as_object()
         .unwrap()
         .iter()
-        .map(|(case, r)| (case.clone(), format!("{}/{}", r["behavior"].as_str().unwrap(), r["behaviorClose"].as_str().unwrap())))
+        .map(|(case, r)| {
+            (case.clone(), format!("{}/{}", r["behavior"].as_str().unwrap(), r["behaviorClose"].as_str().unwrap()))
+        })
         .collect();
     let expected: BTreeMap<String, String> =
         serde_json::from_str(include_str!("autobahn-expected.json")).expect("expected verdicts parse");

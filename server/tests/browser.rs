@@ -76,10 +76,7 @@ impl Driver {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.display()));
         let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }),
-        );
+        caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
         ClientBuilder::rustls()
             .expect("TLS roots")
             .capabilities(caps)
@@ -285,10 +282,12 @@ async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
 
     // History is shown after a refresh: the page rejoins its rooms by itself
     say(&alice, "said before the refresh").await;
-    eventually("bob gets it", || async { (copies(&bob, "said before the refresh").await == (1, 0)).then_some(()) }).await;
+    eventually("bob gets it", || async { (copies(&bob, "said before the refresh").await == (1, 0)).then_some(()) })
+        .await;
     bob.refresh().await.unwrap();
     eventually("bob sees the history again after the refresh", || async {
-        (copies(&bob, "said before the refresh").await == (1, 0) && texts(&bob, "#room-title").await == ["#lobby"]).then_some(())
+        (copies(&bob, "said before the refresh").await == (1, 0) && texts(&bob, "#room-title").await == ["#lobby"])
+            .then_some(())
     })
     .await;
 
@@ -323,7 +322,12 @@ async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
     bob.goto(&hub.url).await.unwrap();
     eventually("bob catches up", || async {
         let got = texts(&bob, ".msg .text").await;
-        let want = ["said before the refresh", "typed while the server was down", "while bob was away, one", "while bob was away, two"];
+        let want = [
+            "said before the refresh",
+            "typed while the server was down",
+            "while bob was away, one",
+            "while bob was away, two",
+        ];
         (got == want).then_some(())
     })
     .await;

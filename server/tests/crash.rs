@@ -12,7 +12,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGES: usize = 500;
 /// The writer floods on purpose.
-const UNLIMITED: &[&str] = &["--messages-per-sec", "1000000", "--message-burst", "1000000", "--frames-per-sec", "1000000"];
+const UNLIMITED: &[&str] =
+    &["--messages-per-sec", "1000000", "--message-burst", "1000000", "--frames-per-sec", "1000000"];
 
 /// A small deterministic generator (64-bit LCG): the kill points replay across runs.
 struct Lcg(u64);
@@ -50,7 +51,8 @@ async fn next(ws: &mut Ws) -> ServerMsg {
 
 async fn send_all(ws: &mut Ws, round: usize) {
     for i in 0..MESSAGES {
-        let msg = ClientMsg::Send { id: Some(format!("r{round}-{i}")), room: "crash".into(), text: format!("message {i}") };
+        let msg =
+            ClientMsg::Send { id: Some(format!("r{round}-{i}")), room: "crash".into(), text: format!("message {i}") };
         ws.feed(Message::text(encode(&msg))).await.unwrap();
     }
     ws.flush().await.unwrap();
@@ -141,10 +143,10 @@ async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_e
     });
     while acked.len() < 20 {
         let frame = tokio::time::timeout(WAIT, writer.next()).await.expect("acks in time");
-        if let Some(Ok(Message::Text(t))) = frame {
-            if let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t) {
-                acked.insert(id, seq);
-            }
+        if let Some(Ok(Message::Text(t))) = frame
+            && let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t)
+        {
+            acked.insert(id, seq);
         }
     }
 

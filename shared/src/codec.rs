@@ -60,8 +60,8 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
         return DecodeError { kind: DecodeErrorKind::BadJson, id: None, detail: err.to_string() };
     };
     let id = object.get("id").and_then(|v| v.as_str()).map(str::to_owned);
-    let known_type = object.get("type").is_some_and(|t| t.is_string())
-        && !err.to_string().starts_with("unknown variant");
+    let known_type =
+        object.get("type").is_some_and(|t| t.is_string()) && !err.to_string().starts_with("unknown variant");
     let kind = if known_type { DecodeErrorKind::InvalidMessage } else { DecodeErrorKind::UnknownType };
     DecodeError { kind, id, detail: err.to_string() }
 }
@@ -74,8 +74,20 @@ mod tests {
     #[test]
     fn client_messages_round_trip() {
         let msgs = [
-            ClientMsg::Join { id: Some("1".into()), room: "lobby".into(), nick: "ada".into(), since: None, token: None },
-            ClientMsg::Join { id: None, room: "lobby".into(), nick: "ada".into(), since: Some("e:lobby:3".into()), token: None },
+            ClientMsg::Join {
+                id: Some("1".into()),
+                room: "lobby".into(),
+                nick: "ada".into(),
+                since: None,
+                token: None,
+            },
+            ClientMsg::Join {
+                id: None,
+                room: "lobby".into(),
+                nick: "ada".into(),
+                since: Some("e:lobby:3".into()),
+                token: None,
+            },
             ClientMsg::History { id: None, room: "lobby".into(), before: 40, limit: Some(10) },
             ClientMsg::Leave { id: None, room: "lobby".into() },
             ClientMsg::Send { id: None, room: "lobby".into(), text: "hi \"there\"\n".into() },
@@ -130,7 +142,8 @@ mod tests {
     fn deep_nesting_is_refused_without_overflowing_the_stack() {
         let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
         assert_eq!(decode_client(&deep).unwrap_err().kind, DecodeErrorKind::BadJson);
-        let deep_field = format!(r#"{{"type":"send","room":"a","text":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
+        let deep_field =
+            format!(r#"{{"type":"send","room":"a","text":{}1{}}}"#, "[".repeat(10_000), "]".repeat(10_000));
         assert!(decode_client(&deep_field).is_err());
     }
 }

@@ -40,7 +40,16 @@ mod tests {
     fn cursors_round_trip_and_junk_is_refused() {
         let c = Cursor::new("ab12", "lobby", 42);
         assert_eq!(Cursor::parse(&c.to_string()), Some(c));
-        for junk in ["", "ab12", "ab12:lobby", "ab12:lobby:-1", "ab12:lobby:1 OR 1=1", ":lobby:3", "e::3", "e:lobby:99999999999999999999999"] {
+        for junk in [
+            "",
+            "ab12",
+            "ab12:lobby",
+            "ab12:lobby:-1",
+            "ab12:lobby:1 OR 1=1",
+            ":lobby:3",
+            "e::3",
+            "e:lobby:99999999999999999999999",
+        ] {
             assert_eq!(Cursor::parse(junk), None, "{junk:?}");
         }
     }

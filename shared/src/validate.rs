@@ -133,16 +133,10 @@ impl ChatText {
         }
         let max = max_chars.min(MAX_TEXT_CHARS);
         if raw.chars().count() > max {
-            return Err(Invalid::new(
-                ErrorCode::TextTooLong,
-                format!("A message has at most {max} characters."),
-            ));
+            return Err(Invalid::new(ErrorCode::TextTooLong, format!("A message has at most {max} characters.")));
         }
         if raw.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            return Err(Invalid::new(
-                ErrorCode::TextForbiddenChar,
-                "A message cannot contain control characters.",
-            ));
+            return Err(Invalid::new(ErrorCode::TextForbiddenChar, "A message cannot contain control characters."));
         }
         Ok(ChatText(raw.to_owned()))
     }

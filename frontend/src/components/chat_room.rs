@@ -131,19 +131,17 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
 #[component]
 fn LogEntry(entry: Entry, room: String) -> impl IntoView {
     match entry.kind {
-        EntryKind::Message { author, text, ts, own, .. } => {
-            view! {
-                <article class=if own { "msg own" } else { "msg" } data-state=own.then_some("sent")>
-                    <header>
-                        <span class="author">{author}</span>
-                        <time>{clock(ts)}</time>
-                        {own.then(|| view! { <span class="state">"✓ sent"</span> })}
-                    </header>
-                    <p class="text">{text}</p>
-                </article>
-            }
-                .into_any()
+        EntryKind::Message { author, text, ts, own, .. } => view! {
+            <article class=if own { "msg own" } else { "msg" } data-state=own.then_some("sent")>
+                <header>
+                    <span class="author">{author}</span>
+                    <time>{clock(ts)}</time>
+                    {own.then(|| view! { <span class="state">"✓ sent"</span> })}
+                </header>
+                <p class="text">{text}</p>
+            </article>
         }
+        .into_any(),
         EntryKind::Gap { before } => {
             let chat = expect_context::<Chat>();
             view! {
@@ -154,7 +152,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
                     </button>
                 </p>
             }
-                .into_any()
+            .into_any()
         }
         EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
         EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),

@@ -23,9 +23,7 @@ async fn a_message_reaches_everyone_in_the_room_including_its_author_with_server
     alice.next().await; // bob joined
 
     // Act: the payload tries to claim another author; the protocol has no field for it
-    alice
-        .send_raw(r#"{"type":"send","room":"lobby","text":"hi <b>bob</b>","author":"mallory","seq":99,"ts":1}"#)
-        .await;
+    alice.send_raw(r#"{"type":"send","room":"lobby","text":"hi <b>bob</b>","author":"mallory","seq":99,"ts":1}"#).await;
 
     for client in [&mut alice, &mut bob] {
         let ServerMsg::Message(ChatMessage { room, seq, author, text, ts, .. }) = client.next().await else {
@@ -88,7 +86,15 @@ async fn a_nickname_is_unique_within_a_room_ignoring_case_and_free_again_after_l
     let (mut alice, _) = app.joined("lobby", "Alice").await;
 
     let mut imposter = app.client().await;
-    imposter.send(&ClientMsg::Join { id: Some("j1".into()), room: "lobby".into(), nick: " alice ".into(), since: None, token: None }).await;
+    imposter
+        .send(&ClientMsg::Join {
+            id: Some("j1".into()),
+            room: "lobby".into(),
+            nick: " alice ".into(),
+            since: None,
+            token: None,
+        })
+        .await;
     let ServerMsg::Error { id, code, .. } = imposter.next().await else { panic!("expected an error") };
     assert_eq!((id.as_deref(), code), (Some("j1"), ErrorCode::NickTaken));
 
@@ -210,7 +216,7 @@ async fn impersonation_is_refused_with_specific_codes_and_forms_are_canonicalise
     let mut c = app.client().await;
     for (nick, want) in [
         ("аlice", ErrorCode::NickConfusable), // Cyrillic а
-        ("ａｌｉｃｅ", ErrorCode::NickTaken),  // fullwidth: canonically "alice"
+        ("ａｌｉｃｅ", ErrorCode::NickTaken), // fullwidth: canonically "alice"
         ("ALICE", ErrorCode::NickTaken),
         ("admin", ErrorCode::NickReserved),
         ("ali\u{202E}ecb", ErrorCode::NickForbiddenChar),
@@ -231,7 +237,8 @@ async fn of_two_clients_claiming_one_nickname_at_once_exactly_one_wins() {
     for round in 0..50 {
         let room = format!("race{round}");
         let (mut a, mut b) = (app.client().await, app.client().await);
-        let join = |nick: &str| ClientMsg::Join { id: None, room: room.clone(), nick: nick.into(), since: None, token: None };
+        let join =
+            |nick: &str| ClientMsg::Join { id: None, room: room.clone(), nick: nick.into(), since: None, token: None };
         let (ja, jb) = (join("zed"), join("ZED"));
         tokio::join!(a.send(&ja), b.send(&jb));
         let (ra, rb) = tokio::join!(a.next(), b.next());

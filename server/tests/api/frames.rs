@@ -106,7 +106,8 @@ async fn protocol_violations_close_with_1002() {
 #[tokio::test]
 async fn invalid_utf8_closes_with_1007() {
     let app = spawn_app().await;
-    expect_close(&app, &frame(true, false, 0x1, true, &[0x7B, 0xFF, 0xFE, 0x7D]), close::INVALID_PAYLOAD, "bad UTF-8").await;
+    expect_close(&app, &frame(true, false, 0x1, true, &[0x7B, 0xFF, 0xFE, 0x7D]), close::INVALID_PAYLOAD, "bad UTF-8")
+        .await;
     app.assert_settled().await;
 }
 
@@ -161,10 +162,26 @@ async fn bad_handshakes_get_4xx_with_a_reason_and_others_are_unaffected() {
     let key = "dGhlIHNhbXBsZSBub25jZQ==";
     let upgrade = "Connection: Upgrade\r\nUpgrade: websocket\r\n";
     let cases = [
-        ("POST", format!("POST /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nContent-Length: 0\r\n\r\n")),
+        (
+            "POST",
+            format!(
+                "POST /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\nContent-Length: 0\r\n\r\n"
+            ),
+        ),
         ("no key", format!("GET /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Version: 13\r\n\r\n")),
-        ("version 8", format!("GET /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {key}\r\n\r\n")),
-        ("64 KiB header", format!("GET /ws HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n{upgrade}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n", "j".repeat(64 * 1024))),
+        (
+            "version 8",
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\n{upgrade}Sec-WebSocket-Version: 8\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+            ),
+        ),
+        (
+            "64 KiB header",
+            format!(
+                "GET /ws HTTP/1.1\r\nHost: x\r\nX-Junk: {}\r\n{upgrade}Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n",
+                "j".repeat(64 * 1024)
+            ),
+        ),
     ];
     for (case, request) in cases {
         let mut tcp = TcpStream::connect(app.addr).await.unwrap();

@@ -103,7 +103,10 @@ pub struct Client {
 
 impl Client {
     /// Opens the socket with extra request headers and reads the `welcome`.
-    pub async fn connect(url: &str, headers: &[(&'static str, &str)]) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
+    pub async fn connect(
+        url: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
         let mut request = url.into_client_request()?;
         for (name, value) in headers {
             request.headers_mut().insert(*name, HeaderValue::from_str(value).unwrap());
@@ -120,7 +123,10 @@ impl Client {
 
     /// A connection whose `welcome` is still unread.
     pub async fn raw(url: &str) -> Client {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url)).await.expect("in time").expect("handshake");
+        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
+            .await
+            .expect("in time")
+            .expect("handshake");
         Client::from_ws(ws)
     }
 

@@ -133,7 +133,14 @@ async fn resume_table() {
     // a cursor of another room, ahead of the head, or malformed: refused, then the latest page
     for bad in [cursor("kitchen", 5), cursor("lobby", 21), Some("1 OR 1=1".into()), Some(format!("{epoch}:lobby:-1"))] {
         let mut c = app.client().await;
-        c.send(&ClientMsg::Join { id: Some("j".into()), room: "lobby".into(), nick: "b4".into(), since: bad.clone(), token: None }).await;
+        c.send(&ClientMsg::Join {
+            id: Some("j".into()),
+            room: "lobby".into(),
+            nick: "b4".into(),
+            since: bad.clone(),
+            token: None,
+        })
+        .await;
         assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
         let ServerMsg::Error { code, id, .. } = c.next().await else { panic!("refusal for {bad:?}") };
         assert_eq!((code, id.as_deref()), (ErrorCode::InvalidCursor, Some("j")), "{bad:?}");
@@ -244,7 +251,15 @@ async fn sql_looking_input_round_trips_literally_and_the_schema_stays_intact() {
         }
     }
     // rooms cannot carry SQL at all
-    mallory.send(&ClientMsg::Join { id: None, room: "'; DROP TABLE messages;--".into(), nick: "x".into(), since: None, token: None }).await;
+    mallory
+        .send(&ClientMsg::Join {
+            id: None,
+            room: "'; DROP TABLE messages;--".into(),
+            nick: "x".into(),
+            since: None,
+            token: None,
+        })
+        .await;
     let refused = loop {
         if let ServerMsg::Error { code, .. } = mallory.next().await {
             break code;
@@ -262,7 +277,14 @@ async fn sql_looking_input_round_trips_literally_and_the_schema_stays_intact() {
         ServerMsg::Welcome { epoch, .. } => epoch,
         other => panic!("{other:?}"),
     };
-    c.send(&ClientMsg::Join { id: None, room: "lobby".into(), nick: "late".into(), since: Some(format!("{epoch}:lobby:9223372036854775808")), token: None }).await;
+    c.send(&ClientMsg::Join {
+        id: None,
+        room: "lobby".into(),
+        nick: "late".into(),
+        since: Some(format!("{epoch}:lobby:9223372036854775808")),
+        token: None,
+    })
+    .await;
     assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
     assert!(matches!(c.next().await, ServerMsg::Error { code: ErrorCode::InvalidCursor, .. }));
 }

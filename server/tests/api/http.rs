@@ -29,7 +29,8 @@ async fn an_origin_on_the_allow_list_is_let_in() {
 #[tokio::test]
 async fn the_hubbub_subprotocol_is_selected_when_offered() {
     let app = spawn_app().await;
-    let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(app.ws_url()).unwrap();
+    let mut request =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(app.ws_url()).unwrap();
     request.headers_mut().insert("sec-websocket-protocol", "hubbub.v1".parse().unwrap());
     let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(response.headers()["sec-websocket-protocol"], "hubbub.v1");
@@ -69,7 +70,8 @@ async fn connect_from(source: &str, app: &TestApp) -> Result<Ws, tokio_tungsteni
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
     let stream = socket.connect(app.addr).await.unwrap();
-    let (ws, _) = tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await?;
+    let (ws, _) =
+        tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await?;
     Ok(ws)
 }
 
@@ -80,7 +82,7 @@ async fn one_address_past_its_connection_cap_gets_429_and_others_are_unaffected(
     for _ in 0..3 {
         held.push(connect_from("127.0.0.2", &app).await.expect("under the cap"));
     }
-    let err = connect_from("127.0.0.2", &app).await.err().expect("over the cap");
+    let err = connect_from("127.0.0.2", &app).await.expect_err("over the cap");
     let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
     assert_eq!(response.status(), 429);
     assert_eq!(app.health().await["ip_cap_refusals"], 1);
@@ -118,7 +120,9 @@ async fn metrics_are_exposed_in_prometheus_text_format() {
     use futures_util::SinkExt;
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
-    alice.send(&hubbub_shared::ClientMsg::Send { id: Some("m1".into()), room: "lobby".into(), text: "counted".into() }).await;
+    alice
+        .send(&hubbub_shared::ClientMsg::Send { id: Some("m1".into()), room: "lobby".into(), text: "counted".into() })
+        .await;
     while !matches!(alice.next().await, hubbub_shared::ServerMsg::Ack { .. }) {}
     assert!(Client::connect(&app.ws_url(), &[("origin", "https://evil.example")]).await.is_err());
     let mut binary = app.client().await;

@@ -16,10 +16,7 @@ async fn a_client_close_is_answered_and_the_member_removed() {
     let (mut bob, _) = app.joined("lobby", "bob").await;
     alice.next().await;
 
-    bob.ws
-        .send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() })))
-        .await
-        .unwrap();
+    bob.ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await.unwrap();
     // the hub answers the close; then the stream ends
     let reply = tokio::time::timeout(Duration::from_secs(1), async {
         loop {
@@ -56,10 +53,7 @@ async fn shutdown_sends_every_client_1001_and_stops_accepting() {
 
     let result = tokio::time::timeout(WAIT, &mut app.task).await.expect("the hub stops within the grace");
     result.expect("task joined").expect("clean exit");
-    assert!(
-        tokio::net::TcpStream::connect(app.addr).await.is_err(),
-        "no new connections after shutdown"
-    );
+    assert!(tokio::net::TcpStream::connect(app.addr).await.is_err(), "no new connections after shutdown");
 }
 
 #[tokio::test]

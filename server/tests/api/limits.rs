@@ -132,7 +132,11 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
     }
     app.wait_for_health("connections", 1).await;
     let health = app.health().await;
-    assert_eq!((health["lagged_readers"].as_u64(), health["write_timeouts"].as_u64()), (Some(1), Some(1)), "dealt with once");
+    assert_eq!(
+        (health["lagged_readers"].as_u64(), health["write_timeouts"].as_u64()),
+        (Some(1), Some(1)),
+        "dealt with once"
+    );
     // the slow reader finds what the kernel buffered, then the end of its connection
     let ended = tokio::time::timeout(WAIT, async {
         loop {
@@ -238,14 +242,15 @@ async fn a_flood_gets_rate_limited_errors_then_a_close_and_others_are_served_mea
     let mut limited = 0;
     let code = loop {
         match flood.next_frame().await {
-            Some(Ok(Message::Text(t))) => match hubbub_shared::decode_server(&t).unwrap() {
-                ServerMsg::Error { code: ErrorCode::RateLimited, retry_after_ms, id, .. } => {
+            Some(Ok(Message::Text(t))) => {
+                if let ServerMsg::Error { code: ErrorCode::RateLimited, retry_after_ms, id, .. } =
+                    hubbub_shared::decode_server(&t).unwrap()
+                {
                     assert!(retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 100), "{retry_after_ms:?}");
                     assert!(id.is_some(), "the refusal names the message");
                     limited += 1;
                 }
-                _ => {}
-            },
+            }
             Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
             Some(Ok(_)) => {}
             other => panic!("{other:?}"),

@@ -96,7 +96,7 @@ async fn every_socket_applies_the_origin_policy() {
         let url = format!("ws://{}{path}", app.addr);
         let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
         request.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
-        let err = tokio_tungstenite::connect_async(request).await.err().expect("refused");
+        let err = tokio_tungstenite::connect_async(request).await.expect_err("refused");
         let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
         assert_eq!(response.status(), 403, "{path}");
     }

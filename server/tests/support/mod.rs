@@ -1,5 +1,6 @@
 //! Fixtures shared by the test binaries that run the real `hubbub` process.
-#![allow(unreachable_pub)]
+// each test binary uses part of these fixtures
+#![allow(unreachable_pub, dead_code)]
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 use tokio::{
@@ -11,7 +12,8 @@ use tokio::{
 pub fn fresh_db_path() -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!("hubbub-proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
+    let dir =
+        std::env::temp_dir().join(format!("hubbub-proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
     let _ = std::fs::remove_dir_all(&dir);
     dir.join("hubbub.db")
 }
@@ -66,14 +68,12 @@ impl Hub {
 
     /// SIGTERM, as a service manager stops it; returns the exit code.
     /// SIGKILL: no shutdown at all, as in a crash or an OOM kill.
-    #[allow(dead_code)] // not every test binary kills the hub
     pub fn kill(&mut self) {
         let pid = self.child.id().expect("still running");
         let status = std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
         assert!(status.success());
     }
 
-    #[allow(dead_code)] // not every test binary stops the hub by signal
     pub async fn terminate(&mut self) -> Option<i32> {
         let pid = self.child.id().expect("still running");
         let status = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
@@ -82,4 +82,3 @@ impl Hub {
         exit.code()
     }
 }
-
