@@ -65,7 +65,7 @@ enum Stop {
 /// Runs the connection to its end; `handler` gives it its meaning.
 pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl Handler) {
     let config = &state.config;
-    state.stats.connections.inc();
+    let _open = state.stats.connections.hold();
     let (sink, mut stream) = socket.split();
     let (outbox, queue, overflowed) = Outbox::new(config.outbound_queue, state.stats.clone());
     let (stop_tx, stop_rx) = mpsc::channel::<Stop>(1);
@@ -105,18 +105,14 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
                 next = timeout(wait, stream.next()) => next,
                 _ = closing.cancelled(), if !closing.is_cancelled() => continue,
             };
-            if let Ok(Some(Ok(_))) = &next
-                && let Err((code, reason)) = handler.on_frame()
-            {
-                if !close_requested {
-                    close_requested = true;
-                    tracing::info!(code, reason, "closing connection");
-                    let _ = stop_tx.send(Stop::Close(code, reason)).await;
-                    closing.cancel();
-                }
-                continue;
-            }
+            // every frame counts against the frame rate, pings included
+            let flood = match &next {
+                Ok(Some(Ok(_))) => handler.on_frame().err(),
+                _ => None,
+            };
             let request = match next {
+                _ if flood.is_some() && closing.is_cancelled() => None,
+                _ if let Some((code, reason)) = flood => Some(Stop::Close(code, reason)),
                 Err(_elapsed) if closing.is_cancelled() => break,
                 Err(_elapsed) if handler.deadline().is_some_and(|by| tokio::time::Instant::now() >= by) => {
                     Some(Stop::Close(close::NO_JOIN, "no room joined in time"))
@@ -162,7 +158,6 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
     };
 
     tokio::join!(reader, writer);
-    state.stats.connections.dec();
     tracing::debug!("connection finished");
 }
 
