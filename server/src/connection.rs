@@ -255,20 +255,17 @@ impl Writer {
 
     /// Tells the client which rooms' live messages were dropped, so it catches up (`resume`).
     async fn tell_lagged(&mut self) -> Result<(), WriteError> {
-        for (room, from_seq) in self.queue.take_lagged() {
-            tracing::debug!(%room, from_seq, "reader lagged; live messages dropped");
-            let notice = hubbub_shared::encode(&hubbub_shared::ServerMsg::Lagged { room, from_seq });
-            self.sink.feed(Message::Text(notice.into())).await.map_err(|_| WriteError::Gone)?;
-        }
-        self.write_flush().await
-    }
-
-    async fn write_flush(&mut self) -> Result<(), WriteError> {
-        match timeout(self.write_timeout, self.sink.flush()).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteError::Gone),
-            Err(_) => Err(WriteError::Timeout),
-        }
+        let lagged = self.queue.take_lagged();
+        let sink = &mut self.sink;
+        let notices = async move {
+            for (room, from_seq) in lagged {
+                tracing::debug!(%room, from_seq, "reader lagged; live messages dropped");
+                let notice = hubbub_shared::encode(&hubbub_shared::ServerMsg::Lagged { room, from_seq });
+                sink.feed(Message::Text(notice.into())).await?;
+            }
+            sink.flush().await
+        };
+        bounded(self.write_timeout, notices).await
     }
 
     /// Writes `first` and everything queued behind it, then flushes once.
@@ -291,20 +288,21 @@ impl Writer {
         tokio::select! {
             // a reader this far behind is evicted even while its socket is blocked
             _ = overflowed.cancelled() => Err(WriteError::Slow),
-            r = timeout(self.write_timeout, batch) => match r {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(_)) => Err(WriteError::Gone),
-                Err(_) => Err(WriteError::Timeout),
-            },
+            r = bounded(self.write_timeout, batch) => r,
         }
     }
 
     async fn write(&mut self, msg: Message) -> Result<(), WriteError> {
-        match timeout(self.write_timeout, self.sink.send(msg)).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(_)) => Err(WriteError::Gone),
-            Err(_) => Err(WriteError::Timeout),
-        }
+        bounded(self.write_timeout, self.sink.send(msg)).await
+    }
+}
+
+/// Every write to the socket runs under the write deadline: past it the client counts as gone.
+async fn bounded(deadline: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> Result<(), WriteError> {
+    match timeout(deadline, write).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(_)) => Err(WriteError::Gone),
+        Err(_) => Err(WriteError::Timeout),
     }
 }
 
