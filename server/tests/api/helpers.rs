@@ -72,6 +72,14 @@ impl TestApp {
         serde_json::from_str(&body).expect("healthz is JSON")
     }
 
+    /// The hub's database epoch, as a new connection's `welcome` states it.
+    pub async fn epoch(&self) -> String {
+        match Client::raw(&self.ws_url()).await.next().await {
+            ServerMsg::Welcome { epoch, .. } => epoch,
+            other => panic!("expected welcome, got {other:?}"),
+        }
+    }
+
     /// After the test's clients are gone: no connection or room is left, and nothing panicked.
     pub async fn assert_settled(&self) {
         self.wait_for_health("connections", 0).await;

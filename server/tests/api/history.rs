@@ -8,14 +8,18 @@ fn send(room: &str, id: &str, text: &str) -> ClientMsg {
     ClientMsg::Send { id: Some(id.into()), room: room.into(), text: text.into() }
 }
 
-/// Sends `n` messages with ids `{prefix}{i}` and waits for every ack; returns the seqs.
+/// Sends `n` messages with ids `{prefix}{i}` and waits for each one's ack (acks of other
+/// messages do not count); returns the seqs in the order the acks came.
 async fn say_acked(c: &mut Client, room: &str, prefix: &str, n: usize) -> Vec<u64> {
+    let mut waiting: std::collections::HashSet<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
     for i in 0..n {
         c.send(&send(room, &format!("{prefix}{i}"), &format!("{prefix} message {i}"))).await;
     }
     let mut seqs = Vec::new();
-    while seqs.len() < n {
-        if let ServerMsg::Ack { seq, .. } = c.next().await {
+    while !waiting.is_empty() {
+        if let ServerMsg::Ack { id, seq, .. } = c.next().await
+            && waiting.remove(&id)
+        {
             seqs.push(seq);
         }
     }
@@ -31,14 +35,6 @@ fn history(msg: ServerMsg) -> (Vec<ChatMessage>, bool, bool) {
 
 fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
-}
-
-async fn epoch(app: &TestApp) -> String {
-    let mut ws = Client::raw(&app.ws_url()).await;
-    match ws.next().await {
-        ServerMsg::Welcome { epoch, .. } => epoch,
-        other => panic!("{other:?}"),
-    }
 }
 
 fn temp_db(name: &str) -> PathBuf {
@@ -110,7 +106,7 @@ async fn joining_shows_the_latest_page_and_older_pages_on_request() {
 #[tokio::test]
 async fn resume_table() {
     let app = spawn_app_with(|c| c.resume_gap_limit = 12).await;
-    let epoch = epoch(&app).await;
+    let epoch = app.epoch().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     alice.join("kitchen", "alice").await;
     say_acked(&mut alice, "lobby", "l", 20).await;
@@ -155,7 +151,7 @@ async fn history_and_sequence_numbers_survive_a_restart_and_a_replaced_database_
         let db = db.clone();
         spawn_app_with(move |c| c.db = db).await
     };
-    let epoch = epoch(&first).await;
+    let epoch = first.epoch().await;
     let (mut alice, _) = first.joined("lobby", "alice").await;
     assert_eq!(say_acked(&mut alice, "lobby", "x", 5).await, [1, 2, 3, 4, 5]);
     drop(alice);
@@ -168,7 +164,7 @@ async fn history_and_sequence_numbers_survive_a_restart_and_a_replaced_database_
         let db = db.clone();
         spawn_app_with(move |c| c.db = db).await
     };
-    assert_eq!(self::epoch(&second).await, epoch);
+    assert_eq!(second.epoch().await, epoch);
     let mut bob = second.client().await;
     let (_, h) = bob.join_since("lobby", "bob", Some(Cursor::new(&epoch, "lobby", 3).to_string())).await;
     assert_eq!((seqs(&history(h).0), true), (vec![4, 5], true));
@@ -273,10 +269,7 @@ async fn sql_looking_input_round_trips_literally_and_the_schema_stays_intact() {
     assert_eq!(got, texts.map(|t| (nick, t)));
     // a cursor past 2^63 is refused like any other bad one
     let mut c = app.client().await;
-    let epoch = match Client::raw(&app.ws_url()).await.next().await {
-        ServerMsg::Welcome { epoch, .. } => epoch,
-        other => panic!("{other:?}"),
-    };
+    let epoch = app.epoch().await;
     c.send(&ClientMsg::Join {
         id: None,
         room: "lobby".into(),

@@ -159,10 +159,7 @@ async fn a_reader_that_falls_behind_is_told_and_catches_up_from_history_without_
     const MESSAGES: u64 = 200;
     // a queue of one frame: any burst makes bob lag
     let app = spawn_app_with(|c| c.outbound_queue = 1).await;
-    let epoch = match Client::raw(&app.ws_url()).await.next().await {
-        ServerMsg::Welcome { epoch, .. } => epoch,
-        other => panic!("{other:?}"),
-    };
+    let epoch = app.epoch().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
 
