@@ -123,80 +123,74 @@ impl Stats {
         *self.closes.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_insert(0) += 1;
     }
 
+    /// Every single-valued series: (Prometheus name, type, help, value). One table, so
+    /// `/metrics` and `/healthz` cannot drift apart. `rooms` comes from the hub.
+    fn series(&self, rooms: usize) -> [(&'static str, &'static str, &'static str, i64); 13] {
+        let count = |c: &Counter| c.get() as i64;
+        [
+            ("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get()),
+            ("hubbub_rooms", "gauge", "Rooms with at least one member.", rooms as i64),
+            ("hubbub_queued_frames", "gauge", "Frames waiting in outbound queues.", self.queued_frames.get()),
+            ("hubbub_messages_in_total", "counter", "Messages received from clients.", count(&self.messages_in)),
+            ("hubbub_messages_out_total", "counter", "Frames written to clients.", count(&self.messages_out)),
+            (
+                "hubbub_messages_stored_total",
+                "counter",
+                "Chat messages committed to the database.",
+                count(&self.messages_stored),
+            ),
+            (
+                "hubbub_lagged_readers_total",
+                "counter",
+                "Readers that fell behind and were told to catch up.",
+                count(&self.lagged_readers),
+            ),
+            (
+                "hubbub_slow_consumer_evictions_total",
+                "counter",
+                "Connections closed 4001.",
+                count(&self.slow_consumer_evictions),
+            ),
+            (
+                "hubbub_write_timeouts_total",
+                "counter",
+                "Connections dropped at the write deadline.",
+                count(&self.write_timeouts),
+            ),
+            ("hubbub_rate_limited_total", "counter", "Messages refused rate_limited.", count(&self.rate_limited)),
+            ("hubbub_panics_total", "counter", "Connection tasks that panicked (should stay 0).", count(&self.panics)),
+            (
+                "hubbub_origin_refusals_total",
+                "counter",
+                "Handshakes refused for a foreign Origin.",
+                count(&self.origin_refusals),
+            ),
+            (
+                "hubbub_ip_cap_refusals_total",
+                "counter",
+                "Handshakes refused over the per-address cap.",
+                count(&self.ip_cap_refusals),
+            ),
+        ]
+    }
+
+    /// The same values for `/healthz`, keyed by short names (`connections`, `rate_limited`, ...).
+    pub(crate) fn summary(&self, rooms: usize) -> serde_json::Map<String, serde_json::Value> {
+        self.series(rooms)
+            .into_iter()
+            .map(|(name, _, _, value)| {
+                let key = name.trim_start_matches("hubbub_").trim_end_matches("_total");
+                (key.to_owned(), value.into())
+            })
+            .collect()
+    }
+
     /// The Prometheus text exposition (format 0.0.4); `rooms` comes from the hub.
     pub(crate) fn render(&self, rooms: usize) -> String {
         let mut out = String::new();
-        let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        for (name, kind, help, value) in self.series(rooms) {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}");
-        };
-        metric("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get().to_string());
-        metric("hubbub_rooms", "gauge", "Rooms with at least one member.", rooms.to_string());
-        metric(
-            "hubbub_queued_frames",
-            "gauge",
-            "Frames waiting in outbound queues.",
-            self.queued_frames.get().to_string(),
-        );
-        metric(
-            "hubbub_messages_in_total",
-            "counter",
-            "Messages received from clients.",
-            self.messages_in.get().to_string(),
-        );
-        metric(
-            "hubbub_messages_out_total",
-            "counter",
-            "Frames written to clients.",
-            self.messages_out.get().to_string(),
-        );
-        metric(
-            "hubbub_messages_stored_total",
-            "counter",
-            "Chat messages committed to the database.",
-            self.messages_stored.get().to_string(),
-        );
-        metric(
-            "hubbub_lagged_readers_total",
-            "counter",
-            "Readers that fell behind and were told to catch up.",
-            self.lagged_readers.get().to_string(),
-        );
-        metric(
-            "hubbub_slow_consumer_evictions_total",
-            "counter",
-            "Connections closed 4001.",
-            self.slow_consumer_evictions.get().to_string(),
-        );
-        metric(
-            "hubbub_write_timeouts_total",
-            "counter",
-            "Connections dropped at the write deadline.",
-            self.write_timeouts.get().to_string(),
-        );
-        metric(
-            "hubbub_rate_limited_total",
-            "counter",
-            "Messages refused rate_limited.",
-            self.rate_limited.get().to_string(),
-        );
-        metric(
-            "hubbub_panics_total",
-            "counter",
-            "Connection tasks that panicked (should stay 0).",
-            self.panics.get().to_string(),
-        );
-        metric(
-            "hubbub_origin_refusals_total",
-            "counter",
-            "Handshakes refused for a foreign Origin.",
-            self.origin_refusals.get().to_string(),
-        );
-        metric(
-            "hubbub_ip_cap_refusals_total",
-            "counter",
-            "Handshakes refused over the per-address cap.",
-            self.ip_cap_refusals.get().to_string(),
-        );
+        }
 
         let _ = writeln!(
             out,
