@@ -3,10 +3,11 @@
 //! We run the accept loop ourselves, with hyper-util, instead of `axum::serve`: the latter has
 //! no header-read timeout, so a client trickling a request head could hold a socket forever.
 //!
-//! Shutdown order: the shutdown future resolves → `state.shutdown` is cancelled → the listener
-//! is dropped (new connections are refused) and plain HTTP connections finish their requests,
-//! while every WebSocket writer sends close 1001 → we wait (bounded by `shutdown_grace`) for
-//! the tracked connection tasks to finish their close handshakes. Graceful shutdown of HTTP
+//! Shutdown order: the shutdown future resolves → the accept loop stops and the listener is
+//! dropped (new connections are refused) → only then is `state.shutdown` cancelled, so every
+//! WebSocket writer sends close 1001 while plain HTTP connections finish their requests → we
+//! wait (bounded by `shutdown_grace`) for the tracked connection tasks to finish their close
+//! handshakes. Graceful shutdown of HTTP
 //! connections alone would not wait for upgraded sockets.
 
 use crate::{AppState, Config, routes};
@@ -19,6 +20,7 @@ use hyper_util::{
 };
 use std::{future::Future, net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
 /// Largest request head accepted: browsers send a few KB, cookies included.
 const MAX_REQUEST_HEAD: usize = 32 * 1024;
@@ -47,10 +49,13 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains as described in the module docs.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state;
-        let token = state.shutdown.clone();
+        // first stop accepting, then tell the connections (below): once a client hears 1001,
+        // nobody can connect any more
+        let stop_accepting = CancellationToken::new();
+        let trigger = stop_accepting.clone();
         tokio::spawn(async move {
             shutdown.await;
-            token.cancel();
+            trigger.cancel();
         });
         let router = routes::router(state.clone());
         let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -73,7 +78,7 @@ impl Application {
                         continue;
                     }
                 },
-                _ = state.shutdown.cancelled() => break,
+                _ = stop_accepting.cancelled() => break,
             };
             // what `into_make_service_with_connect_info` does: the peer address for handlers
             let service =
@@ -97,8 +102,9 @@ impl Application {
                 }
             });
         }
-        // refuse new connections from here on
+        // refuse new connections from here on; then every WebSocket writer sends 1001
         drop(self.listener);
+        state.shutdown.cancel();
         let grace = state.config.shutdown_grace();
         if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
             tracing::warn!("HTTP connections still open after the shutdown grace");
