@@ -20,7 +20,7 @@ use tokio::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-#[derive(Debug, clap::Args)]
+#[derive(Debug, Clone, clap::Args)]
 pub(crate) struct Options {
     /// Concurrent senders (connections).
     #[arg(long, default_value_t = 64)]

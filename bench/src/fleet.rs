@@ -1,0 +1,275 @@
+//! The coordinator's side of the generator: starts worker processes (this binary, `worker`
+//! subcommand, pinned with taskset), hands each its share of the clients, starts them together
+//! and merges what they measured.
+
+use crate::{
+    procfs,
+    servers::{Binaries, Running},
+    token,
+    worker::{Done, Line, Plan, Ready},
+};
+use anyhow::{Context, bail};
+use hdrhistogram::Histogram;
+use std::{process::Stdio, time::Duration};
+use tokio::{
+    io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
+    process::{Child, ChildStdout, Command},
+};
+
+/// One load: who connects, who sends, how fast, how long.
+#[derive(Debug, Clone)]
+pub(crate) struct Load {
+    pub(crate) clients: u32,
+    /// Clients per room (Hubbub); the peers have one room.
+    pub(crate) room_size: u32,
+    /// Global ids of the sending clients.
+    pub(crate) senders: Vec<u32>,
+    /// Messages per second, all senders together; 0 = closed loop.
+    pub(crate) rate: f64,
+    pub(crate) window: u32,
+    pub(crate) seconds: f64,
+    pub(crate) text_len: usize,
+    pub(crate) workers: u32,
+    pub(crate) connect_parallel: usize,
+}
+
+impl Load {
+    /// `senders` clients spread evenly over `clients`, one room of everyone.
+    pub(crate) fn one_room(clients: u32, senders: u32, rate: f64, seconds: f64, workers: u32) -> Load {
+        let step = (clients / senders.max(1)).max(1);
+        Load {
+            clients,
+            room_size: clients,
+            senders: (0..senders.min(clients)).map(|i| i * step).collect(),
+            rate,
+            window: 64,
+            seconds,
+            text_len: 64,
+            workers,
+            connect_parallel: 64,
+        }
+    }
+}
+
+/// Connected workers, waiting for `go`.
+#[derive(Debug)]
+pub(crate) struct Fleet {
+    kind: crate::servers::Kind,
+    workers: Vec<Worker>,
+    load: Load,
+    pub(crate) ready: Ready,
+    generator_cpus: usize,
+}
+
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+/// What one run measured, all workers merged.
+#[derive(Debug)]
+pub(crate) struct Outcome {
+    pub(crate) expected: u64,
+    pub(crate) delivered: u64,
+    pub(crate) latency_us: Histogram<u64>,
+    pub(crate) dropped: u32,
+    pub(crate) lagged: u64,
+    /// From `go` to the last delivery.
+    pub(crate) seconds: f64,
+    pub(crate) server_cpu_seconds: f64,
+    pub(crate) generator_cpu_seconds: f64,
+    pub(crate) generator_bound: bool,
+}
+
+impl Outcome {
+    pub(crate) fn delivered_per_s(&self) -> f64 {
+        if self.seconds > 0.0 { self.delivered as f64 / self.seconds } else { 0.0 }
+    }
+
+    pub(crate) fn ratio(&self) -> f64 {
+        if self.expected > 0 { self.delivered as f64 / self.expected as f64 } else { 0.0 }
+    }
+
+    pub(crate) fn ms(&self, q: f64) -> f64 {
+        self.latency_us.value_at_quantile(q) as f64 / 1000.0
+    }
+}
+
+fn cpu_count(list: &str) -> usize {
+    list.split(',')
+        .map(|part| match part.split_once('-') {
+            Some((a, b)) => b.trim().parse::<usize>().unwrap_or(0).saturating_sub(a.trim().parse().unwrap_or(0)) + 1,
+            None => 1,
+        })
+        .sum::<usize>()
+        .max(1)
+}
+
+impl Fleet {
+    /// Starts the workers and waits until each has connected its clients.
+    pub(crate) async fn connect(server: &Running, bins: &Binaries, load: &Load) -> anyhow::Result<Fleet> {
+        let exe = std::env::current_exe()?;
+        // one process per generator CPU, and enough that none nears the 20,000-file limit
+        let processes = if load.workers > 0 {
+            load.workers
+        } else {
+            (cpu_count(&bins.generator_cpus) as u32).max(load.clients.div_ceil(15_000))
+        };
+        let per = load.clients.div_ceil(processes);
+        let mut workers = Vec::new();
+        for w in 0..processes {
+            let first = w * per;
+            let count = per.min(load.clients.saturating_sub(first));
+            if count == 0 {
+                break;
+            }
+            let senders = load.senders.iter().copied().filter(|id| (first..first + count).contains(id)).collect();
+            let plan = Plan {
+                kind: server.kind,
+                addr: server.addr,
+                first,
+                count,
+                room_size: load.room_size,
+                senders,
+                rate_per_sender: load.rate / load.senders.len().max(1) as f64,
+                window: load.window,
+                seconds: load.seconds,
+                text_len: load.text_len,
+                connect_parallel: load.connect_parallel,
+            };
+            let mut child = Command::new("taskset")
+                .args(["-c", &bins.generator_cpus])
+                .arg(&exe)
+                .arg("worker")
+                .arg(serde_json::to_string(&plan)?)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .context("starting a worker under taskset")?;
+            let lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+            workers.push(Worker { child, lines });
+        }
+        let mut ready = Ready::default();
+        let mut connect_us = Histogram::<u64>::new(3)?;
+        for w in &mut workers {
+            let Line::Ready(r) = next_line(&mut w.lines, Duration::from_secs(300)).await? else {
+                bail!("worker answered out of turn")
+            };
+            ready.connected += r.connected;
+            ready.failed += r.failed;
+            ready.error = ready.error.or(r.error);
+            ready.connect_seconds = ready.connect_seconds.max(r.connect_seconds);
+            for (v, n) in r.connect_us {
+                connect_us.record_n(v, n)?;
+            }
+        }
+        ready.connect_us = connect_us.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
+        Ok(Fleet {
+            kind: server.kind,
+            workers,
+            load: load.clone(),
+            ready,
+            generator_cpus: cpu_count(&bins.generator_cpus),
+        })
+    }
+
+    /// Starts every worker at the same moment and merges their reports.
+    pub(crate) async fn go(mut self, server: &Running) -> anyhow::Result<Outcome> {
+        let mut pids = vec![server.pid];
+        pids.extend(self.workers.iter().filter_map(|w| w.child.id()));
+        settle(&pids).await;
+        let start_ns = token::now_ns() + 300_000_000;
+        for w in &mut self.workers {
+            let stdin = w.child.stdin.as_mut().context("stdin")?;
+            stdin.write_all(format!("go {start_ns}\n").as_bytes()).await?;
+            stdin.flush().await?;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let server_cpu = procfs::cpu_seconds(server.pid);
+        let mut done = Vec::new();
+        let limit = Duration::from_secs_f64(self.load.seconds + 60.0);
+        for w in &mut self.workers {
+            let Line::Done(d) = next_line(&mut w.lines, limit).await? else { bail!("worker answered out of turn") };
+            done.push(d);
+        }
+        let server_cpu_seconds = procfs::cpu_seconds(server.pid) - server_cpu;
+        self.merge(done, start_ns, server_cpu_seconds)
+    }
+
+    /// Ends the workers without a run (their sockets close as they exit).
+    pub(crate) async fn stop(mut self) {
+        for w in &mut self.workers {
+            if let Some(stdin) = w.child.stdin.as_mut() {
+                let _ = stdin.write_all(b"stop\n").await;
+            }
+        }
+        for w in &mut self.workers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), w.child.wait()).await;
+        }
+    }
+
+    fn merge(&self, done: Vec<Done>, start_ns: u64, server_cpu_seconds: f64) -> anyhow::Result<Outcome> {
+        let mut latency_us = Histogram::<u64>::new(3)?;
+        let (mut delivered, mut dropped, mut lagged, mut last_ns, mut generator_cpu) = (0, 0, 0, start_ns, 0.0);
+        let mut sent_by_room = std::collections::BTreeMap::<u32, u64>::new();
+        for d in done {
+            delivered += d.delivered;
+            dropped += d.dropped;
+            lagged += d.lagged;
+            last_ns = last_ns.max(d.last_ns);
+            generator_cpu += d.cpu_seconds;
+            for (v, n) in d.latency_us {
+                latency_us.record_n(v, n)?;
+            }
+            for (room, n) in d.sent_by_room {
+                *sent_by_room.entry(room).or_default() += n;
+            }
+        }
+        // every member of a room, the sender included, gets each message once
+        let members = |room: u32| -> u64 {
+            if !self.kind.has_rooms() {
+                return u64::from(self.load.clients);
+            }
+            let size = self.load.room_size.max(1);
+            let first = room * size;
+            u64::from(size.min(self.load.clients.saturating_sub(first)))
+        };
+        let expected = sent_by_room.iter().map(|(&room, &n)| n * members(room)).sum();
+        let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
+        let generator_bound = seconds > 0.0 && generator_cpu / seconds >= 0.9 * self.generator_cpus as f64;
+        Ok(Outcome {
+            expected,
+            delivered,
+            latency_us,
+            dropped,
+            lagged,
+            seconds,
+            server_cpu_seconds,
+            generator_cpu_seconds: generator_cpu,
+            generator_bound,
+        })
+    }
+}
+
+/// Waits (at most 60 s) until the server and the workers are nearly idle: joins and presence
+/// from the connect phase must not be measured as the run's work.
+async fn settle(pids: &[u32]) {
+    let busy = || pids.iter().map(|&p| procfs::cpu_seconds(p)).sum::<f64>();
+    for _ in 0..240 {
+        let before = busy();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if busy() - before < 0.03 {
+            return;
+        }
+    }
+}
+
+async fn next_line(lines: &mut Lines<BufReader<ChildStdout>>, limit: Duration) -> anyhow::Result<Line> {
+    let line = tokio::time::timeout(limit, lines.next_line())
+        .await
+        .context("a worker did not answer in time")??
+        .context("a worker exited early")?;
+    serde_json::from_str(&line).with_context(|| format!("worker said: {line}"))
+}

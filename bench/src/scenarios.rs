@@ -1,0 +1,268 @@
+//! The scenarios, each run against every server named, in one process, one after another.
+//! Every run starts a fresh server, so one scenario's leftovers never weigh on the next.
+
+use crate::{
+    fleet::{Fleet, Load},
+    procfs,
+    report::Run,
+    servers::{self, Binaries, Kind},
+};
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Common {
+    /// Servers to measure, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "hubbub,gorilla,axum-broadcast", global = true)]
+    pub(crate) servers: Vec<Kind>,
+    /// Generator worker processes; 0: one per generator CPU, more where a process would near
+    /// the 20,000-file limit.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub(crate) workers: u32,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct FanoutOptions {
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) clients: u32,
+    #[arg(long, default_value_t = 10)]
+    pub(crate) senders: u32,
+    /// Closed loop: messages each sender keeps in flight (gorilla drops a client whose
+    /// 256-message queue fills, so senders × window stays below that).
+    #[arg(long, default_value_t = 8)]
+    pub(crate) window: u32,
+    /// Seconds per run.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) seconds: f64,
+    /// Fixed rates to climb, in deliveries per second (messages/s × clients); the climb stops
+    /// at the first rate delivered below 0.999 or with a client dropped.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "100000,250000,500000,1000000,1500000,2000000,3000000,4000000,5000000,6000000"
+    )]
+    pub(crate) rates: Vec<f64>,
+}
+
+/// Fan-out: closed loop, then a climb over fixed rates. Rows: `fanout-closed`, `fanout-rate`
+/// (the highest rate held with ratio ≥ 0.999 and no client dropped) and `latency-100k` (the
+/// first rate of the climb, 100,000 deliveries/s by default).
+pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &kind in &common.servers {
+        let server = servers::start(kind, bins).await?;
+        let closed = Load { window: o.window, ..Load::one_room(o.clients, o.senders, 0.0, o.seconds, common.workers) };
+        let outcome = Fleet::connect(&server, bins, &closed).await?.go(&server).await?;
+        let mut row = Run::new("fanout-closed", kind.name(), o.clients).with(&outcome, 0.0);
+        row.server_rss_kib = Some(procfs::rss_kib(server.pid));
+        progress(&row);
+        runs.push(row);
+
+        let mut best: Option<Run> = None;
+        for (i, &deliveries) in o.rates.iter().enumerate() {
+            let rate = deliveries / f64::from(o.clients);
+            let load = Load::one_room(o.clients, o.senders, rate, o.seconds, common.workers);
+            let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+            let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, rate);
+            progress(&row);
+            if i == 0 {
+                let mut first = row.clone();
+                first.scenario = "latency-100k".into();
+                first.note = Some(format!("{deliveries:.0} deliveries/s offered"));
+                runs.push(first);
+            }
+            let held = outcome.ratio() >= 0.999 && outcome.dropped == 0;
+            if !held {
+                break;
+            }
+            best = Some(row);
+        }
+        runs.push(best.unwrap_or_else(|| {
+            let mut r = Run::new("fanout-rate", kind.name(), o.clients);
+            r.note = Some("not even the lowest rate held".into());
+            r
+        }));
+    }
+    Ok(runs)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct RoomsOptions {
+    #[arg(long, default_value_t = 2000)]
+    pub(crate) clients: u32,
+    #[arg(long, default_value_t = 10)]
+    pub(crate) room_size: u32,
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) seconds: f64,
+}
+
+/// Many small rooms, one sender in each, closed loop. The peers have no rooms: their rows say so.
+pub(crate) async fn rooms(bins: &Binaries, common: &Common, o: &RoomsOptions) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &kind in &common.servers {
+        let mut row = Run::new("rooms", kind.name(), o.clients);
+        if !kind.has_rooms() {
+            row.note = Some("no rooms in this server".into());
+            runs.push(row);
+            continue;
+        }
+        let server = servers::start(kind, bins).await?;
+        let size = o.room_size.max(1);
+        let load = Load {
+            room_size: size,
+            senders: (0..o.clients).step_by(size as usize).collect(),
+            window: 8,
+            ..Load::one_room(o.clients, 1, 0.0, o.seconds, common.workers)
+        };
+        let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+        row = row.with(&outcome, 0.0);
+        row.note = Some(format!("{} rooms of {size}, one closed-loop sender each", o.clients / size));
+        progress(&row);
+        runs.push(row);
+    }
+    Ok(runs)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct IdleOptions {
+    #[arg(long, default_value_t = 19_000)]
+    pub(crate) clients: u32,
+}
+
+/// Idle connections: the server's RSS growth per connected (and, for Hubbub, joined) client.
+pub(crate) async fn idle(bins: &Binaries, common: &Common, o: &IdleOptions) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &kind in &common.servers {
+        let server = servers::start(kind, bins).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = procfs::rss_kib(server.pid);
+        // Hubbub's idle users sit in rooms of 10, as people do; the peers have one room
+        let load =
+            Load { room_size: 10, connect_parallel: 256, ..Load::one_room(o.clients, 0, 0.0, 0.0, common.workers) };
+        let fleet = Fleet::connect(&server, bins, &load).await?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let after = procfs::rss_kib(server.pid);
+        let connected = fleet.ready.connected;
+        let mut row = Run::new("idle", kind.name(), connected);
+        row.server_rss_kib = Some(after);
+        if connected > 0 {
+            row.rss_kib_per_conn =
+                Some(((after.saturating_sub(before)) as f64 / f64::from(connected) * 100.0).round() / 100.0);
+        }
+        row.note = Some(match (fleet.ready.failed, &fleet.ready.error) {
+            (0, _) => format!("RSS {before} KiB before, {after} KiB after"),
+            (n, e) => format!("{n} failed to connect: {}", e.as_deref().unwrap_or("?")),
+        });
+        fleet.stop().await;
+        progress(&row);
+        runs.push(row);
+    }
+    Ok(runs)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StormOptions {
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) clients: u32,
+    /// Connection attempts in flight per worker.
+    #[arg(long, default_value_t = 500)]
+    pub(crate) parallel: usize,
+}
+
+/// Connect storm: everyone at once; connections per second and the time to be ready to chat.
+pub(crate) async fn storm(bins: &Binaries, common: &Common, o: &StormOptions) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &kind in &common.servers {
+        let server = servers::start(kind, bins).await?;
+        let load = Load {
+            room_size: 10,
+            connect_parallel: o.parallel,
+            ..Load::one_room(o.clients, 0, 0.0, 0.0, common.workers)
+        };
+        let fleet = Fleet::connect(&server, bins, &load).await?;
+        let r = &fleet.ready;
+        let mut row = Run::new("storm", kind.name(), r.connected);
+        let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
+        for &(v, n) in &r.connect_us {
+            h.record_n(v, n)?;
+        }
+        row.connects_per_s = Some((f64::from(r.connected) / r.connect_seconds.max(1e-9)).round());
+        row.p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
+        row.p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
+        row.max_ms = Some(h.max() as f64 / 1000.0);
+        row.note = Some(format!("connects/s in the delivered/s column; {} failed; Hubbub clients also join", r.failed));
+        fleet.stop().await;
+        progress(&row);
+        runs.push(row);
+    }
+    Ok(runs)
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct StepOptions {
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) start: u32,
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) step: u32,
+    #[arg(long, default_value_t = 5000)]
+    pub(crate) max: u32,
+    /// Broadcasts per second (each to every client).
+    #[arg(long, default_value_t = 50.0)]
+    pub(crate) rate: f64,
+    #[arg(long, default_value_t = 3.0)]
+    pub(crate) seconds: f64,
+    /// Stop adding clients once the p99 broadcast latency passes this.
+    #[arg(long, default_value_t = 100.0)]
+    pub(crate) p99_limit_ms: f64,
+}
+
+/// Step test, after the websocket-shootout benchmark: add clients until p99 broadcast latency
+/// passes the limit; the row is the largest client count that stayed under it.
+pub(crate) async fn step(bins: &Binaries, common: &Common, o: &StepOptions) -> anyhow::Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for &kind in &common.servers {
+        let server = servers::start(kind, bins).await?;
+        let mut best: Option<Run> = None;
+        let mut clients = o.start;
+        let mut stopped_by = format!("reached --max {}", o.max);
+        while clients <= o.max {
+            let load = Load::one_room(clients, 1, o.rate, o.seconds, common.workers);
+            let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+            let mut row = Run::new("step", kind.name(), clients).with(&outcome, o.rate);
+            row.note = Some(format!("{} broadcasts/s; p99 limit {} ms", o.rate, o.p99_limit_ms));
+            progress(&row);
+            if outcome.ms(0.99) > o.p99_limit_ms || outcome.dropped > 0 || outcome.ratio() < 0.999 {
+                stopped_by = format!("{clients} clients: p99 {:.1} ms, ratio {:.4}", outcome.ms(0.99), outcome.ratio());
+                break;
+            }
+            best = Some(row);
+            clients += o.step;
+        }
+        let mut row = best.unwrap_or_else(|| Run::new("step", kind.name(), 0));
+        row.note = Some(format!("{}; stopped: {stopped_by}", row.note.unwrap_or_default()));
+        runs.push(row);
+    }
+    Ok(runs)
+}
+
+/// A scenario's options with every default, as if given no flags.
+pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
+    let cmd = T::augment_args(clap::Command::new("defaults"));
+    T::from_arg_matches(&cmd.get_matches_from(["defaults"])).expect("every option has a default")
+}
+
+fn progress(row: &Run) {
+    eprintln!(
+        "  {} {} clients={} delivered/s={} ratio={} p50={} p99={} ms dropped={} lagged={} gen_cpu={}s{}",
+        row.scenario,
+        row.server,
+        row.clients,
+        row.delivered_per_s.or(row.connects_per_s).map_or("-".into(), |v| format!("{v:.0}")),
+        row.delivery_ratio.map_or("-".into(), |v| format!("{v:.4}")),
+        row.p50_ms.map_or("-".into(), |v| format!("{v:.2}")),
+        row.p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
+        row.dropped_clients.map_or("-".into(), |v| v.to_string()),
+        row.lagged_notices.map_or("-".into(), |v| v.to_string()),
+        row.generator_cpu_s.map_or("-".into(), |v| format!("{v:.1}")),
+        if row.generator_bound { " GENERATOR-BOUND" } else { "" },
+    );
+}

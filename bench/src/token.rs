@@ -1,0 +1,98 @@
+//! The measurement token every sent text carries: `#<sender>.<seq>.<send-time-ns>`, padded to
+//! the text length. Receivers scan whole frames for it, so one tool measures Hubbub's JSON
+//! (one message or an array of them), gorilla's newline-joined batches and the axum
+//! baseline's `name: text` lines alike.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Nanoseconds since the Unix epoch: comparable across the generator's processes.
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A chat text of `len` bytes (at least the token's own length) carrying the token.
+pub(crate) fn text(sender: u32, seq: u64, sent_ns: u64, len: usize) -> String {
+    let mut text = format!("#{sender}.{seq}.{sent_ns} ");
+    while text.len() < len {
+        text.push('x');
+    }
+    text
+}
+
+/// One token found in a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Token {
+    pub(crate) sender: u32,
+    pub(crate) seq: u64,
+    pub(crate) sent_ns: u64,
+}
+
+/// Calls `found` for every well-formed token in `frame`; anything else is skipped.
+pub(crate) fn scan(frame: &str, mut found: impl FnMut(Token)) {
+    let bytes = frame.as_bytes();
+    let mut at = 0;
+    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'#') {
+        let start = at + offset + 1;
+        let (fields, end) = numbers::<3>(&bytes[start..]);
+        at = start + end;
+        if let Some([sender, seq, sent_ns]) = fields
+            && let Ok(sender) = u32::try_from(sender)
+        {
+            found(Token { sender, seq, sent_ns });
+        }
+    }
+}
+
+/// Reads `N` dot-separated decimal numbers; returns them and how many bytes were read.
+fn numbers<const N: usize>(bytes: &[u8]) -> (Option<[u64; N]>, usize) {
+    let mut out = [0u64; N];
+    let mut i = 0;
+    for (n, slot) in out.iter_mut().enumerate() {
+        if n > 0 {
+            if bytes.get(i) != Some(&b'.') {
+                return (None, i);
+            }
+            i += 1;
+        }
+        let digits_start = i;
+        while let Some(d) = bytes.get(i).filter(|b| b.is_ascii_digit()) {
+            *slot = slot.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            i += 1;
+        }
+        if i == digits_start {
+            return (None, i);
+        }
+    }
+    (Some(out), i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all(frame: &str) -> Vec<Token> {
+        let mut v = Vec::new();
+        scan(frame, |t| v.push(t));
+        v
+    }
+
+    #[test]
+    fn a_token_survives_every_peer_framing() {
+        let t = text(7, 42, 1_763_000_000_123_456_789, 64);
+        assert_eq!(t.len(), 64);
+        let want = Token { sender: 7, seq: 42, sent_ns: 1_763_000_000_123_456_789 };
+        let hubbub = format!(r#"{{"type":"message","room":"r","author":"b7","seq":3,"ts":1,"text":"{t}"}}"#);
+        assert_eq!(all(&hubbub), vec![want]);
+        let batch = format!("[{hubbub},{hubbub}]");
+        assert_eq!(all(&batch), vec![want, want]);
+        let gorilla = format!("{t}\n{}", text(8, 1, 5, 64));
+        assert_eq!(all(&gorilla), vec![want, Token { sender: 8, seq: 1, sent_ns: 5 }]);
+        assert_eq!(all(&format!("b7: {t}")), vec![want]);
+    }
+
+    #[test]
+    fn malformed_tokens_are_skipped() {
+        assert!(all("#1.2 #.1.2 # #1..2 #a.b.c ##").is_empty());
+        assert_eq!(all("#x #1.2.3"), vec![Token { sender: 1, seq: 2, sent_ns: 3 }]);
+    }
+}

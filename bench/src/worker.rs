@@ -1,0 +1,365 @@
+//! One generator process: connects its share of the clients, then on `go` sends and receives
+//! for the planned time and prints what it measured. Single-threaded on purpose: the generator
+//! scales by processes (each below the 20,000-file limit), and one thread needs no locks.
+//!
+//! Talks to the coordinator over stdio, one JSON line each way:
+//! stdout `{"ready":…}` once connected; stdin `go <start-ns>` or `stop`; stdout `{"done":…}`.
+
+use crate::{
+    servers::{Kind, ws_url},
+    token,
+};
+use anyhow::{Context, bail};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use hdrhistogram::Histogram;
+use hubbub_shared::{ClientMsg, encode};
+use serde::{Deserialize, Serialize};
+use std::{
+    cell::{Cell, RefCell},
+    collections::BTreeMap,
+    net::{Ipv4Addr, SocketAddr, SocketAddrV4},
+    rc::Rc,
+    time::{Duration, Instant},
+};
+use tokio::{io::AsyncBufReadExt, net::TcpSocket, sync::Notify, task::LocalSet};
+use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
+
+/// Source addresses the clients are spread over: ~28k ephemeral ports each.
+const SOURCE_ADDRS: u32 = 5;
+
+/// What one worker does; written by the coordinator.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Plan {
+    pub(crate) kind: Kind,
+    pub(crate) addr: SocketAddr,
+    /// Global id of this worker's first client; ids are consecutive.
+    pub(crate) first: u32,
+    pub(crate) count: u32,
+    /// Clients per room (client `id` is in room `id / room_size`); peers have one room anyway.
+    pub(crate) room_size: u32,
+    /// Global ids of the clients (of this worker) that send.
+    pub(crate) senders: Vec<u32>,
+    /// Messages per second per sender; 0 = closed loop with `window` messages in flight.
+    pub(crate) rate_per_sender: f64,
+    pub(crate) window: u32,
+    pub(crate) seconds: f64,
+    pub(crate) text_len: usize,
+    /// Connection attempts in flight at once.
+    pub(crate) connect_parallel: usize,
+}
+
+/// Sent once all clients are connected (or failed).
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Ready {
+    pub(crate) connected: u32,
+    pub(crate) failed: u32,
+    /// First connect error, for the report.
+    pub(crate) error: Option<String>,
+    /// Time from TCP connect to ready-to-chat (joined, for Hubbub), µs: (value, count) pairs.
+    pub(crate) connect_us: Vec<(u64, u64)>,
+    pub(crate) connect_seconds: f64,
+}
+
+/// Sent when the run is over.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Done {
+    /// Messages sent, by room.
+    pub(crate) sent_by_room: BTreeMap<u32, u64>,
+    /// Tokens received, all clients together.
+    pub(crate) delivered: u64,
+    /// Send → receive latency, µs: (value, count) pairs.
+    pub(crate) latency_us: Vec<(u64, u64)>,
+    /// Clients whose connection the server ended during the run.
+    pub(crate) dropped: u32,
+    /// Hubbub's `lagged` notices (live messages dropped for a slow reader).
+    pub(crate) lagged: u64,
+    /// This process's CPU seconds during the run.
+    pub(crate) cpu_seconds: f64,
+    /// When the last token arrived (ns since the epoch).
+    pub(crate) last_ns: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Line {
+    Ready(Ready),
+    Done(Done),
+}
+
+type Ws = WebSocketStream<tokio::net::TcpStream>;
+
+/// The worker's main: runs on a current-thread runtime.
+pub(crate) fn main(plan: &str) -> anyhow::Result<()> {
+    let plan: Plan = serde_json::from_str(plan).context("bad plan")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    LocalSet::new().block_on(&rt, run(plan))
+}
+
+async fn run(plan: Plan) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let mut ready = Ready::default();
+    let mut connect_us = Histogram::<u64>::new(3)?;
+    let shared = Rc::new(Shared {
+        stopping: Cell::new(false),
+        delivered: Cell::new(0),
+        lagged: Cell::new(0),
+        dropped: Cell::new(0),
+        last_ns: Cell::new(0),
+        latency_us: RefCell::new(Histogram::new(3)?),
+        sent_by_room: RefCell::new(BTreeMap::new()),
+    });
+    let ids: Vec<u32> = (plan.first..plan.first + plan.count).collect();
+    let mut senders = Vec::new();
+    let mut readers = Vec::with_capacity(ids.len());
+    let mut attempts = futures_util::stream::iter(ids)
+        .map(|id| {
+            let plan = &plan;
+            async move {
+                let t = Instant::now();
+                (id, connect(plan, id).await, t.elapsed())
+            }
+        })
+        .buffer_unordered(plan.connect_parallel.max(1));
+    while let Some((id, result, took)) = attempts.next().await {
+        match result {
+            Ok(ws) => {
+                ready.connected += 1;
+                let _ = connect_us.record((took.as_micros() as u64).max(1));
+                // read from the start: what the server sends before `go` (presence) is consumed
+                // now, not counted against the run
+                let own = Rc::new(Own { echoed: Cell::new(0), notify: Notify::new() });
+                if plan.senders.contains(&id) {
+                    let (sink, stream) = ws.split();
+                    readers.push(tokio::task::spawn_local(read(id, stream, shared.clone(), own.clone())));
+                    senders.push((id, sink, own));
+                } else {
+                    // a pure receiver keeps its socket whole: no lock between the halves
+                    readers.push(tokio::task::spawn_local(read(id, ws, shared.clone(), own)));
+                }
+            }
+            Err(e) => {
+                ready.failed += 1;
+                ready.error.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
+    drop(attempts);
+    ready.connect_us = pairs(&connect_us);
+    ready.connect_seconds = started.elapsed().as_secs_f64();
+    say(&Line::Ready(ready))?;
+
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let command = stdin.next_line().await?.unwrap_or_default();
+    let Some(start_ns) = command.strip_prefix("go ").and_then(|s| s.trim().parse::<u64>().ok()) else {
+        return Ok(()); // `stop` (or the coordinator went away): the sockets close with the process
+    };
+    let wait = start_ns.saturating_sub(token::now_ns());
+    tokio::time::sleep(Duration::from_nanos(wait)).await;
+    let cpu_before = crate::procfs::cpu_seconds(std::process::id());
+
+    let senders: Vec<_> = senders
+        .into_iter()
+        .map(|(id, sink, own)| tokio::task::spawn_local(send(plan.clone(), id, sink, own, shared.clone())))
+        .collect();
+    for s in senders {
+        s.await??;
+    }
+    // drain: until nothing arrived for a second, at most 10 s
+    let drain_until = Instant::now() + Duration::from_secs(10);
+    let mut last = shared.delivered.get();
+    while Instant::now() < drain_until {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        let now = shared.delivered.get();
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    shared.stopping.set(true);
+    let done = Done {
+        sent_by_room: shared.sent_by_room.take(),
+        delivered: shared.delivered.get(),
+        latency_us: pairs(&shared.latency_us.borrow()),
+        dropped: shared.dropped.get(),
+        lagged: shared.lagged.get(),
+        cpu_seconds: crate::procfs::cpu_seconds(std::process::id()) - cpu_before,
+        last_ns: shared.last_ns.get(),
+    };
+    say(&Line::Done(done))?;
+    for r in readers {
+        r.abort();
+    }
+    Ok(())
+}
+
+struct Shared {
+    stopping: Cell<bool>,
+    delivered: Cell<u64>,
+    lagged: Cell<u64>,
+    dropped: Cell<u32>,
+    last_ns: Cell<u64>,
+    latency_us: RefCell<Histogram<u64>>,
+    sent_by_room: RefCell<BTreeMap<u32, u64>>,
+}
+
+/// A sender's own messages coming back: its closed-loop window.
+struct Own {
+    echoed: Cell<u64>,
+    notify: Notify,
+}
+
+fn say(line: &Line) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(line)?)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect()
+}
+
+fn room_of(plan: &Plan, id: u32) -> u32 {
+    if plan.kind.has_rooms() { id / plan.room_size.max(1) } else { 0 }
+}
+
+async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
+    let source = Ipv4Addr::new(127, 0, 0, 1 + (id % SOURCE_ADDRS) as u8);
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddrV4::new(source, 0).into())?;
+    let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(plan.addr)).await??;
+    stream.set_nodelay(true)?;
+    let (mut ws, _) =
+        tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::client_async(ws_url(plan.addr), stream))
+            .await??;
+    match plan.kind {
+        Kind::Hubbub => {
+            let join = ClientMsg::Join {
+                id: None,
+                room: format!("r{}", room_of(plan, id)),
+                nick: format!("b{id}"),
+                since: None,
+                token: None,
+            };
+            ws.send(Message::text(encode(&join))).await?;
+            // joined once the room's history arrived
+            loop {
+                let frame = tokio::time::timeout(Duration::from_secs(60), ws.next()).await?;
+                match frame.context("closed while joining")?? {
+                    Message::Text(t) if t.contains(r#""type":"history""#) => break,
+                    Message::Text(t) if t.contains(r#""type":"error""#) => bail!("join refused: {t}"),
+                    Message::Close(c) => bail!("closed while joining: {c:?}"),
+                    _ => {}
+                }
+            }
+        }
+        // axum's chat example takes the first message as the user name
+        Kind::AxumBroadcast => ws.send(Message::text(format!("b{id}"))).await?,
+        Kind::Gorilla => {}
+    }
+    Ok(ws)
+}
+
+/// Counts and times every token that arrives; ends when the connection does (or is aborted
+/// after the run).
+async fn read<S>(id: u32, mut stream: S, shared: Rc<Shared>, own: Rc<Own>)
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        let text = match stream.next().await {
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Binary(_) | Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => {
+                if !shared.stopping.get() {
+                    shared.dropped.set(shared.dropped.get() + 1);
+                }
+                return;
+            }
+        };
+        let now = token::now_ns();
+        let mut got = 0;
+        let mut mine = 0;
+        let mut latency = shared.latency_us.borrow_mut();
+        token::scan(&text, |t| {
+            got += 1;
+            if t.sender == id {
+                mine += 1;
+            }
+            let _ = latency.record((now.saturating_sub(t.sent_ns) / 1000).max(1));
+        });
+        drop(latency);
+        if got > 0 {
+            shared.delivered.set(shared.delivered.get() + got);
+            shared.last_ns.set(now);
+        }
+        if mine > 0 {
+            own.echoed.set(own.echoed.get() + mine);
+            own.notify.notify_one();
+        }
+        if text.contains(r#""type":"lagged""#) {
+            shared.lagged.set(shared.lagged.get() + 1);
+        }
+    }
+}
+
+async fn send(
+    plan: Plan,
+    id: u32,
+    mut sink: SplitSink<Ws, Message>,
+    own: Rc<Own>,
+    shared: Rc<Shared>,
+) -> anyhow::Result<()> {
+    let room = room_of(&plan, id);
+    let room_name = format!("r{room}");
+    let frame = |seq: u64| {
+        let text = token::text(id, seq, token::now_ns(), plan.text_len);
+        match plan.kind {
+            Kind::Hubbub => Message::text(encode(&ClientMsg::Send { id: None, room: room_name.clone(), text })),
+            Kind::Gorilla | Kind::AxumBroadcast => Message::text(text),
+        }
+    };
+    let started = Instant::now();
+    let length = Duration::from_secs_f64(plan.seconds);
+    let mut seq = 0u64;
+    let result: anyhow::Result<()> = async {
+        if plan.rate_per_sender > 0.0 {
+            // fixed rate: every millisecond, send what is due by now
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tick.tick().await;
+                let elapsed = started.elapsed();
+                if elapsed >= length {
+                    break;
+                }
+                let due = (elapsed.as_secs_f64() * plan.rate_per_sender) as u64;
+                while seq < due {
+                    sink.feed(frame(seq)).await?;
+                    seq += 1;
+                }
+                sink.flush().await?;
+            }
+        } else {
+            // closed loop: `window` messages in flight, counted back by the sender's own copy
+            while started.elapsed() < length {
+                while seq.saturating_sub(own.echoed.get()) < u64::from(plan.window) {
+                    sink.feed(frame(seq)).await?;
+                    seq += 1;
+                }
+                sink.flush().await?;
+                if tokio::time::timeout(Duration::from_secs(1), own.notify.notified()).await.is_err() {
+                    // own copies were dropped (a lagged or evicted reader): forgive the window
+                    own.echoed.set(seq);
+                }
+            }
+        }
+        Ok(())
+    }
+    .await;
+    *shared.sent_by_room.borrow_mut().entry(room).or_default() += seq;
+    // a sender cut off by the server is counted by its reader as dropped; not the run's error
+    let _ = result;
+    Ok(())
+}
