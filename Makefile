@@ -2,7 +2,7 @@
 # Both install what is missing first (scripts/setup.sh), idempotently.
 SHELL := bash
 .DEFAULT_GOAL := run
-.PHONY: run test setup page dev-server dev-page
+.PHONY: run test bench setup page dev-server dev-page
 
 ## Build the page and start Hubbub on http://127.0.0.1:3000
 run:
@@ -16,6 +16,12 @@ test:
 	@scripts/build-page.sh
 	cargo test --workspace --exclude hubbub-frontend
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
+
+## Hubbub against gorilla's chat example and an axum+broadcast hub; table + bench/results/latest.json
+bench:
+	@scripts/setup.sh bench
+	cargo build --release -p hubbub-server -p hubbub-bench
+	target/release/hubbub-bench --out bench/results/latest.json all
 
 ## Development loop, two terminals: `make dev-server`, then `make dev-page` (http://127.0.0.1:8080)
 dev-server:

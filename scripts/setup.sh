@@ -3,6 +3,7 @@
 #
 #   scripts/setup.sh run    toolchain for building and serving the page
 #   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests
+#   scripts/setup.sh bench  the peers for `make bench` (Go and gorilla's chat example)
 #
 # On a machine that already has everything this takes a few seconds. It writes
 # target/toolchain.env, which the Makefile sources so that the frontend build uses whichever
@@ -38,6 +39,8 @@ apt_ensure() {
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 }
 
+# `make bench` needs no page: sections 1 and 2 are for run and test
+if [ "$mode" != bench ]; then
 # --- 1. a Rust toolchain that can build wasm32 -------------------------------------------
 # Prefer the default toolchain when it already has the target (an ordinary laptop after
 # `rustup target add`). rustup cannot download here, so otherwise use Debian's rustc-web
@@ -105,7 +108,7 @@ else
   step "wasm-bindgen-cli: cargo install wasm-bindgen-cli $wb_version (about 3 minutes, once)"
   cargo install -q wasm-bindgen-cli --version "$wb_version" --force
 fi
-
+fi
 
 # --- 3. for tests only: the browser, and the Autobahn runner -------------------------------
 KOSOKU_VERSION=0.1.0
@@ -120,6 +123,32 @@ if [ "$mode" = test ]; then
     python3 -m venv --help >/dev/null 2>&1 || apt_ensure python3-venv
     python3 -m venv "$venv"
     "$venv/bin/pip" install -q "kosoku==$KOSOKU_VERSION"
+  fi
+fi
+# --- 4. for benchmarks only: the peers Hubbub is measured against ----------------------
+# gorilla/websocket's examples/chat from Debian's source package (no module download).
+if [ "$mode" = bench ]; then
+  if ! grep -rqs '^Types: deb-src' /etc/apt/sources.list.d/ && ! grep -qs '^deb-src' /etc/apt/sources.list; then
+    step "apt: adding a bookworm deb-src entry (for gorilla's source)"
+    cat > /etc/apt/sources.list.d/hubbub-bench-src.sources <<'SRC'
+Types: deb-src
+URIs: http://deb.debian.org/debian
+Suites: bookworm
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+    apt-get update -qq
+  fi
+  apt_ensure golang-go golang-github-gorilla-websocket-dev dpkg-dev
+  peers=target/peers
+  if [ -x "$peers/gorilla-chat" ]; then
+    step "gorilla chat example present ($peers/gorilla-chat)"
+  else
+    step "gorilla: apt-get source golang-github-gorilla-websocket, go build examples/chat"
+    rm -rf "$peers/src" && mkdir -p "$peers/src"
+    (cd "$peers/src" && apt-get source -qq golang-github-gorilla-websocket >/dev/null)
+    (cd "$peers"/src/golang-github-gorilla-websocket-*/examples/chat &&
+      GO111MODULE=off GOPATH=/usr/share/gocode GOPROXY=off go build -o "$root/$peers/gorilla-chat" .)
   fi
 fi
 step "setup done ($mode)"

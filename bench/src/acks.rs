@@ -7,7 +7,7 @@
 use anyhow::{Context, bail};
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
 use std::{
     path::Path,
     process::Stdio,
@@ -70,7 +70,7 @@ async fn joined(url: &str, room: &str) -> anyhow::Result<Ws> {
     loop {
         let Some(frame) = ws.next().await else { bail!("closed while joining") };
         if let Message::Text(t) = frame?
-            && let Ok(ServerMsg::History { .. }) = decode_server(&t)
+            && decode_server_frame(&t).is_ok_and(|msgs| msgs.iter().any(|m| matches!(m, ServerMsg::History { .. })))
         {
             return Ok(ws);
         }
@@ -86,15 +86,18 @@ fn send_frame(room: &str, id: u64) -> Message {
     Message::text(encode(&msg))
 }
 
-/// The ack id in a frame, if it is an ack (cheap check before a full decode).
-fn ack_id(text: &str) -> Option<u64> {
-    if !text.starts_with(r#"{"type":"ack""#) {
-        return None;
+/// The ack ids in a frame (one message, or several in an array).
+fn ack_ids(text: &str) -> Vec<u64> {
+    if !text.contains(r#"{"type":"ack""#) {
+        return Vec::new();
     }
-    match decode_server(text) {
-        Ok(ServerMsg::Ack { id, .. }) => id.parse().ok(),
-        _ => None,
-    }
+    let msgs = decode_server_frame(text).unwrap_or_default();
+    msgs.into_iter()
+        .filter_map(|m| match m {
+            ServerMsg::Ack { id, .. } => id.parse().ok(),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
@@ -128,10 +131,8 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
                 }
                 tx.flush().await?;
                 let frame = tokio::time::timeout(Duration::from_secs(30), rx.next()).await?.context("closed")??;
-                if let Message::Text(t) = frame
-                    && ack_id(&t).is_some()
-                {
-                    acked += 1;
+                if let Message::Text(t) = frame {
+                    acked += ack_ids(&t).len();
                 }
             }
             anyhow::Ok(acked)
@@ -170,7 +171,7 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
                 while got < count {
                     let Ok(Some(frame)) = tokio::time::timeout(Duration::from_secs(30), rx.next()).await else { break };
                     let Ok(Message::Text(t)) = frame else { continue };
-                    if let Some(id) = ack_id(&t) {
+                    for id in ack_ids(&t) {
                         let sent_at = base + Duration::from_micros(id >> 20);
                         let _ = lat_tx.send(sent_at.elapsed().as_micros() as u64);
                         got += 1;

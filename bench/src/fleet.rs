@@ -54,7 +54,6 @@ impl Load {
 /// Connected workers, waiting for `go`.
 #[derive(Debug)]
 pub(crate) struct Fleet {
-    kind: crate::servers::Kind,
     workers: Vec<Worker>,
     load: Load,
     pub(crate) ready: Ready,
@@ -74,6 +73,8 @@ pub(crate) struct Outcome {
     pub(crate) delivered: u64,
     pub(crate) latency_us: Histogram<u64>,
     pub(crate) dropped: u32,
+    /// Clients that could not connect (or join) before the run.
+    pub(crate) failed: u32,
     pub(crate) lagged: u64,
     /// From `go` to the last delivery.
     pub(crate) seconds: f64,
@@ -137,6 +138,7 @@ impl Fleet {
                 seconds: load.seconds,
                 text_len: load.text_len,
                 connect_parallel: load.connect_parallel,
+                tag: (token::now_ns() / 1_000_000 % 100_000) as u32,
             };
             let mut child = Command::new("taskset")
                 .args(["-c", &bins.generator_cpus])
@@ -166,13 +168,7 @@ impl Fleet {
             }
         }
         ready.connect_us = connect_us.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect();
-        Ok(Fleet {
-            kind: server.kind,
-            workers,
-            load: load.clone(),
-            ready,
-            generator_cpus: cpu_count(&bins.generator_cpus),
-        })
+        Ok(Fleet { workers, load: load.clone(), ready, generator_cpus: cpu_count(&bins.generator_cpus) })
     }
 
     /// Starts every worker at the same moment and merges their reports.
@@ -214,6 +210,7 @@ impl Fleet {
         let mut latency_us = Histogram::<u64>::new(3)?;
         let (mut delivered, mut dropped, mut lagged, mut last_ns, mut generator_cpu) = (0, 0, 0, start_ns, 0.0);
         let mut sent_by_room = std::collections::BTreeMap::<u32, u64>::new();
+        let mut members_by_room = std::collections::BTreeMap::<u32, u64>::new();
         for d in done {
             delivered += d.delivered;
             dropped += d.dropped;
@@ -226,17 +223,12 @@ impl Fleet {
             for (room, n) in d.sent_by_room {
                 *sent_by_room.entry(room).or_default() += n;
             }
-        }
-        // every member of a room, the sender included, gets each message once
-        let members = |room: u32| -> u64 {
-            if !self.kind.has_rooms() {
-                return u64::from(self.load.clients);
+            for (room, n) in d.members_by_room {
+                *members_by_room.entry(room).or_default() += n;
             }
-            let size = self.load.room_size.max(1);
-            let first = room * size;
-            u64::from(size.min(self.load.clients.saturating_sub(first)))
-        };
-        let expected = sent_by_room.iter().map(|(&room, &n)| n * members(room)).sum();
+        }
+        // every connected member of a room, the sender included, gets each message once
+        let expected = sent_by_room.iter().map(|(room, &n)| n * members_by_room.get(room).copied().unwrap_or(0)).sum();
         let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
         let generator_bound = seconds > 0.0 && generator_cpu / seconds >= 0.9 * self.generator_cpus as f64;
         Ok(Outcome {
@@ -244,6 +236,7 @@ impl Fleet {
             delivered,
             latency_us,
             dropped,
+            failed: self.ready.failed,
             lagged,
             seconds,
             server_cpu_seconds,

@@ -50,6 +50,9 @@ impl Run {
         }
         self.generator_cpu_s = Some((o.generator_cpu_seconds * 100.0).round() / 100.0);
         self.generator_bound = o.generator_bound;
+        if o.failed > 0 {
+            self.note = Some(format!("{} clients failed to connect", o.failed));
+        }
         self
     }
 }

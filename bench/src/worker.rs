@@ -46,6 +46,8 @@ pub(crate) struct Plan {
     pub(crate) text_len: usize,
     /// Connection attempts in flight at once.
     pub(crate) connect_parallel: usize,
+    /// Differs between fleets, so a nickname is never still held by the last fleet's ghost.
+    pub(crate) tag: u32,
 }
 
 /// Sent once all clients are connected (or failed).
@@ -65,6 +67,8 @@ pub(crate) struct Ready {
 pub(crate) struct Done {
     /// Messages sent, by room.
     pub(crate) sent_by_room: BTreeMap<u32, u64>,
+    /// Connected clients, by room: each should get every message of its room.
+    pub(crate) members_by_room: BTreeMap<u32, u64>,
     /// Tokens received, all clients together.
     pub(crate) delivered: u64,
     /// Send → receive latency, µs: (value, count) pairs.
@@ -110,6 +114,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     });
     let ids: Vec<u32> = (plan.first..plan.first + plan.count).collect();
     let mut senders = Vec::new();
+    let mut members_by_room = BTreeMap::new();
     let mut readers = Vec::with_capacity(ids.len());
     let mut attempts = futures_util::stream::iter(ids)
         .map(|id| {
@@ -124,6 +129,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         match result {
             Ok(ws) => {
                 ready.connected += 1;
+                *members_by_room.entry(room_of(&plan, id)).or_insert(0) += 1;
                 let _ = connect_us.record((took.as_micros() as u64).max(1));
                 // read from the start: what the server sends before `go` (presence) is consumed
                 // now, not counted against the run
@@ -178,6 +184,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     shared.stopping.set(true);
     let done = Done {
         sent_by_room: shared.sent_by_room.take(),
+        members_by_room,
         delivered: shared.delivered.get(),
         latency_us: pairs(&shared.latency_us.borrow()),
         dropped: shared.dropped.get(),
@@ -238,7 +245,7 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
             let join = ClientMsg::Join {
                 id: None,
                 room: format!("r{}", room_of(plan, id)),
-                nick: format!("b{id}"),
+                nick: format!("b{id}x{}", plan.tag),
                 since: None,
                 token: None,
             };
@@ -255,7 +262,7 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
             }
         }
         // axum's chat example takes the first message as the user name
-        Kind::AxumBroadcast => ws.send(Message::text(format!("b{id}"))).await?,
+        Kind::AxumBroadcast => ws.send(Message::text(format!("b{id}x{}", plan.tag))).await?,
         Kind::Gorilla => {}
     }
     Ok(ws)
@@ -297,6 +304,9 @@ where
         if mine > 0 {
             own.echoed.set(own.echoed.get() + mine);
             own.notify.notify_one();
+        }
+        if text.contains(r#""type":"error""#) {
+            eprintln!("DEBUG error frame: {}", &text[..text.len().min(300)]);
         }
         if text.contains(r#""type":"lagged""#) {
             shared.lagged.set(shared.lagged.get() + 1);

@@ -188,9 +188,7 @@ async fn run(args: Args) -> Result<(), Failure> {
                     return Err(fail(5, format!("the server closed the connection: {code} {reason}")));
                 }
                 Ok(Some(Ok(msg))) => {
-                    if answers_a_request(args.mode, me.as_ref(), &msg) {
-                        pending = pending.saturating_sub(1);
-                    }
+                    pending = pending.saturating_sub(answers(args.mode, me.as_ref(), &msg));
                     show(&args, msg);
                 }
                 Ok(Some(Err(e))) => return Err(fail(5, format!("the connection broke: {e}"))),
@@ -200,19 +198,22 @@ async fn run(args: Args) -> Result<(), Failure> {
     }
 }
 
-/// Whether `msg` is the reply to one of our lines: the echo, the sum, or (chat) our own
-/// message coming back from the room or a refusal.
-fn answers_a_request(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message) -> bool {
-    match (mode, msg) {
-        (Mode::Echo, Message::Text(_) | Message::Binary(_)) | (Mode::Add, Message::Text(_)) => true,
-        (Mode::Chat, Message::Text(text)) => match hubbub_shared::decode_server(text) {
-            Ok(ServerMsg::Message(m)) => me.is_some_and(|me| me.as_str() == m.author),
-            Ok(ServerMsg::Error { code, .. }) => {
-                !matches!(code.as_str(), c if c.starts_with("nick_") || c.starts_with("room_"))
-            }
-            _ => false,
-        },
+/// How many replies to our lines `msg` carries: the echo, the sum, or (chat) our own
+/// messages coming back from the room and refusals (a chat frame may carry several).
+fn answers(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message) -> usize {
+    let answers_one = |msg: &ServerMsg| match msg {
+        ServerMsg::Message(m) => me.is_some_and(|me| me.as_str() == m.author),
+        ServerMsg::Error { code, .. } => {
+            !matches!(code.as_str(), c if c.starts_with("nick_") || c.starts_with("room_"))
+        }
         _ => false,
+    };
+    match (mode, msg) {
+        (Mode::Echo, Message::Text(_) | Message::Binary(_)) | (Mode::Add, Message::Text(_)) => 1,
+        (Mode::Chat, Message::Text(text)) => {
+            hubbub_shared::decode_server_frame(text).map_or(0, |msgs| msgs.iter().filter(|m| answers_one(m)).count())
+        }
+        _ => 0,
     }
 }
 
@@ -244,6 +245,13 @@ fn outgoing(args: &Args, line: &str) -> Option<String> {
 
 fn show(args: &Args, msg: Message) {
     let line = match msg {
+        // one JSON object per line, also when the hub sent several in one array frame
+        Message::Text(text) if args.json && args.mode == Mode::Chat && text.starts_with('[') => {
+            match hubbub_shared::decode_server_frame(&text) {
+                Ok(msgs) => Some(msgs.iter().map(hubbub_shared::encode).collect::<Vec<_>>().join("\n")),
+                Err(_) => Some(text.to_string()),
+            }
+        }
         Message::Text(text) if args.json => Some(text.to_string()),
         Message::Text(text) => render::readable(args.mode, &text),
         Message::Binary(data) => Some(format!("<{} bytes of binary>", data.len())),

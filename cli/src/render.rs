@@ -1,7 +1,7 @@
 //! Turns frames into lines for people.
 
 use crate::Mode;
-use hubbub_shared::{ServerMsg, decode_server};
+use hubbub_shared::{ServerMsg, decode_server_frame};
 
 /// One readable line for a text frame, or `None` for frames not worth a line.
 pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
@@ -17,8 +17,11 @@ pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
                 _ => text.to_owned(),
             })
         }
-        Mode::Chat => match decode_server(text) {
-            Ok(msg) => chat_line(msg),
+        Mode::Chat => match decode_server_frame(text) {
+            Ok(msgs) => {
+                let lines: Vec<String> = msgs.into_iter().filter_map(chat_line).collect();
+                (!lines.is_empty()).then(|| lines.join("\n"))
+            }
             Err(_) => Some(text.to_owned()),
         },
     }

@@ -3,7 +3,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hubbub_server::{Application, Config};
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
 use std::{process::Stdio, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
@@ -84,12 +84,16 @@ async fn peer(
     ws
 }
 
-async fn next_msg(
-    ws: &mut tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
-) -> ServerMsg {
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next message; a frame may carry several (a JSON array), the rest wait in `pending`.
+async fn next_msg(ws: &mut Ws, pending: &mut std::collections::VecDeque<ServerMsg>) -> ServerMsg {
     loop {
+        if let Some(msg) = pending.pop_front() {
+            return msg;
+        }
         match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
-            Some(Ok(Message::Text(t))) => return decode_server(&t).unwrap(),
+            Some(Ok(Message::Text(t))) => pending.extend(decode_server_frame(&t).unwrap()),
             Some(Ok(_)) => continue,
             other => panic!("{other:?}"),
         }
@@ -100,16 +104,20 @@ async fn next_msg(
 async fn typed_lines_reach_the_room_and_the_room_is_printed() {
     let hub = start_hub().await;
     let mut bob = peer(&hub, "bob").await;
-    assert!(matches!(next_msg(&mut bob).await, ServerMsg::Welcome { .. }));
-    assert!(matches!(next_msg(&mut bob).await, ServerMsg::Joined { .. }));
-    assert!(matches!(next_msg(&mut bob).await, ServerMsg::History { .. }));
+    let mut bob_pending = std::collections::VecDeque::new();
+    assert!(matches!(next_msg(&mut bob, &mut bob_pending).await, ServerMsg::Welcome { .. }));
+    assert!(matches!(next_msg(&mut bob, &mut bob_pending).await, ServerMsg::Joined { .. }));
+    assert!(matches!(next_msg(&mut bob, &mut bob_pending).await, ServerMsg::History { .. }));
 
     let mut ada = cli(&[&hub.url, "--nick", "ada"]);
     assert_eq!(ada.line().await, "* joined #lobby as ada; here: ada, bob");
-    assert_eq!(next_msg(&mut bob).await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "ada".into() });
+    assert_eq!(
+        next_msg(&mut bob, &mut bob_pending).await,
+        ServerMsg::MemberJoined { room: "lobby".into(), nick: "ada".into() }
+    );
 
     ada.type_line("hello from a terminal").await;
-    let ServerMsg::Message(m) = next_msg(&mut bob).await else { panic!("expected a message") };
+    let ServerMsg::Message(m) = next_msg(&mut bob, &mut bob_pending).await else { panic!("expected a message") };
     assert_eq!((m.author.as_str(), m.text.as_str()), ("ada", "hello from a terminal"));
     assert_eq!(ada.line().await, "[#lobby] <ada> hello from a terminal");
 
@@ -118,11 +126,17 @@ async fn typed_lines_reach_the_room_and_the_room_is_printed() {
         .unwrap();
     assert_eq!(ada.line().await, "[#lobby] <bob> hi ada");
 
-    assert!(matches!(next_msg(&mut bob).await, ServerMsg::Message(m) if m.text == "hi ada"), "bob's own copy");
+    assert!(
+        matches!(next_msg(&mut bob, &mut bob_pending).await, ServerMsg::Message(m) if m.text == "hi ada"),
+        "bob's own copy"
+    );
 
     let (code, _) = ada.finish().await;
     assert_eq!(code, 0, "stdin ended: clean close");
-    assert_eq!(next_msg(&mut bob).await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "ada".into() });
+    assert_eq!(
+        next_msg(&mut bob, &mut bob_pending).await,
+        ServerMsg::MemberLeft { room: "lobby".into(), nick: "ada".into() }
+    );
 }
 
 #[tokio::test]

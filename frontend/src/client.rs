@@ -15,7 +15,7 @@ use futures::{
 };
 use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
 use gloo_timers::future::sleep;
-use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server, encode};
+use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server_frame, encode};
 use leptos::{ev, prelude::*, task::spawn_local};
 use std::time::Duration;
 
@@ -110,22 +110,25 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
         futures::pin_mut!(next_out);
         match select(stream.next(), next_out).await {
             Either::Left((Some(Ok(Message::Text(text))), _)) => {
-                let Ok(msg) = decode_server(&text) else { continue };
-                if let ServerMsg::Welcome { protocol, .. } = &msg {
-                    if *protocol != PROTOCOL_VERSION {
-                        let reason = format!("protocol {protocol} is not supported by this page; reload it");
-                        return Ended { code: close::PROTOCOL_ERROR, reason, was_welcomed: false, give_up: true };
-                    }
-                    welcomed = true;
-                    chat.conn.set(ConnState::Connected);
-                    // rejoin (resuming each room from its last seq), then resend the outbox
-                    for msg in chat.rejoins().into_iter().chain(chat.resends()).chain(first.clone()) {
-                        if sink.send(Message::Text(encode(&msg))).await.is_err() {
-                            break;
+                // one message, or several queued together in a JSON array
+                let Ok(msgs) = decode_server_frame(&text) else { continue };
+                for msg in msgs {
+                    if let ServerMsg::Welcome { protocol, .. } = &msg {
+                        if *protocol != PROTOCOL_VERSION {
+                            let reason = format!("protocol {protocol} is not supported by this page; reload it");
+                            return Ended { code: close::PROTOCOL_ERROR, reason, was_welcomed: false, give_up: true };
+                        }
+                        welcomed = true;
+                        chat.conn.set(ConnState::Connected);
+                        // rejoin (resuming each room from its last seq), then resend the outbox
+                        for msg in chat.rejoins().into_iter().chain(chat.resends()).chain(first.clone()) {
+                            if sink.send(Message::Text(encode(&msg))).await.is_err() {
+                                break;
+                            }
                         }
                     }
+                    chat.apply(msg);
                 }
-                chat.apply(msg);
             }
             // the hub never sends binary frames on the chat socket
             Either::Left((Some(Ok(Message::Bytes(_))), _)) => {}

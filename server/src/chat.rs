@@ -28,6 +28,10 @@ pub(crate) struct ChatSession {
 }
 
 impl Handler for ChatSession {
+    fn coalesces(&self) -> bool {
+        true
+    }
+
     fn on_open(&mut self, out: &Outbox) {
         let limits = self.state.config.limits();
         let epoch = self.state.store.epoch().to_owned();

@@ -28,6 +28,8 @@ use tokio_util::sync::CancellationToken;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most frames written per flush; bounds one batch's latency for the first frame in it.
 const MAX_BATCH: usize = 256;
+/// A coalesced frame grows to about this size before the next one starts.
+const MAX_COALESCED_BYTES: usize = 64 * 1024;
 
 /// What an endpoint does with the messages its clients send.
 pub(crate) trait Handler: Send {
@@ -51,6 +53,11 @@ pub(crate) trait Handler: Send {
     /// The connection started closing (any cause): let go of shared state now, so others
     /// hear of it before the close handshake ends. May be called more than once.
     fn on_closing(&mut self) {}
+    /// Whether queued text messages may be sent as one JSON array frame (the chat protocol
+    /// allows it; an echo must send back exactly what it got).
+    fn coalesces(&self) -> bool {
+        false
+    }
 }
 
 /// Why the writer should stop, sent by the reader.
@@ -85,6 +92,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
         shutdown: state.shutdown.clone(),
         ping_interval: config.ping_interval(),
         write_timeout: config.write_timeout(),
+        coalesce: handler.coalesces(),
     }
     .run(closing.clone());
 
@@ -195,6 +203,7 @@ struct Writer {
     shutdown: CancellationToken,
     ping_interval: Duration,
     write_timeout: Duration,
+    coalesce: bool,
 }
 
 impl Writer {
@@ -268,21 +277,25 @@ impl Writer {
         bounded(self.write_timeout, notices).await
     }
 
-    /// Writes `first` and everything queued behind it, then flushes once.
+    /// Writes `first` and everything queued behind it (as JSON arrays where the endpoint
+    /// allows), then flushes once.
     async fn write_batch(&mut self, first: Message) -> Result<(), WriteError> {
         let overflowed = self.overflowed.clone();
+        let mut frames = vec![first];
+        while frames.len() < MAX_BATCH
+            && let Some(frame) = self.queue.try_recv()
+        {
+            frames.push(frame);
+        }
+        self.stats.messages_out.add(frames.len() as u64);
+        if self.coalesce && frames.len() > 1 {
+            frames = coalesce(frames);
+        }
         let sink = &mut self.sink;
-        let queue = &mut self.queue;
-        let written = &self.stats.messages_out;
         let batch = async move {
-            sink.feed(first).await?;
-            let mut frames = 1;
-            for _ in 1..MAX_BATCH {
-                let Some(frame) = queue.try_recv() else { break };
+            for frame in frames {
                 sink.feed(frame).await?;
-                frames += 1;
             }
-            written.add(frames);
             sink.flush().await
         };
         tokio::select! {
@@ -295,6 +308,44 @@ impl Writer {
     async fn write(&mut self, msg: Message) -> Result<(), WriteError> {
         bounded(self.write_timeout, self.sink.send(msg)).await
     }
+}
+
+/// Joins runs of text messages into JSON array frames of up to about [`MAX_COALESCED_BYTES`];
+/// other frames pass through in place. One message alone stays a bare object.
+fn coalesce(frames: Vec<Message>) -> Vec<Message> {
+    fn flush(run: &mut Vec<Utf8Bytes>, out: &mut Vec<Message>) {
+        match run.len() {
+            0 => {}
+            1 => out.extend(run.drain(..).map(Message::Text)),
+            _ => {
+                let frame = hubbub_shared::encode_batch(run.iter().map(|t| t.as_str()));
+                run.clear();
+                out.push(Message::Text(frame.into()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    let mut run: Vec<Utf8Bytes> = Vec::new();
+    let mut bytes = 0;
+    for frame in frames {
+        match frame {
+            Message::Text(text) => {
+                if bytes + text.len() > MAX_COALESCED_BYTES {
+                    flush(&mut run, &mut out);
+                    bytes = 0;
+                }
+                bytes += text.len() + 1;
+                run.push(text);
+            }
+            other => {
+                flush(&mut run, &mut out);
+                bytes = 0;
+                out.push(other);
+            }
+        }
+    }
+    flush(&mut run, &mut out);
+    out
 }
 
 /// Every write to the socket runs under the write deadline: past it the client counts as gone.
@@ -314,4 +365,43 @@ enum WriteError {
     Timeout,
     /// The socket failed (reset, closed).
     Gone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> Message {
+        Message::Text(s.into())
+    }
+
+    #[test]
+    fn queued_texts_become_arrays_and_other_frames_keep_their_place() {
+        let frames =
+            vec![text("{\"a\":1}"), text("{\"b\":2}"), Message::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")];
+        let out = coalesce(frames);
+        assert_eq!(
+            out,
+            vec![text("[{\"a\":1},{\"b\":2}]"), Message::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")]
+        );
+    }
+
+    #[test]
+    fn a_batch_splits_before_it_grows_past_the_limit() {
+        let big = format!("{{\"t\":\"{}\"}}", "x".repeat(MAX_COALESCED_BYTES / 2));
+        let out = coalesce(vec![text(&big), text(&big), text(&big), text("{}")]);
+        assert_eq!(out.len(), 3, "two halves and their separators do not fit in one frame");
+        assert!(
+            out.iter().all(|m| m.to_text().unwrap().len() <= MAX_COALESCED_BYTES + 2),
+            "frames stay near the limit"
+        );
+        let count: usize = out
+            .iter()
+            .map(|m| {
+                let t = m.to_text().unwrap();
+                if t.starts_with('[') { serde_json::from_str::<Vec<serde_json::Value>>(t).unwrap().len() } else { 1 }
+            })
+            .sum();
+        assert_eq!(count, 4, "no message lost or duplicated");
+    }
 }

@@ -5,7 +5,7 @@
 mod support;
 
 use futures_util::{SinkExt, StreamExt};
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
 use std::collections::HashMap;
 use support::{Hub, WAIT, fresh_db_path};
 use tokio_tungstenite::tungstenite::Message;
@@ -33,16 +33,17 @@ async fn joined(hub: &Hub, nick: &str) -> Ws {
     let join = ClientMsg::Join { id: None, room: "crash".into(), nick: nick.into(), since: None, token: None };
     ws.send(Message::text(encode(&join))).await.unwrap();
     loop {
-        if let ServerMsg::History { .. } = next(&mut ws).await {
+        if next(&mut ws).await.iter().any(|m| matches!(m, ServerMsg::History { .. })) {
             return ws;
         }
     }
 }
 
-async fn next(ws: &mut Ws) -> ServerMsg {
+/// The messages of the next text frame (one, or several batched in an array).
+async fn next(ws: &mut Ws) -> Vec<ServerMsg> {
     loop {
         match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
-            Some(Ok(Message::Text(t))) => return decode_server(&t).unwrap(),
+            Some(Ok(Message::Text(t))) => return decode_server_frame(&t).unwrap(),
             Some(Ok(_)) => continue,
             other => panic!("connection ended: {other:?}"),
         }
@@ -83,8 +84,10 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         send_all(&mut ws, round).await;
         let mut acked: HashMap<String, u64> = HashMap::new();
         while acked.len() < kill_after {
-            if let ServerMsg::Ack { id, seq, .. } = next(&mut ws).await {
-                acked.insert(id, seq);
+            for msg in next(&mut ws).await {
+                if let ServerMsg::Ack { id, seq, .. } = msg {
+                    acked.insert(id, seq);
+                }
             }
         }
         hub.kill();
@@ -106,11 +109,13 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         send_all(&mut ws, round).await;
         let mut acks = 0;
         while acks < MESSAGES {
-            if let ServerMsg::Ack { id, seq, .. } = next(&mut ws).await {
-                if let Some(before) = acked.get(&id) {
-                    assert_eq!(*before, seq, "round {round}: {id} kept its seq");
+            for msg in next(&mut ws).await {
+                if let ServerMsg::Ack { id, seq, .. } = msg {
+                    if let Some(before) = acked.get(&id) {
+                        assert_eq!(*before, seq, "round {round}: {id} kept its seq");
+                    }
+                    acks += 1;
                 }
-                acks += 1;
             }
         }
         assert_eq!(stored(&db).len(), MESSAGES, "round {round}: 500 ids, 500 rows");
@@ -143,10 +148,12 @@ async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_e
     });
     while acked.len() < 20 {
         let frame = tokio::time::timeout(WAIT, writer.next()).await.expect("acks in time");
-        if let Some(Ok(Message::Text(t))) = frame
-            && let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t)
-        {
-            acked.insert(id, seq);
+        if let Some(Ok(Message::Text(t))) = frame {
+            for msg in decode_server_frame(&t).unwrap() {
+                if let ServerMsg::Ack { id, seq, .. } = msg {
+                    acked.insert(id, seq);
+                }
+            }
         }
     }
 
@@ -165,8 +172,10 @@ async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_e
                 match ws.next().await {
                     Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
                     Some(Ok(Message::Text(t))) => {
-                        if let Ok(ServerMsg::Ack { id, seq, .. }) = decode_server(&t) {
-                            acked.insert(id, seq);
+                        for msg in decode_server_frame(&t).unwrap() {
+                            if let ServerMsg::Ack { id, seq, .. } = msg {
+                                acked.insert(id, seq);
+                            }
                         }
                     }
                     Some(Ok(_)) => {}

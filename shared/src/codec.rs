@@ -52,6 +52,36 @@ pub fn decode_server(text: &str) -> Result<ServerMsg, DecodeError> {
     serde_json::from_str(text).map_err(|e| classify(text, e))
 }
 
+/// Decodes one frame the hub sent: a single message, or a JSON array of messages when several
+/// were queued for the client at once (the hub coalesces them). Order is the array's order.
+pub fn decode_server_frame(text: &str) -> Result<Vec<ServerMsg>, DecodeError> {
+    if text.trim_start().starts_with('[') {
+        serde_json::from_str(text).map_err(|e| DecodeError {
+            kind: DecodeErrorKind::InvalidMessage,
+            id: None,
+            detail: e.to_string(),
+        })
+    } else {
+        decode_server(text).map(|msg| vec![msg])
+    }
+}
+
+/// Joins already-encoded messages into one frame: `[a,b,…]`; a single message stays as it is.
+pub fn encode_batch<'a>(encoded: impl IntoIterator<Item = &'a str>) -> String {
+    let mut parts = encoded.into_iter();
+    let Some(first) = parts.next() else { return "[]".into() };
+    let Some(second) = parts.next() else { return first.to_owned() };
+    let mut out = String::with_capacity(first.len() * 4);
+    out.push('[');
+    out.push_str(first);
+    for part in std::iter::once(second).chain(parts) {
+        out.push(',');
+        out.push_str(part);
+    }
+    out.push(']');
+    out
+}
+
 /// Sorts a serde error into the three kinds, reading the envelope a second time (only on this
 /// error path) to find the `type` and `id`.
 fn classify(text: &str, err: serde_json::Error) -> DecodeError {
@@ -70,6 +100,22 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
 mod tests {
     use super::*;
     use crate::protocol::ChatMessage;
+
+    #[test]
+    fn a_batch_frame_decodes_to_its_messages_in_order() {
+        let a = ServerMsg::Lagged { room: "a".into(), from_seq: 1 };
+        let b = ServerMsg::Lagged { room: "b".into(), from_seq: 2 };
+        let (ea, eb) = (encode(&a), encode(&b));
+        let batch = encode_batch([ea.as_str(), eb.as_str()]);
+        assert!(batch.starts_with('[') && batch.ends_with(']'), "{batch}");
+        assert_eq!(decode_server_frame(&batch).unwrap(), vec![a.clone(), b]);
+        // one message is sent bare, as before batching existed
+        assert_eq!(encode_batch([ea.as_str()]), ea);
+        assert_eq!(decode_server_frame(&ea).unwrap(), vec![a]);
+        assert_eq!(decode_server_frame("[]").unwrap(), vec![]);
+        assert_eq!(decode_server_frame(r#"[{"type":"nope"}]"#).unwrap_err().kind, DecodeErrorKind::InvalidMessage);
+        assert_eq!(decode_server_frame("[1,").unwrap_err().kind, DecodeErrorKind::InvalidMessage);
+    }
 
     #[test]
     fn client_messages_round_trip() {

@@ -12,7 +12,9 @@ pub mod cursor;
 pub mod protocol;
 pub mod validate;
 
-pub use codec::{DecodeError, DecodeErrorKind, decode_client, decode_server, encode};
+pub use codec::{
+    DecodeError, DecodeErrorKind, decode_client, decode_server, decode_server_frame, encode, encode_batch,
+};
 pub use protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, ServerMsg};
 pub use validate::{ChatText, Invalid, Nick, RoomName};
 

@@ -246,3 +246,33 @@ async fn of_two_clients_claiming_one_nickname_at_once_exactly_one_wins() {
         assert_eq!(won, 1, "round {round}");
     }
 }
+
+#[tokio::test]
+async fn messages_queued_together_arrive_as_one_array_frame_in_order() {
+    let app = spawn_app().await;
+    let (mut reader, _) = app.joined("lobby", "reader").await;
+    let (mut writer, _) = app.joined("lobby", "writer").await;
+    reader.next().await; // writer joined
+
+    // Act: a burst, committed in a few group commits, so the hub queues many at once
+    for i in 0..200 {
+        writer.send(&ClientMsg::Send { id: None, room: "lobby".into(), text: format!("m{i}") }).await;
+    }
+
+    // Assert: every message once, in order, and at least one frame carried several
+    let (mut texts, mut biggest) = (Vec::new(), 0);
+    while texts.len() < 200 {
+        let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(frame))) = reader.next_frame().await else {
+            continue;
+        };
+        let msgs = hubbub_shared::decode_server_frame(&frame).expect("a valid frame");
+        assert_eq!(frame.starts_with('['), msgs.len() > 1, "arrays only for several messages: {frame}");
+        biggest = biggest.max(msgs.len());
+        texts.extend(msgs.into_iter().filter_map(|m| match m {
+            ServerMsg::Message(m) => Some(m.text),
+            _ => None,
+        }));
+    }
+    assert_eq!(texts, (0..200).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    assert!(biggest > 1, "200 messages sent at once came one frame each");
+}

@@ -14,7 +14,10 @@ use tokio::{
 async fn raw_socket(app: &TestApp) -> TcpStream {
     let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.unwrap();
     let first = ws.next().await.unwrap().unwrap();
-    assert!(matches!(hubbub_shared::decode_server(first.to_text().unwrap()), Ok(ServerMsg::Welcome { .. })));
+    assert!(matches!(
+        hubbub_shared::decode_server_frame(first.to_text().unwrap()).as_deref(),
+        Ok([ServerMsg::Welcome { .. }])
+    ));
     match ws.into_inner() {
         tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp,
         _ => unreachable!("plain TCP on loopback"),

@@ -3,7 +3,7 @@
 
 use futures_util::{SinkExt, StreamExt};
 use hubbub_server::{Application, Config};
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
@@ -183,9 +183,11 @@ impl Client {
         };
         let mut ahead = std::collections::VecDeque::new();
         loop {
-            match self.read().await {
+            match self.next().await {
                 history @ ServerMsg::History { .. } => {
-                    self.pending.extend(ahead);
+                    // what came before the history is read first, then what came with it
+                    let after = std::mem::replace(&mut self.pending, ahead);
+                    self.pending.extend(after);
                     return (members, history);
                 }
                 other => ahead.push_back(other),
@@ -209,7 +211,13 @@ impl Client {
     async fn read(&mut self) -> ServerMsg {
         loop {
             match self.next_frame().await {
-                Some(Ok(Message::Text(t))) => return decode_server(&t).expect("the hub sends valid messages"),
+                Some(Ok(Message::Text(t))) => {
+                    // a frame may carry several messages (a JSON array): the rest wait in `pending`
+                    let mut msgs = decode_server_frame(&t).expect("the hub sends valid messages").into_iter();
+                    let Some(first) = msgs.next() else { continue };
+                    self.pending.extend(msgs);
+                    return first;
+                }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a message, got {other:?}"),
             }

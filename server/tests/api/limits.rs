@@ -117,10 +117,12 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
         }
         let frame = tokio::time::timeout(WAIT, rx.next()).await.expect("fast reader keeps receiving");
         let Some(Ok(Message::Text(t))) = frame else { continue };
-        match hubbub_shared::decode_server(&t).unwrap() {
-            ServerMsg::Message(m) => received.push(m.seq),
-            ServerMsg::MemberLeft { nick, .. } if nick == "slow" => saw_slow_leave = true,
-            other => panic!("unexpected {other:?}"),
+        for msg in hubbub_shared::decode_server_frame(&t).unwrap() {
+            match msg {
+                ServerMsg::Message(m) => received.push(m.seq),
+                ServerMsg::MemberLeft { nick, .. } if nick == "slow" => saw_slow_leave = true,
+                other => panic!("unexpected {other:?}"),
+            }
         }
     }
 
@@ -240,12 +242,12 @@ async fn a_flood_gets_rate_limited_errors_then_a_close_and_others_are_served_mea
     let code = loop {
         match flood.next_frame().await {
             Some(Ok(Message::Text(t))) => {
-                if let ServerMsg::Error { code: ErrorCode::RateLimited, retry_after_ms, id, .. } =
-                    hubbub_shared::decode_server(&t).unwrap()
-                {
-                    assert!(retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 100), "{retry_after_ms:?}");
-                    assert!(id.is_some(), "the refusal names the message");
-                    limited += 1;
+                for msg in hubbub_shared::decode_server_frame(&t).unwrap() {
+                    if let ServerMsg::Error { code: ErrorCode::RateLimited, retry_after_ms, id, .. } = msg {
+                        assert!(retry_after_ms.is_some_and(|ms| ms > 0 && ms <= 100), "{retry_after_ms:?}");
+                        assert!(id.is_some(), "the refusal names the message");
+                        limited += 1;
+                    }
                 }
             }
             Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
