@@ -34,8 +34,7 @@ pub struct Application {
 impl Application {
     /// Binds the listener; the server starts with [`Application::run_until`].
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+        let listener = listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
         if !config.static_dir.join("index.html").is_file() {
             tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
         }
@@ -86,6 +85,9 @@ impl Application {
                     request.extensions_mut().insert(ConnectInfo(peer));
                     request
                 });
+            // chat frames are small and already batched by the writer: send them now, not
+            // after Nagle waits for the previous segment's ACK
+            let _ = stream.set_nodelay(true);
             let (builder, watcher) = (builder.clone(), graceful.watcher());
             tokio::spawn(async move {
                 // hyper's header timer starts at the first byte: a client that connects and
@@ -117,4 +119,13 @@ impl Application {
         tracing::info!("shut down");
         Ok(())
     }
+}
+
+/// Binds with a listen backlog of 4,096 (tokio's `bind` uses 1,024): in a connect storm, SYNs
+/// beyond the backlog are dropped and those clients wait a full second to retry.
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
