@@ -4,7 +4,7 @@
 //! messages with client ids; a message counts when its `ack` arrives, which the hub sends only
 //! after the group commit that stored it returned (`synchronous=FULL`: fsynced).
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
@@ -14,7 +14,6 @@ use std::{
     time::{Duration, Instant},
 };
 use tokio::{
-    io::{AsyncBufReadExt, BufReader},
     process::{Child, Command},
     sync::mpsc,
 };
@@ -39,7 +38,7 @@ pub(crate) struct Options {
     seconds: u64,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws = hubbub_client::Socket;
 
 struct Server {
     child: Child,
@@ -57,24 +56,15 @@ async fn start_server(bin: &Path, db: &Path) -> anyhow::Result<Server> {
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {} (build it: cargo build --release -p hubbub-server)", bin.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line()).await??.context("no address line")?;
-    let http = line.strip_prefix("hubbub listening on ").context("unexpected first line")?;
-    Ok(Server { child, ws_url: http.replace("http://", "ws://") + "/ws" })
+    let stdout = child.stdout.take().context("stdout")?;
+    let (addr, _) = hubbub_client::read_listening_line(stdout, Duration::from_secs(10)).await?;
+    Ok(Server { child, ws_url: format!("ws://{addr}/ws") })
 }
 
 async fn joined(url: &str, room: &str) -> anyhow::Result<Ws> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await?;
-    let join = ClientMsg::Join { id: None, room: room.into(), nick: "bench".into(), since: None, token: None };
-    ws.send(Message::text(encode(&join))).await?;
-    loop {
-        let Some(frame) = ws.next().await else { bail!("closed while joining") };
-        if let Message::Text(t) = frame?
-            && decode_server_frame(&t).is_ok_and(|msgs| msgs.iter().any(|m| matches!(m, ServerMsg::History { .. })))
-        {
-            return Ok(ws);
-        }
-    }
+    let mut ws = hubbub_client::connect(url, &[]).await?;
+    hubbub_client::join_and_wait(&mut ws, &hubbub_client::join(room, "bench"), Duration::from_secs(60)).await?;
+    Ok(ws)
 }
 
 fn send_frame(room: &str, id: u64) -> Message {
@@ -101,15 +91,14 @@ fn ack_ids(text: &str) -> Vec<u64> {
 }
 
 pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
-    let dir = std::env::temp_dir().join(format!("hubbub-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let server = start_server(bin, &dir.join("bench.db")).await?;
+    let dir = tempfile::Builder::new().prefix("hubbub-bench-").tempdir()?;
+    let server = start_server(bin, &dir.path().join("bench.db")).await?;
     let pid = server.child.id().unwrap_or(0);
     println!(
         "hubbub-bench acks: server {} (pid {pid}), {} senders, synchronous=FULL, database in {}",
         bin.display(),
         o.senders,
-        dir.display()
+        dir.path().display()
     );
 
     // Phase 1: closed loop, `window` in flight per sender
@@ -213,6 +202,5 @@ pub(crate) async fn run(bin: &Path, o: Options) -> anyhow::Result<()> {
         histogram.max() as f64 / 1000.0
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

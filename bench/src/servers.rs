@@ -9,10 +9,7 @@ use std::{
     process::Stdio,
     time::Duration,
 };
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
-};
+use tokio::process::{Child, Command};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -67,17 +64,8 @@ pub(crate) struct Running {
     pub(crate) pid: u32,
     pub(crate) addr: SocketAddr,
     _child: Child,
-    _dir: Option<TempDir>,
-}
-
-/// A scratch directory removed when dropped (the hub's database).
-#[derive(Debug)]
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    /// The hub's database folder, removed when the server is dropped.
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub(crate) async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running> {
@@ -85,23 +73,18 @@ pub(crate) async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running
     cmd.args(["-c", &bins.server_cpus]).stdin(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
     let (child, addr, dir) = match kind {
         Kind::Hubbub => {
-            let dir =
-                std::env::temp_dir().join(format!("hubbub-bench-{}-{}", std::process::id(), crate::token::now_ns()));
-            std::fs::create_dir_all(&dir)?;
+            let dir = tempfile::Builder::new().prefix("hubbub-bench-").tempdir()?;
             cmd.arg(existing(&bins.server_bin)?)
                 .args(["--listen", "127.0.0.1:0", "--db"])
-                .arg(dir.join("bench.db"))
+                .arg(dir.path().join("bench.db"))
                 // a benchmark floods and crowds on purpose: no rate limits, no per-IP cap
                 .args(["--messages-per-sec", "100000000", "--message-burst", "100000000"])
                 .args(["--frames-per-sec", "100000000", "--max-connections-per-ip", "1000000"])
                 .stdout(Stdio::piped());
             let mut child = cmd.spawn().context("starting hubbub under taskset")?;
-            let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-                .await??
-                .context("hubbub printed no address")?;
-            let http = line.strip_prefix("hubbub listening on http://").context("unexpected first line")?;
-            (child, http.parse()?, Some(TempDir(dir)))
+            let stdout = child.stdout.take().context("stdout")?;
+            let (addr, _) = hubbub_client::read_listening_line(stdout, Duration::from_secs(10)).await?;
+            (child, addr, Some(dir))
         }
         Kind::Gorilla | Kind::AxumBroadcast => {
             let addr = free_port()?;

@@ -9,7 +9,7 @@ use crate::{
     servers::{Kind, ws_url},
     token,
 };
-use anyhow::{Context, bail};
+use anyhow::Context;
 use futures_util::{SinkExt, StreamExt, stream::SplitSink};
 use hdrhistogram::Histogram;
 use hubbub_shared::{ClientMsg, encode};
@@ -242,24 +242,9 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
             .await??;
     match plan.kind {
         Kind::Hubbub => {
-            let join = ClientMsg::Join {
-                id: None,
-                room: format!("r{}", room_of(plan, id)),
-                nick: format!("b{id}x{}", plan.tag),
-                since: None,
-                token: None,
-            };
-            ws.send(Message::text(encode(&join))).await?;
             // joined once the room's history arrived
-            loop {
-                let frame = tokio::time::timeout(Duration::from_secs(60), ws.next()).await?;
-                match frame.context("closed while joining")?? {
-                    Message::Text(t) if t.contains(r#""type":"history""#) => break,
-                    Message::Text(t) if t.contains(r#""type":"error""#) => bail!("join refused: {t}"),
-                    Message::Close(c) => bail!("closed while joining: {c:?}"),
-                    _ => {}
-                }
-            }
+            let join = hubbub_client::join(&format!("r{}", room_of(plan, id)), &format!("b{id}x{}", plan.tag));
+            hubbub_client::join_and_wait(&mut ws, &join, Duration::from_secs(60)).await?;
         }
         // axum's chat example takes the first message as the user name
         Kind::AxumBroadcast => ws.send(Message::text(format!("b{id}x{}", plan.tag))).await?,

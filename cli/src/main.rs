@@ -13,7 +13,8 @@
 mod render;
 
 use clap::{Parser, ValueEnum};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{SinkExt, StreamExt, stream::SplitSink, stream::SplitStream};
+use hubbub_client::{ConnectError, Service, Socket};
 use hubbub_shared::{ClientMsg, ServerMsg};
 use std::time::Duration;
 use tokio::{
@@ -21,11 +22,14 @@ use tokio::{
     time::Instant,
 };
 use tokio_tungstenite::tungstenite::{
-    self, Message,
-    client::IntoClientRequest,
-    http::{HeaderName, HeaderValue},
+    Message,
     protocol::{CloseFrame, frame::coding::CloseCode},
 };
+
+/// Once stdin ends, how long replies to what we sent may take before we close anyway.
+const REPLY_GRACE: Duration = Duration::from_secs(5);
+/// After our close, how long the server's close reply may take.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Parser)]
 #[command(name = "hubbub-cli", version, about = "Hubbub from a terminal: chat, echo and add")]
@@ -65,135 +69,173 @@ enum Mode {
     Add,
 }
 
+impl Mode {
+    fn service(self) -> Service {
+        match self {
+            Mode::Chat => Service::Chat,
+            Mode::Echo => Service::Echo,
+            Mode::Add => Service::Add,
+        }
+    }
+}
+
+/// The process's exit codes (documented in the README and `--help`'s module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    /// stdin ended and the connection closed cleanly.
+    Done = 0,
+    /// Any other failure.
+    Failed = 1,
+    /// Bad arguments.
+    BadArguments = 2,
+    /// The server cannot be reached.
+    Unreachable = 3,
+    /// The server refused the handshake (an HTTP status such as 403).
+    Refused = 4,
+    /// The server closed the connection.
+    ClosedByServer = 5,
+}
+
 /// A failure, with the exit code it maps to.
 #[derive(Debug)]
 struct Failure {
-    code: u8,
+    exit: Exit,
     message: String,
 }
 
-fn fail(code: u8, message: impl Into<String>) -> Failure {
-    Failure { code, message: message.into() }
+fn fail(exit: Exit, message: impl Into<String>) -> Failure {
+    Failure { exit, message: message.into() }
+}
+
+impl From<ConnectError> for Failure {
+    fn from(e: ConnectError) -> Self {
+        let exit = match e {
+            ConnectError::BadRequest(_) => Exit::BadArguments,
+            ConnectError::Unreachable { .. } => Exit::Unreachable,
+            ConnectError::Refused { .. } => Exit::Refused,
+            ConnectError::Handshake { .. } => Exit::Failed,
+        };
+        fail(exit, e.to_string())
+    }
 }
 
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let code = match run(args).await {
-        Ok(()) => 0,
-        Err(Failure { code, message }) => {
+    let exit = match run(args).await {
+        Ok(()) => Exit::Done,
+        Err(Failure { exit, message }) => {
             eprintln!("hubbub-cli: {message}");
-            code
+            exit
         }
     };
     // exit here: returning would drop the runtime, which waits for the blocking read of a
     // stdin that may never end (the server closed while the person was still typing)
-    std::process::exit(code.into());
-}
-
-/// The WebSocket URL for `mode`: scheme mapped to ws/wss, path added when there is none.
-fn socket_url(url: &str, mode: Mode) -> Result<String, Failure> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| fail(2, format!("not a URL: {url}")))?;
-    let scheme = match scheme {
-        "ws" | "http" => "ws",
-        "wss" | "https" => "wss",
-        other => return Err(fail(2, format!("unsupported scheme {other}: use ws, wss, http or https"))),
-    };
-    let has_path = rest.find('/').is_some_and(|i| i + 1 < rest.len());
-    let rest = rest.trim_end_matches('/');
-    let path = match (has_path, mode) {
-        (true, _) => "",
-        (false, Mode::Chat) => "/ws",
-        (false, Mode::Echo) => "/ws/echo",
-        (false, Mode::Add) => "/ws/add",
-    };
-    Ok(format!("{scheme}://{rest}{path}"))
+    std::process::exit(exit as i32);
 }
 
 async fn run(args: Args) -> Result<(), Failure> {
     // checked here, not by clap: `required_if_eq` does not see a defaulted --mode
     if args.mode == Mode::Chat && args.nick.is_none() {
-        return Err(fail(2, "chat mode needs --nick NAME"));
+        return Err(fail(Exit::BadArguments, "chat mode needs --nick NAME"));
     }
-    let url = socket_url(&args.url, args.mode)?;
-    let mut request = url.as_str().into_client_request().map_err(|e| fail(2, format!("bad URL {url}: {e}")))?;
-    for header in &args.headers {
-        let (name, value) =
-            header.split_once(':').ok_or_else(|| fail(2, format!("header needs NAME: VALUE, got {header:?}")))?;
-        let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|e| fail(2, format!("header name {name:?}: {e}")))?;
-        let value = HeaderValue::from_str(value.trim()).map_err(|e| fail(2, format!("header value {value:?}: {e}")))?;
-        request.headers_mut().append(name, value);
-    }
-
-    let connect = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(request));
-    let (ws, _) = match connect.await {
-        Err(_) => return Err(fail(3, format!("cannot reach {url}: timed out"))),
-        Ok(Err(tungstenite::Error::Http(response))) => {
-            let status = response.status();
-            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            return Err(fail(4, format!("the server refused the connection: HTTP {status} {}", body.trim())));
-        }
-        Ok(Err(tungstenite::Error::Io(e))) => return Err(fail(3, format!("cannot reach {url}: {e}"))),
-        Ok(Err(e)) => return Err(fail(1, format!("handshake with {url} failed: {e}"))),
-        Ok(Ok(ok)) => ok,
-    };
-    let (mut sink, mut stream) = ws.split();
-
+    let url = hubbub_client::socket_url(&args.url, args.mode.service())?;
+    let headers = args
+        .headers
+        .iter()
+        .map(|h| {
+            h.split_once(':').ok_or_else(|| fail(Exit::BadArguments, format!("header needs NAME: VALUE, got {h:?}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let ws = hubbub_client::connect(&url, &headers).await?;
+    let (mut sink, stream) = ws.split();
     if args.mode == Mode::Chat {
-        let nick = args.nick.clone().unwrap_or_default();
-        let join = ClientMsg::Join { id: None, room: args.room.clone(), nick, since: None, token: None };
-        sink.send(Message::text(hubbub_shared::encode(&join))).await.map_err(|e| fail(1, e.to_string()))?;
+        let join = hubbub_client::join(&args.room, args.nick.as_deref().unwrap_or_default());
+        sink.send(Message::text(hubbub_shared::encode(&join))).await.map_err(|e| fail(Exit::Failed, e.to_string()))?;
     }
+    Session { args: &args, sink, stream, pending: 0, give_up_at: None, close_sent_at: None }.run().await
+}
 
-    let mut lines = BufReader::new(tokio::io::stdin()).lines();
-    let me = args.nick.as_deref().and_then(|n| hubbub_shared::Nick::parse(n).ok());
-    // Requests sent whose reply has not arrived. Once stdin ends we close only after they
-    // are in (or 5 s passed): after answering our close the server can send nothing more.
-    let mut pending: usize = 0;
-    let mut give_up_at: Option<Instant> = None; // set when stdin ends
-    let mut close_sent_at: Option<Instant> = None;
-    loop {
-        if let (Some(give_up), None) = (give_up_at, close_sent_at)
-            && (pending == 0 || Instant::now() >= give_up)
-        {
-            let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
-            let _ = sink.send(Message::Close(Some(bye))).await;
-            close_sent_at = Some(Instant::now());
-        }
-        let deadline = match (close_sent_at, give_up_at) {
-            (Some(sent), _) => sent + Duration::from_secs(5),
-            (None, Some(give_up)) => give_up,
-            (None, None) => Instant::now() + Duration::from_secs(3600),
-        };
-        tokio::select! {
-            line = lines.next_line(), if give_up_at.is_none() => match line {
-                Ok(Some(line)) => {
-                    if let Some(frame) = outgoing(&args, &line) {
-                        sink.send(Message::text(frame)).await.map_err(|e| fail(1, e.to_string()))?;
-                        pending += 1;
+/// The conversation after the handshake: typed lines out, frames in, until stdin ends and the
+/// replies are in.
+struct Session<'a> {
+    args: &'a Args,
+    sink: SplitSink<Socket, Message>,
+    stream: SplitStream<Socket>,
+    /// Requests sent whose reply has not arrived. Once stdin ends we close only after they are
+    /// in (or [`REPLY_GRACE`] passed): after answering our close the server can send nothing.
+    pending: usize,
+    /// Set when stdin ends.
+    give_up_at: Option<Instant>,
+    close_sent_at: Option<Instant>,
+}
+
+impl Session<'_> {
+    async fn run(mut self) -> Result<(), Failure> {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let me = self.args.nick.as_deref().and_then(|n| hubbub_shared::Nick::parse(n).ok());
+        loop {
+            if let (Some(give_up), None) = (self.give_up_at, self.close_sent_at)
+                && (self.pending == 0 || Instant::now() >= give_up)
+            {
+                let bye = CloseFrame { code: CloseCode::Normal, reason: "bye".into() };
+                let _ = self.sink.send(Message::Close(Some(bye))).await;
+                self.close_sent_at = Some(Instant::now());
+            }
+            let deadline = match (self.close_sent_at, self.give_up_at) {
+                (Some(sent), _) => sent + CLOSE_GRACE,
+                (None, Some(give_up)) => give_up,
+                (None, None) => Instant::now() + Duration::from_secs(3600),
+            };
+            tokio::select! {
+                line = lines.next_line(), if self.give_up_at.is_none() => match line {
+                    Ok(Some(line)) => self.typed(&line).await?,
+                    Ok(None) | Err(_) => self.give_up_at = Some(Instant::now() + REPLY_GRACE),
+                },
+                frame = tokio::time::timeout_at(deadline, self.stream.next()) => {
+                    if self.received(frame, me.as_ref())? {
+                        return Ok(());
                     }
                 }
-                Ok(None) | Err(_) => give_up_at = Some(Instant::now() + Duration::from_secs(5)),
-            },
-            frame = tokio::time::timeout_at(deadline, stream.next()) => match frame {
-                Err(_) if close_sent_at.is_some() => return Ok(()),
-                // replies overdue: the top of the loop sends the close now
-                Err(_) => {}
-                // the answer to our close (or the end of the connection after it)
-                Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) if close_sent_at.is_some() => return Ok(()),
-                Ok(Some(Ok(Message::Close(close)))) => {
-                    let (code, reason) = close.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
-                    let reason = if reason.is_empty() { hubbub_shared::close::describe(code).to_owned() } else { reason };
-                    return Err(fail(5, format!("the server closed the connection: {code} {reason}")));
-                }
-                Ok(Some(Ok(msg))) => {
-                    pending = pending.saturating_sub(answers(args.mode, me.as_ref(), &msg));
-                    show(&args, msg);
-                }
-                Ok(Some(Err(e))) => return Err(fail(5, format!("the connection broke: {e}"))),
-                Ok(None) => return Err(fail(5, "the server closed the connection".to_string())),
-            },
+            }
+        }
+    }
+
+    /// Sends what a typed line asks for, if anything.
+    async fn typed(&mut self, line: &str) -> Result<(), Failure> {
+        if let Some(frame) = outgoing(self.args, line) {
+            self.sink.send(Message::text(frame)).await.map_err(|e| fail(Exit::Failed, e.to_string()))?;
+            self.pending += 1;
+        }
+        Ok(())
+    }
+
+    /// Handles one read; `Ok(true)` when the conversation is over.
+    fn received(
+        &mut self,
+        frame: Result<Option<Result<Message, tokio_tungstenite::tungstenite::Error>>, tokio::time::error::Elapsed>,
+        me: Option<&hubbub_shared::Nick>,
+    ) -> Result<bool, Failure> {
+        let closing = self.close_sent_at.is_some();
+        match frame {
+            Err(_) if closing => Ok(true),
+            // replies overdue: the top of the loop sends the close now
+            Err(_) => Ok(false),
+            // the answer to our close (or the end of the connection after it)
+            Ok(Some(Ok(Message::Close(_)) | Err(_)) | None) if closing => Ok(true),
+            Ok(Some(Ok(Message::Close(close)))) => {
+                let (code, reason) =
+                    close.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new()));
+                let reason = if reason.is_empty() { hubbub_shared::close::describe(code).to_owned() } else { reason };
+                Err(fail(Exit::ClosedByServer, format!("the server closed the connection: {code} {reason}")))
+            }
+            Ok(Some(Ok(msg))) => {
+                self.pending = self.pending.saturating_sub(answers(self.args.mode, me, &msg));
+                show(self.args, msg);
+                Ok(false)
+            }
+            Ok(Some(Err(e))) => Err(fail(Exit::ClosedByServer, format!("the connection broke: {e}"))),
+            Ok(None) => Err(fail(Exit::ClosedByServer, "the server closed the connection")),
         }
     }
 }

@@ -66,25 +66,15 @@ impl Cli {
     }
 }
 
-/// A second participant speaking the protocol directly.
-async fn peer(
-    hub: &Hub,
-    nick: &str,
-) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{}/ws", hub.url)).await.unwrap();
-    ws.send(Message::text(encode(&ClientMsg::Join {
-        id: None,
-        room: "lobby".into(),
-        nick: nick.into(),
-        since: None,
-        token: None,
-    })))
-    .await
-    .unwrap();
+/// A second participant speaking the protocol directly; its `welcome`, `joined` and `history`
+/// are still unread.
+async fn peer(hub: &Hub, nick: &str) -> Ws {
+    let mut ws = hubbub_client::connect(&format!("{}/ws", hub.url), &[]).await.unwrap();
+    ws.send(Message::text(encode(&hubbub_client::join("lobby", nick)))).await.unwrap();
     ws
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use hubbub_client::Socket as Ws;
 
 /// The next message; a frame may carry several (a JSON array), the rest wait in `pending`.
 async fn next_msg(ws: &mut Ws, pending: &mut std::collections::VecDeque<ServerMsg>) -> ServerMsg {

@@ -22,8 +22,8 @@ pub struct Config {
 
     /// Durability of each commit: `full` fsyncs every group commit, so an acknowledged message
     /// survives power loss; `normal` survives a crash of the process only.
-    #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Sync::Full)]
-    pub db_sync: crate::store::Sync,
+    #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Durability::Full)]
+    pub db_sync: crate::store::Durability,
 
     /// How long a commit waits for a database locked by someone else before the sender gets
     /// `storage_unavailable` (ms).

@@ -1,73 +1,49 @@
 //! Hubbub's hub: an axum server that serves the page, the chat WebSocket at `/ws`, the echo
-//! and add sockets (`/ws/echo`, `/ws/add`) and `/healthz`. `main.rs` only parses the configuration and calls [`Application`].
+//! and add sockets (`/ws/echo`, `/ws/add`), `/healthz` and `/metrics`. `main.rs` only parses the
+//! configuration and runs an [`Application`].
+//!
+//! # Layout
+//!
+//! The folders are the layers, from the wire inwards. A chat message travels through them in
+//! this order: `net` reads it, `chat` decides what it means, `store` commits it, `broker` fans
+//! it out, and `net` writes it to every member.
+//!
+//! - `app.rs`: [`Application`] (bind, serve, shut down in order) and `AppState`; the one place
+//!   where the engines behind the seams are chosen.
+//! - `config.rs`: [`Config`], every flag and `HUBBUB_*` variable.
+//! - `net/`: the network layer, which knows frames but not chat.
+//!   - `routes.rs`: the HTTP surface (`/ws`, `/ws/echo`, `/ws/add`, `/healthz`, `/metrics`, the
+//!     page) and the upgrade, where every socket passes the guards.
+//!   - `accept.rs`: the accept loop (header-read timeout, request-head cap, backlog).
+//!   - `connection.rs`: one WebSocket's reader and writer. **Frames are read here** and handed
+//!     to an `Endpoint`; close codes, heartbeats and the write deadline live here.
+//!   - `outbound.rs`: each connection's outbound queue and its lag policy (live messages are
+//!     dropped for a slow reader, who is told to catch up).
+//!   - `guard/`: Origin policy, per-address cap, token-bucket rate limits, the CSP.
+//!   - `echo.rs`, `add.rs`: the two small endpoints beside the chat.
+//! - `chat/`: what the chat protocol means, with no knowledge of the engines.
+//!   - `session.rs`: one chat connection, the `Endpoint` for `/ws`: join, leave, send,
+//!     history, resume.
+//!   - `presence.rs`: the `Presence` seam; **rooms and members are kept here** (in-process).
+//!   - `history.rs`: history pages and resume from a cursor.
+//!   - `nick_rules.rs`: nicknames against impersonation.
+//! - `store/`: the `MessageLog` seam (append with group commit → seq, pages, head, epoch,
+//!   dedupe). **A chat message is stored here**: `sqlite.rs` (one writer thread, group commits)
+//!   and `migrations.rs`.
+//! - `broker/`: the `Fanout` seam, who hears a committed message. **It fans out here**:
+//!   `after_commit` publishes then acks, `local.rs` delivers to this process's members.
+//! - `stats.rs`: the counters behind `/metrics` and `/healthz`.
 
-mod add;
+mod app;
+mod broker;
 mod chat;
 mod config;
-mod connection;
-mod csp;
-mod echo;
-mod hub;
-mod ip_limit;
-mod nick_rules;
-mod origin;
-mod outbox;
-mod rate;
-mod routes;
-mod startup;
+mod net;
 mod stats;
 mod store;
 
-pub use store::Sync as DbSync;
-
+pub use app::Application;
 pub use config::Config;
-pub use startup::Application;
+pub use store::Durability;
 
-use std::sync::Arc;
-use tokio_util::{sync::CancellationToken, task::TaskTracker};
-
-/// Everything a request handler or connection needs; cheap to clone (all handles).
-#[derive(Debug, Clone)]
-pub struct AppState {
-    config: Arc<Config>,
-    hub: Arc<hub::Hub>,
-    store: store::Store,
-    origins: Arc<origin::OriginPolicy>,
-    ip_limiter: Arc<ip_limit::IpLimiter>,
-    stats: Arc<stats::Stats>,
-    /// Cancelled when the process should stop; every connection watches it and sends 1001.
-    shutdown: CancellationToken,
-    /// Every connection task, so shutdown can wait for them.
-    tracker: TaskTracker,
-    /// Process start in ms since the epoch: makes server-made message ids unique across runs.
-    started_at: u64,
-}
-
-impl AppState {
-    fn new(config: Config) -> anyhow::Result<Self> {
-        let hub: Arc<hub::Hub> = Arc::default();
-        let stats: Arc<stats::Stats> = Arc::default();
-        let store = store::Store::open(
-            &config.db,
-            config.db_sync,
-            std::time::Duration::from_millis(config.db_busy_timeout_ms),
-            stats.clone(),
-            hub::on_commit(hub.clone()),
-        )
-        .map_err(|e| anyhow::anyhow!("cannot open the database {}: {e}", config.db.display()))?;
-        Ok(Self {
-            origins: Arc::new(origin::OriginPolicy::new(&config.allowed_origins)),
-            ip_limiter: Arc::new(ip_limit::IpLimiter::new(config.max_connections_per_ip)),
-            config: Arc::new(config),
-            hub,
-            store,
-            stats,
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            started_at: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis() as u64)
-                .unwrap_or(0),
-        })
-    }
-}
+use app::AppState;

@@ -28,6 +28,8 @@ fn dist_dir() -> PathBuf {
 struct Driver {
     child: Child,
     url: String,
+    /// The browsers' profiles, removed after the browsers are killed (fields drop after `drop`).
+    profiles: std::sync::Mutex<Vec<tempfile::TempDir>>,
 }
 
 impl Drop for Driver {
@@ -54,13 +56,13 @@ impl Driver {
             assert!(Instant::now() < deadline, "chromedriver did not start listening");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Driver { child, url: format!("http://127.0.0.1:{port}") }
+        Driver { child, url: format!("http://127.0.0.1:{port}"), profiles: Default::default() }
     }
 
     /// A fresh browser session with its own profile: a separate person.
     async fn browser(&self, name: &str) -> Client {
-        let profile = std::env::temp_dir().join(format!("hubbub-e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&profile);
+        let profile =
+            tempfile::Builder::new().prefix(&format!("hubbub-e2e-{name}-")).tempdir().expect("a profile folder");
         let args = [
             "--headless=new",
             "--no-sandbox",
@@ -74,7 +76,8 @@ impl Driver {
             "--window-size=1100,720",
         ];
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
+        args.push(format!("--user-data-dir={}", profile.path().display()));
+        self.profiles.lock().unwrap().push(profile);
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
         ClientBuilder::rustls()
@@ -269,7 +272,7 @@ async fn copies(page: &Client, text: &str) -> (usize, usize) {
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
-    let db = support::fresh_db_path();
+    let db = support::fresh_db();
     let dist = dist_dir();
     let static_dir = ["--static-dir", &dist.to_string_lossy()];
     let mut hub = Hub::start_on(&db, &static_dir).await;

@@ -7,7 +7,7 @@ mod support;
 use futures_util::{SinkExt, StreamExt};
 use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
 use std::collections::HashMap;
-use support::{Hub, WAIT, fresh_db_path};
+use support::{Hub, WAIT, fresh_db};
 use tokio_tungstenite::tungstenite::Message;
 
 const MESSAGES: usize = 500;
@@ -25,18 +25,13 @@ impl Lcg {
     }
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+use hubbub_client::Socket as Ws;
 
 async fn joined(hub: &Hub, nick: &str) -> Ws {
-    let url = hub.url.replace("http://", "ws://") + "/ws";
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.unwrap();
-    let join = ClientMsg::Join { id: None, room: "crash".into(), nick: nick.into(), since: None, token: None };
-    ws.send(Message::text(encode(&join))).await.unwrap();
-    loop {
-        if next(&mut ws).await.iter().any(|m| matches!(m, ServerMsg::History { .. })) {
-            return ws;
-        }
-    }
+    let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
+    let mut ws = hubbub_client::connect(&url, &[]).await.unwrap();
+    hubbub_client::join_and_wait(&mut ws, &hubbub_client::join("crash", nick), WAIT).await.unwrap();
+    ws
 }
 
 /// The messages of the next text frame (one, or several batched in an array).
@@ -75,7 +70,7 @@ fn stored(db: &std::path::Path) -> Vec<(String, u64)> {
 async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
     let mut rng = Lcg(0x5eed);
     for round in 0..3 {
-        let db = fresh_db_path();
+        let db = fresh_db();
         let kill_after = 1 + rng.below(MESSAGES as u64 - 1) as usize;
 
         // Act: 500 messages in flight; kill -9 after `kill_after` acknowledgements
@@ -120,13 +115,12 @@ async fn acknowledged_messages_survive_sigkill_exactly_once_and_in_order() {
         }
         assert_eq!(stored(&db).len(), MESSAGES, "round {round}: 500 ids, 500 rows");
         drop(hub);
-        std::fs::remove_dir_all(db.parent().unwrap()).ok();
     }
 }
 
 #[tokio::test]
 async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_exits_0() {
-    let db = fresh_db_path();
+    let db = fresh_db();
     let mut hub = Hub::start_on(&db, UNLIMITED).await;
     let address = hub.url.trim_start_matches("http://").to_owned();
     // three clients; the writer keeps sending until the hub goes away
@@ -202,5 +196,4 @@ async fn sigterm_closes_every_client_with_1001_keeps_what_was_acknowledged_and_e
         assert_eq!(rows.get(&format!("c:{id}")), Some(seq), "acknowledged {id} missing");
     }
     println!("SIGTERM with {sent} sent: {} acknowledged, {} on disk", acked.len(), rows.len());
-    std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }

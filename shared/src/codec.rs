@@ -66,6 +66,23 @@ pub fn decode_server_frame(text: &str) -> Result<Vec<ServerMsg>, DecodeError> {
     }
 }
 
+/// Decodes one frame the hub sent item by item: each item is a message or the error that item
+/// alone gave (an unknown `type` from a newer hub, say), so one item a client does not know
+/// never costs it the others. Only a frame that is not JSON (or not an object or an array of
+/// them) fails as a whole. Order is the frame's order.
+pub fn decode_server_items(text: &str) -> Result<Vec<Result<ServerMsg, DecodeError>>, DecodeError> {
+    if text.trim_start().starts_with('[') {
+        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| DecodeError {
+            kind: DecodeErrorKind::BadJson,
+            id: None,
+            detail: e.to_string(),
+        })?;
+        Ok(items.into_iter().map(|item| decode_server(item.get())).collect())
+    } else {
+        Ok(vec![decode_server(text)])
+    }
+}
+
 /// Joins already-encoded messages into one frame: `[a,b,…]`; a single message stays as it is.
 pub fn encode_batch<'a>(encoded: impl IntoIterator<Item = &'a str>) -> String {
     let mut parts = encoded.into_iter();
@@ -100,6 +117,18 @@ fn classify(text: &str, err: serde_json::Error) -> DecodeError {
 mod tests {
     use super::*;
     use crate::protocol::ChatMessage;
+
+    #[test]
+    fn an_unknown_item_in_a_batch_costs_only_itself() {
+        let frame =
+            r#"[{"type":"sum","id":"1","sum":3},{"type":"from_the_future","x":1},{"type":"sum","id":"2","sum":4}]"#;
+        let items = decode_server_items(frame).unwrap();
+        assert_eq!(items.len(), 3);
+        assert_eq!(items[0], Ok(ServerMsg::Sum { id: Some("1".into()), sum: 3 }));
+        assert_eq!(items[1].as_ref().unwrap_err().kind, DecodeErrorKind::UnknownType);
+        assert_eq!(items[2], Ok(ServerMsg::Sum { id: Some("2".into()), sum: 4 }));
+        assert_eq!(decode_server_items("[1, oops").unwrap_err().kind, DecodeErrorKind::BadJson);
+    }
 
     #[test]
     fn a_batch_frame_decodes_to_its_messages_in_order() {

@@ -13,7 +13,8 @@ pub mod protocol;
 pub mod validate;
 
 pub use codec::{
-    DecodeError, DecodeErrorKind, decode_client, decode_server, decode_server_frame, encode, encode_batch,
+    DecodeError, DecodeErrorKind, decode_client, decode_server, decode_server_frame, decode_server_items, encode,
+    encode_batch,
 };
 pub use protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, ServerMsg};
 pub use validate::{ChatText, Invalid, Nick, RoomName};

@@ -12,7 +12,7 @@ use tokio::{
 
 /// A chat socket past its `welcome`, as the bare TCP stream.
 async fn raw_socket(app: &TestApp) -> TcpStream {
-    let (mut ws, _) = tokio_tungstenite::connect_async(app.ws_url()).await.unwrap();
+    let mut ws = hubbub_client::connect(&app.ws_url(), &[]).await.unwrap();
     let first = ws.next().await.unwrap().unwrap();
     assert!(matches!(
         hubbub_shared::decode_server_frame(first.to_text().unwrap()).as_deref(),

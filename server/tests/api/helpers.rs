@@ -11,10 +11,9 @@ use tokio::{
     sync::oneshot,
     task::JoinHandle,
 };
-use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream,
-    tungstenite::{Message, client::IntoClientRequest, http::HeaderValue},
-};
+use tokio_tungstenite::{MaybeTlsStream, tungstenite::Message};
+
+pub use hubbub_client::{ConnectError, Socket as Ws};
 
 /// Long enough for a loaded 2-core CI machine, short enough to fail fast.
 pub const WAIT: Duration = Duration::from_secs(10);
@@ -101,8 +100,6 @@ impl TestApp {
     }
 }
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
 pub struct Client {
     pub ws: Ws,
     /// Messages read ahead while waiting for a particular one (see `join`).
@@ -111,17 +108,8 @@ pub struct Client {
 
 impl Client {
     /// Opens the socket with extra request headers and reads the `welcome`.
-    pub async fn connect(
-        url: &str,
-        headers: &[(&'static str, &str)],
-    ) -> Result<Client, tokio_tungstenite::tungstenite::Error> {
-        let mut request = url.into_client_request()?;
-        for (name, value) in headers {
-            request.headers_mut().insert(*name, HeaderValue::from_str(value).unwrap());
-        }
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(request))
-            .await
-            .expect("handshake within the wait")?;
+    pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, ConnectError> {
+        let ws = hubbub_client::connect(url, headers).await?;
         let mut client = Client { ws, pending: Default::default() };
         match client.next().await {
             ServerMsg::Welcome { .. } => Ok(client),
@@ -131,11 +119,7 @@ impl Client {
 
     /// A connection whose `welcome` is still unread.
     pub async fn raw(url: &str) -> Client {
-        let (ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::connect_async(url))
-            .await
-            .expect("in time")
-            .expect("handshake");
-        Client::from_ws(ws)
+        Client::from_ws(hubbub_client::connect(url, &[]).await.expect("handshake"))
     }
 
     /// Wraps a socket that has already been greeted.

@@ -37,10 +37,11 @@ fn seqs(messages: &[ChatMessage]) -> Vec<u64> {
     messages.iter().map(|m| m.seq).collect()
 }
 
-fn temp_db(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hubbub-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir.join("hubbub.db")
+/// A database file in a new temporary folder, removed with the returned guard.
+fn temp_db() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("hubbub.db");
+    (dir, db)
 }
 
 #[tokio::test]
@@ -146,7 +147,7 @@ async fn resume_table() {
 
 #[tokio::test]
 async fn history_and_sequence_numbers_survive_a_restart_and_a_replaced_database_is_detected() {
-    let db = temp_db("restart");
+    let (_dir, db) = temp_db();
     let first = {
         let db = db.clone();
         spawn_app_with(move |c| c.db = db).await
@@ -174,17 +175,17 @@ async fn history_and_sequence_numbers_survive_a_restart_and_a_replaced_database_
     assert!(matches!(bob.next().await, ServerMsg::Ack { seq: 1, .. }));
 
     // a new database in the old one's place: the old cursor is stale, not trusted
-    let replaced = spawn_app_with(|c| c.db = temp_db("replaced")).await;
+    let (_replaced_dir, replaced_db) = temp_db();
+    let replaced = spawn_app_with(|c| c.db = replaced_db).await;
     let mut carol = replaced.client().await;
     let (_, h) = carol.join_since("lobby", "carol", Some(Cursor::new(&epoch, "lobby", 6).to_string())).await;
     let (page, recovered, _) = history(h);
     assert!(page.is_empty() && !recovered, "stale cursor: not recovered");
-    std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
 
 #[tokio::test]
 async fn a_database_locked_by_another_process_delays_or_refuses_acks_and_the_hub_recovers() {
-    let db = temp_db("locked");
+    let (_dir, db) = temp_db();
     let app = {
         let db = db.clone();
         spawn_app_with(move |c| {
@@ -228,7 +229,6 @@ async fn a_database_locked_by_another_process_delays_or_refuses_acks_and_the_hub
     let ServerMsg::Message(m) = alice.next().await else { panic!("broadcast after recovery") };
     assert_eq!((m.seq, m.text.as_str()), (2, "while locked"));
     assert!(matches!(alice.next().await, ServerMsg::Ack { seq: 2, .. }));
-    std::fs::remove_dir_all(db.parent().unwrap()).ok();
 }
 
 #[tokio::test]

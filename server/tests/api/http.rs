@@ -8,8 +8,8 @@ async fn a_foreign_origin_is_refused_before_the_upgrade() {
     let wrong_scheme = format!("ftp://{}", app.addr);
     for origin in ["https://evil.example", "null", "http://127.0.0.1.evil.com", &wrong_scheme] {
         let err = Client::connect(&app.ws_url(), &[("origin", origin)]).await.err().expect("refused");
-        let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
-        assert_eq!(response.status(), 403, "{origin}");
+        let ConnectError::Refused { status, .. } = err else { panic!("{err:?}") };
+        assert_eq!(status, 403, "{origin}");
     }
     assert_eq!(app.health().await["origin_refusals"], 4);
 
@@ -38,11 +38,10 @@ async fn the_hubbub_subprotocol_is_selected_when_offered() {
 
 #[tokio::test]
 async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
-    let dir = std::env::temp_dir().join(format!("hubbub-static-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("index.html"), "<!doctype html><title>Hubbub</title>").unwrap();
-    std::fs::write(dir.join("app.wasm"), b"\0asm").unwrap();
-    let static_dir = dir.clone();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>Hubbub</title>").unwrap();
+    std::fs::write(dir.path().join("app.wasm"), b"\0asm").unwrap();
+    let static_dir = dir.path().to_owned();
     let app = spawn_app_with(move |c| c.static_dir = static_dir).await;
 
     let (status, head, body) = http_get(app.addr, "/", &[]).await;
@@ -62,7 +61,6 @@ async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
     let (status, _, body) = http_get(app.addr, "/healthz", &[]).await;
     assert_eq!(status, 200);
     assert!(body.contains(r#""status":"ok""#), "{body}");
-    std::fs::remove_dir_all(dir).ok();
 }
 
 /// A client socket from a given loopback source address.

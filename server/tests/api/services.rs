@@ -6,8 +6,7 @@ use hubbub_shared::{ClientMsg, ErrorCode, ServerMsg, close};
 use tokio_tungstenite::tungstenite::Message;
 
 async fn raw(app: &TestApp, path: &str) -> Ws {
-    let url = format!("ws://{}{path}", app.addr);
-    tokio_tungstenite::connect_async(url).await.expect("handshake").0
+    hubbub_client::connect(&format!("ws://{}{path}", app.addr), &[]).await.expect("handshake")
 }
 
 async fn next(ws: &mut Ws) -> Message {
@@ -94,10 +93,8 @@ async fn every_socket_applies_the_origin_policy() {
     let app = spawn_app().await;
     for path in ["/ws/echo", "/ws/add"] {
         let url = format!("ws://{}{path}", app.addr);
-        let mut request = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(url).unwrap();
-        request.headers_mut().insert("origin", "https://evil.example".parse().unwrap());
-        let err = tokio_tungstenite::connect_async(request).await.expect_err("refused");
-        let tokio_tungstenite::tungstenite::Error::Http(response) = err else { panic!("{err:?}") };
-        assert_eq!(response.status(), 403, "{path}");
+        let err = hubbub_client::connect(&url, &[("origin", "https://evil.example")]).await.expect_err("refused");
+        let ConnectError::Refused { status, .. } = err else { panic!("{err:?}") };
+        assert_eq!(status, 403, "{path}");
     }
 }

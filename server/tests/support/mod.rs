@@ -2,20 +2,30 @@
 // each test binary uses part of these fixtures
 #![allow(unreachable_pub, dead_code)]
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
-use tokio::{
-    io::{AsyncBufReadExt, BufReader},
-    process::{Child, Command},
+use std::{
+    path::{Path, PathBuf},
+    process::Stdio,
+    time::Duration,
 };
+use tokio::process::{Child, Command};
 
-/// A database path in a new temporary folder.
-pub fn fresh_db_path() -> PathBuf {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir =
-        std::env::temp_dir().join(format!("hubbub-proc-{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed)));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir.join("hubbub.db")
+/// A database path in a new temporary folder, removed (with the database) when dropped.
+/// Derefs to the path.
+pub struct TempDb {
+    path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for TempDb {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.path
+    }
+}
+
+pub fn fresh_db() -> TempDb {
+    let dir = tempfile::Builder::new().prefix("hubbub-proc-").tempdir().expect("a temporary folder");
+    TempDb { path: dir.path().join("hubbub.db"), _dir: dir }
 }
 
 /// Every wait in these tests is bounded by this.
@@ -30,14 +40,18 @@ pub struct Hub {
     pub child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// The database of [`Hub::start`], removed after the hub.
+    _db: Option<TempDb>,
 }
 
 impl Hub {
     /// Starts `hubbub --listen 127.0.0.1:0 --db <a fresh file> ARGS…` and reads the address
     /// it printed.
     pub async fn start(args: &[&str]) -> Hub {
-        let db = fresh_db_path();
-        Self::start_on(&db, args).await
+        let db = fresh_db();
+        let mut hub = Self::start_on(&db, args).await;
+        hub._db = Some(db);
+        hub
     }
 
     /// The same on a given database file (to restart on it).
@@ -56,14 +70,8 @@ impl Hub {
             .spawn()
             .expect("hubbub starts");
         let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let line = tokio::time::timeout(WAIT, lines.next_line())
-            .await
-            .expect("hubbub prints its address in time")
-            .unwrap()
-            .expect("a line");
-        let url = line.strip_prefix("hubbub listening on ").expect("the address line").to_owned();
-        Hub { child, url }
+        let (addr, _) = hubbub_client::read_listening_line(stdout, WAIT).await.expect("hubbub prints its address");
+        Hub { child, url: format!("http://{addr}"), _db: None }
     }
 
     /// SIGTERM, as a service manager stops it; returns the exit code.

@@ -3,7 +3,7 @@
 //! open and answer `{"Error":"…","Code":"…"}` (`bad_json`, `invalid_message`, `overflow`).
 //! The chat socket offers the same service as the `add` message with a request id.
 
-use crate::{connection::Handler, outbox::Outbox};
+use super::{Close, Endpoint, Outbound};
 use axum::extract::ws::{Message, Utf8Bytes};
 use serde::Deserialize;
 
@@ -17,8 +17,8 @@ struct Args {
     b: i64,
 }
 
-impl Handler for Add {
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbox) -> Result<(), (u16, &'static str)> {
+impl Endpoint for Add {
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
         let reply = match serde_json::from_str::<Args>(text.as_str()) {
             Ok(Args { a, b }) => match a.checked_add(b) {
                 Some(sum) => serde_json::json!({ "Sum": sum }),

@@ -1,26 +1,31 @@
 //! One WebSocket connection: a reader and a writer running concurrently in one task. Every
-//! endpoint (chat, echo, add) runs on this machinery; a [`Handler`] decides what a received
+//! endpoint (chat, echo, add) runs on this machinery; an [`Endpoint`] decides what a received
 //! message means, so limits, heartbeats, close codes and shutdown behave the same everywhere.
 //!
-//! - The **reader** decodes client frames and acts on them through the hub. It enforces the idle
-//!   timeout (nothing received for `idle_timeout` → close 4000) and turns read errors into close
-//!   codes (too big 1009, bad UTF-8 1007, protocol 1002; the handler may refuse binary, 1003).
-//! - The **writer** drains the outbound queue, writing everything queued in one go (feed all,
-//!   flush once), tells the client when live messages had to be dropped (`lagged`), sends
-//!   pings, and sends the close frame for every server-initiated close: a request from the
+//! - The **reader** ([`Reader`]) decodes client frames and hands them to the endpoint. It
+//!   enforces the idle timeout (nothing received for `idle_timeout` → close 4000) and turns read
+//!   errors into close codes (too big 1009, bad UTF-8 1007, protocol 1002; the endpoint may
+//!   refuse binary, 1003).
+//! - The **writer** ([`Writer`]) drains the outbound queue, writing everything queued in one go
+//!   (feed all, flush once), tells the client when live messages had to be dropped (`lagged`),
+//!   sends pings, and sends the close frame for every server-initiated close: a request from the
 //!   reader, control frames piling up (4001), or shutdown (1001).
 //!
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
 //! stream (or a short grace passes): returning early would drop the close handshake.
 
-use crate::{AppState, outbox::Outbox};
+use super::{Outbound, OutboundRx};
+use crate::{AppState, stats::Stats};
 use axum::{
     body::Bytes,
     extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
 };
-use futures_util::{SinkExt, StreamExt, stream::SplitSink};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{SplitSink, SplitStream},
+};
 use hubbub_shared::close;
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 use tokio::{sync::mpsc, time::timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -31,15 +36,29 @@ const MAX_BATCH: usize = 256;
 /// A coalesced frame grows to about this size before the next one starts.
 const MAX_COALESCED_BYTES: usize = 64 * 1024;
 
+/// A close frame the hub sends: one of the documented codes (`hubbub_shared::close`) and a
+/// short reason for the person at the other end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Close {
+    pub(crate) code: u16,
+    pub(crate) reason: &'static str,
+}
+
+impl Close {
+    pub(crate) const fn new(code: u16, reason: &'static str) -> Self {
+        Close { code, reason }
+    }
+}
+
 /// What an endpoint does with the messages its clients send.
-pub(crate) trait Handler: Send {
+pub(crate) trait Endpoint: Send {
     /// The connection is open: queue a greeting, if the endpoint has one.
-    fn on_open(&mut self, _out: &Outbox) {}
+    fn on_open(&mut self, _out: &Outbound) {}
     /// A text message. `Err` closes the connection with that code and reason.
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbox) -> Result<(), (u16, &'static str)>;
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close>;
     /// A binary message; refused (1003) unless the endpoint says otherwise.
-    fn on_binary(&mut self, _data: Bytes, _out: &Outbox) -> Result<(), (u16, &'static str)> {
-        Err((close::UNSUPPORTED_DATA, "binary messages are not supported here"))
+    fn on_binary(&mut self, _data: Bytes, _out: &Outbound) -> Result<(), Close> {
+        Err(Close::new(close::UNSUPPORTED_DATA, "binary messages are not supported here"))
     }
     /// A moment by which the client must have done something (the chat: joined a room); the
     /// connection is closed with 4004 when it passes. `None`: no deadline.
@@ -47,7 +66,7 @@ pub(crate) trait Handler: Send {
         None
     }
     /// Any frame arrived, control frames included; `Err` closes the connection (a flood).
-    fn on_frame(&mut self) -> Result<(), (u16, &'static str)> {
+    fn on_frame(&mut self) -> Result<(), Close> {
         Ok(())
     }
     /// The connection started closing (any cause): let go of shared state now, so others
@@ -66,22 +85,22 @@ enum Stop {
     /// The client sent a close frame: tungstenite answers it; the writer just stops.
     PeerClosed,
     /// Send this close frame, then stop.
-    Close(u16, &'static str),
+    Close(Close),
 }
 
-/// Runs the connection to its end; `handler` gives it its meaning.
-pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl Handler) {
+/// Runs the connection to its end; `endpoint` gives it its meaning.
+pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpoint) {
     let config = &state.config;
     let _open = state.stats.connections.hold();
-    let (sink, mut stream) = socket.split();
-    let (outbox, queue, overflowed) = Outbox::new(config.outbound_queue, state.stats.clone());
+    let (sink, stream) = socket.split();
+    let (out, queue, overflowed) = Outbound::new(config.outbound_queue, state.stats.clone());
     let (stop_tx, stop_rx) = mpsc::channel::<Stop>(1);
     // cancelled as soon as either side starts closing: the reader then leaves the rooms at
     // once (so the room hears `member_left` now, not after the close handshake) and waits only
     // a short grace for the peer's close reply
     let closing = CancellationToken::new();
 
-    handler.on_open(&outbox);
+    endpoint.on_open(&out);
 
     let writer = Writer {
         sink,
@@ -92,117 +111,177 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut handler: impl 
         shutdown: state.shutdown.clone(),
         ping_interval: config.ping_interval(),
         write_timeout: config.write_timeout(),
-        coalesce: handler.coalesces(),
+        coalesce: endpoint.coalesces(),
     }
     .run(closing.clone());
-
-    let reader = async {
-        let mut close_requested = false;
-        loop {
-            if closing.is_cancelled() {
-                handler.on_closing();
-            }
-            let wait = match (closing.is_cancelled(), handler.deadline()) {
-                (true, _) => CLOSE_GRACE,
-                (false, None) => config.idle_timeout(),
-                (false, Some(by)) => {
-                    config.idle_timeout().min(by.saturating_duration_since(tokio::time::Instant::now()))
-                }
-            };
-            let next = tokio::select! {
-                next = timeout(wait, stream.next()) => next,
-                _ = closing.cancelled(), if !closing.is_cancelled() => continue,
-            };
-            // every frame counts against the frame rate, pings included
-            let flood = match &next {
-                Ok(Some(Ok(_))) => handler.on_frame().err(),
-                _ => None,
-            };
-            let request = match next {
-                _ if flood.is_some() && closing.is_cancelled() => None,
-                _ if let Some((code, reason)) = flood => Some(Stop::Close(code, reason)),
-                Err(_elapsed) if closing.is_cancelled() => break,
-                Err(_elapsed) if handler.deadline().is_some_and(|by| tokio::time::Instant::now() >= by) => {
-                    Some(Stop::Close(close::NO_JOIN, "no room joined in time"))
-                }
-                Err(_elapsed) => Some(Stop::Close(close::IDLE_TIMEOUT, "idle timeout")),
-                Ok(None) => break,
-                // once closing, further messages are read (to reach the close reply) but ignored
-                Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if closing.is_cancelled() => None,
-                Ok(Some(Ok(Message::Text(text)))) => {
-                    state.stats.messages_in.inc();
-                    handler.on_text(text, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
-                }
-                Ok(Some(Ok(Message::Binary(data)))) => {
-                    state.stats.messages_in.inc();
-                    handler.on_binary(data, &outbox).err().map(|(code, reason)| Stop::Close(code, reason))
-                }
-                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => None,
-                Ok(Some(Ok(Message::Close(frame)))) => {
-                    tracing::debug!(code = frame.as_ref().map(|f| f.code), "client closed");
-                    Some(Stop::PeerClosed)
-                }
-                Ok(Some(Err(err))) => match close_code_for(err) {
-                    Some((code, reason)) if !close_requested => Some(Stop::Close(code, reason)),
-                    // the stream is broken (reset, or an error after our close): nothing more to read
-                    _ => break,
-                },
-            };
-            if let Some(request) = request
-                && !close_requested
-            {
-                close_requested = true;
-                if let Stop::Close(code, reason) = &request {
-                    tracing::info!(code, reason, "closing connection");
-                }
-                // capacity 1 and sent once: never waits. Sent before `closing` is cancelled,
-                // so the writer's biased select sees the request, not a bare `closing`.
-                let _ = stop_tx.send(request).await;
-                closing.cancel();
-            }
-        }
-        closing.cancel();
-        handler.on_closing();
-    };
+    let reader = Reader {
+        stream,
+        endpoint,
+        out,
+        stop: stop_tx,
+        close_requested: false,
+        closing,
+        idle_timeout: config.idle_timeout(),
+        stats: state.stats.clone(),
+    }
+    .run();
 
     tokio::join!(reader, writer);
     tracing::debug!("connection finished");
 }
 
-/// Maps a read error to the close code the client should see; `None` when the connection is
-/// already gone (reset, EOF without close) and there is nobody to tell.
-fn close_code_for(err: axum::Error) -> Option<(u16, &'static str)> {
-    use tungstenite::error::{Error as WsError, ProtocolError};
-    let inner = err.into_inner();
-    let Some(err) = inner.downcast_ref::<WsError>() else {
-        tracing::warn!(cause = %inner, "unexpected read error");
-        return Some((close::INTERNAL_ERROR, "internal error"));
-    };
-    match err {
-        WsError::Capacity(_) => Some((close::MESSAGE_TOO_BIG, "message too big")),
-        WsError::Utf8(_) => Some((close::INVALID_PAYLOAD, "invalid UTF-8")),
-        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_) => {
-            tracing::info!(cause = %err, "connection dropped without a close frame (abnormal)");
-            None
+/// The reading half of a connection, and what it has decided so far.
+struct Reader<E> {
+    stream: SplitStream<WebSocket>,
+    endpoint: E,
+    /// The connection's outbound queue, for the endpoint's replies.
+    out: Outbound,
+    /// Asks the writer to close (or to stop after the peer's close); sent at most once.
+    stop: mpsc::Sender<Stop>,
+    /// Whether that request went out: later faults are not reported again.
+    close_requested: bool,
+    /// Shared with the writer: either side cancels it when the connection starts closing.
+    closing: CancellationToken,
+    idle_timeout: Duration,
+    stats: Arc<Stats>,
+}
+
+/// What the reader does after one read.
+enum Step {
+    /// Keep reading.
+    Read,
+    /// Ask the writer to stop, then keep reading (to reach the close reply).
+    Stop(Stop),
+    /// The stream is over.
+    End,
+}
+
+/// One read from the socket: a frame, the end of the stream, or the wait running out.
+type Read = Result<Option<Result<Message, axum::Error>>, tokio::time::error::Elapsed>;
+
+impl<E: Endpoint> Reader<E> {
+    async fn run(mut self) {
+        loop {
+            if self.closing.is_cancelled() {
+                self.endpoint.on_closing();
+            }
+            let wait = self.wait();
+            let next = tokio::select! {
+                next = timeout(wait, self.stream.next()) => next,
+                _ = self.closing.cancelled(), if !self.closing.is_cancelled() => continue,
+            };
+            match self.step(next) {
+                Step::Read => {}
+                Step::End => break,
+                Step::Stop(_) if self.close_requested => {}
+                Step::Stop(request) => {
+                    self.close_requested = true;
+                    if let Stop::Close(Close { code, reason }) = &request {
+                        tracing::info!(code, reason, "closing connection");
+                    }
+                    // capacity 1 and sent once: never waits. Sent before `closing` is cancelled,
+                    // so the writer's biased select sees the request, not a bare `closing`.
+                    let _ = self.stop.send(request).await;
+                    self.closing.cancel();
+                }
+            }
         }
-        WsError::Protocol(_) | WsError::AttackAttempt => Some((close::PROTOCOL_ERROR, "protocol error")),
-        WsError::ConnectionClosed | WsError::AlreadyClosed => None,
-        other => {
-            tracing::warn!(cause = %other, "unexpected read error");
-            Some((close::INTERNAL_ERROR, "internal error"))
+        self.closing.cancel();
+        self.endpoint.on_closing();
+    }
+
+    /// How long the next read may take: the idle timeout (or less, up to the endpoint's
+    /// deadline), or once closing, the grace for the peer's close reply.
+    fn wait(&self) -> Duration {
+        match (self.closing.is_cancelled(), self.endpoint.deadline()) {
+            (true, _) => CLOSE_GRACE,
+            (false, None) => self.idle_timeout,
+            (false, Some(by)) => self.idle_timeout.min(by.saturating_duration_since(tokio::time::Instant::now())),
+        }
+    }
+
+    fn step(&mut self, next: Read) -> Step {
+        let closing = self.closing.is_cancelled();
+        // every frame counts against the frame rate, pings included
+        if let Ok(Some(Ok(_))) = &next
+            && let Err(flood) = self.endpoint.on_frame()
+        {
+            return if closing { Step::Read } else { Step::Stop(Stop::Close(flood)) };
+        }
+        let refused = |result: Result<(), Close>| result.err().map_or(Step::Read, |c| Step::Stop(Stop::Close(c)));
+        match next {
+            Err(_elapsed) if closing => Step::End,
+            Err(_elapsed) if self.endpoint.deadline().is_some_and(|by| tokio::time::Instant::now() >= by) => {
+                Step::Stop(Stop::Close(Close::new(close::NO_JOIN, "no room joined in time")))
+            }
+            Err(_elapsed) => Step::Stop(Stop::Close(Close::new(close::IDLE_TIMEOUT, "idle timeout"))),
+            Ok(None) => Step::End,
+            // once closing, further messages are read (to reach the close reply) but ignored
+            Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if closing => Step::Read,
+            Ok(Some(Ok(Message::Text(text)))) => {
+                self.stats.messages_in.inc();
+                refused(self.endpoint.on_text(text, &self.out))
+            }
+            Ok(Some(Ok(Message::Binary(data)))) => {
+                self.stats.messages_in.inc();
+                refused(self.endpoint.on_binary(data, &self.out))
+            }
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Step::Read,
+            Ok(Some(Ok(Message::Close(frame)))) => {
+                tracing::debug!(code = frame.as_ref().map(|f| f.code), "client closed");
+                Step::Stop(Stop::PeerClosed)
+            }
+            Ok(Some(Err(err))) => match close_code_for(err) {
+                Some(close) if !self.close_requested => Step::Stop(Stop::Close(close)),
+                // the stream is broken (reset, or an error after our close): nothing more to read
+                _ => Step::End,
+            },
         }
     }
 }
 
+/// Maps a read error to the close code the client should see; `None` when the connection is
+/// already gone (reset, EOF without close) and there is nobody to tell.
+fn close_code_for(err: axum::Error) -> Option<Close> {
+    use tungstenite::error::{Error as WsError, ProtocolError};
+    let inner = err.into_inner();
+    let Some(err) = inner.downcast_ref::<WsError>() else {
+        tracing::warn!(cause = %inner, "unexpected read error");
+        return Some(Close::new(close::INTERNAL_ERROR, "internal error"));
+    };
+    match err {
+        WsError::Capacity(_) => Some(Close::new(close::MESSAGE_TOO_BIG, "message too big")),
+        WsError::Utf8(_) => Some(Close::new(close::INVALID_PAYLOAD, "invalid UTF-8")),
+        WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_) => {
+            tracing::info!(cause = %err, "connection dropped without a close frame (abnormal)");
+            None
+        }
+        WsError::Protocol(_) | WsError::AttackAttempt => Some(Close::new(close::PROTOCOL_ERROR, "protocol error")),
+        WsError::ConnectionClosed | WsError::AlreadyClosed => None,
+        other => {
+            tracing::warn!(cause = %other, "unexpected read error");
+            Some(Close::new(close::INTERNAL_ERROR, "internal error"))
+        }
+    }
+}
+
+/// The writing half of a connection: the only code that writes to the socket.
 struct Writer {
     sink: SplitSink<WebSocket, Message>,
-    queue: crate::outbox::Queue,
+    /// Everything the hub has for this client, in order.
+    queue: OutboundRx,
+    /// The reader's request to close (or to stop, after the client's own close).
     stop: mpsc::Receiver<Stop>,
-    stats: std::sync::Arc<crate::stats::Stats>,
+    stats: Arc<Stats>,
+    /// Cancelled by the queue when control frames pile up: close 4001.
     overflowed: CancellationToken,
+    /// The process is stopping: close 1001.
     shutdown: CancellationToken,
+    /// How often to ping, so dead peers are noticed (their reader then hits the idle timeout).
     ping_interval: Duration,
+    /// Bound on every socket write: a client that does not read is dropped after it.
     write_timeout: Duration,
+    /// Whether queued texts may be joined into one JSON array frame ([`Endpoint::coalesces`]).
     coalesce: bool,
 }
 
@@ -214,16 +293,16 @@ impl Writer {
         let close = loop {
             let result = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break Some((close::GOING_AWAY, "server shutting down")),
-                _ = self.overflowed.cancelled() => break Some((close::SLOW_CONSUMER, "too slow to keep up")),
+                _ = self.shutdown.cancelled() => break Some(Close::new(close::GOING_AWAY, "server shutting down")),
+                _ = self.overflowed.cancelled() => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
                 stop = self.stop.recv() => match stop {
-                    Some(Stop::Close(code, reason)) => {
+                    Some(Stop::Close(requested)) => {
                         // what was queued before the client's fault still goes out first,
                         // so replies to its valid messages are not lost to the close
                         if let Some(frame) = self.queue.try_recv() {
                             let _ = self.write_batch(frame).await;
                         }
-                        break Some((code, reason));
+                        break Some(requested);
                     }
                     Some(Stop::PeerClosed) | None => break None,
                 },
@@ -237,7 +316,7 @@ impl Writer {
             };
             match result {
                 Ok(()) => {}
-                Err(WriteError::Slow) => break Some((close::SLOW_CONSUMER, "too slow to keep up")),
+                Err(WriteError::Slow) => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
                 Err(WriteError::Timeout) => {
                     tracing::info!(code = close::WRITE_TIMEOUT, "write deadline passed; dropping connection");
                     self.stats.write_timeouts.inc();
@@ -251,7 +330,7 @@ impl Writer {
             }
         };
         closing.cancel();
-        if let Some((code, reason)) = close {
+        if let Some(Close { code, reason }) = close {
             self.stats.closed_with(code);
             let frame = CloseFrame { code, reason: reason.into() };
             // a stuck socket cannot take the close frame either; bounded like any write

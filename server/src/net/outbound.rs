@@ -1,6 +1,8 @@
-//! A connection's outbound queue, as the hub sees it.
+//! A connection's outbound queue: [`Outbound`] is the handle everyone who talks to the client
+//! pushes into (its own session, the rooms' broadcasts, the store's writer with acks);
+//! [`OutboundRx`] is the connection writer's end.
 //!
-//! Pushing never blocks or awaits: the hub and the store's thread push while holding locks.
+//! Pushing never blocks or awaits: presence and the store's writer push while holding locks.
 //! Two kinds of frames share one FIFO queue (so order is kept):
 //!
 //! - **live** room messages. Once `capacity` frames are queued, further live messages are
@@ -10,7 +12,11 @@
 //! - **control** frames: replies, acks, presence, echoes. Never dropped; a client that lets
 //!   `CONTROL_FACTOR × capacity` frames pile up is closed as too slow (4001).
 //!
-//! A client that reads nothing at all is closed by the writer's write deadline (4002).
+//! A client that reads nothing at all is dropped at the writer's write deadline.
+//!
+//! The frames themselves go through an unbounded tokio channel: the bound is the `queued`
+//! count above, checked before each push, because a bounded channel's `try_send` cannot tell
+//! "drop this live message" from "this control frame must not be dropped".
 
 use axum::extract::ws::Message;
 use hubbub_shared::{ServerMsg, encode};
@@ -30,38 +36,44 @@ const CONTROL_FACTOR: usize = 4;
 /// State shared by a connection's pushers and its writer.
 #[derive(Debug, Default)]
 struct Shared {
+    /// Frames pushed and not yet taken by the writer: the queue's length, for the bounds.
     queued: AtomicUsize,
     /// Rooms whose live messages were dropped, with the first dropped seq.
     lagged: Mutex<BTreeMap<String, u64>>,
+    /// Wakes the writer when a room lagged, so it sends `lagged` without waiting for a frame.
     lag_notify: Notify,
 }
 
+/// The pushing end of a connection's outbound queue; cheap to clone.
 #[derive(Debug, Clone)]
-pub(crate) struct Outbox {
+pub(crate) struct Outbound {
     tx: mpsc::UnboundedSender<Message>,
     shared: Arc<Shared>,
+    /// Live frames queued before further live messages are dropped (`--outbound-queue`).
     capacity: usize,
     /// Cancelled once control frames overflowed; the connection's writer closes with 4001.
     overflowed: CancellationToken,
     stats: Arc<crate::stats::Stats>,
 }
 
-/// The writer's end of an [`Outbox`].
+/// The writer's end of an [`Outbound`] queue.
 #[derive(Debug)]
-pub(crate) struct Queue {
+pub(crate) struct OutboundRx {
     rx: mpsc::UnboundedReceiver<Message>,
     shared: Arc<Shared>,
     stats: Arc<crate::stats::Stats>,
 }
 
-impl Outbox {
-    pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbox, Queue, CancellationToken) {
+impl Outbound {
+    /// A new queue: the pushing handle, the writer's end, and the token cancelled when control
+    /// frames overflow (the writer then closes with 4001).
+    pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbound, OutboundRx, CancellationToken) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         let overflowed = CancellationToken::new();
-        let queue = Queue { rx, shared: shared.clone(), stats: stats.clone() };
-        let outbox = Outbox { tx, shared, capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
-        (outbox, queue, overflowed)
+        let rx = OutboundRx { rx, shared: shared.clone(), stats: stats.clone() };
+        let outbound = Outbound { tx, shared, capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
+        (outbound, rx, overflowed)
     }
 
     /// Queues a control frame (a reply, ack or notice).
@@ -109,7 +121,7 @@ impl Outbox {
     }
 }
 
-impl Queue {
+impl OutboundRx {
     /// The next frame, waiting for one.
     pub(crate) async fn recv(&mut self) -> Option<Message> {
         let frame = self.rx.recv().await?;
@@ -141,7 +153,7 @@ impl Queue {
     }
 }
 
-impl Drop for Queue {
+impl Drop for OutboundRx {
     /// Frames still queued when the connection ends leave the gauge with it.
     fn drop(&mut self) {
         self.rx.close();
@@ -151,7 +163,7 @@ impl Drop for Queue {
     }
 }
 
-/// See [`Queue::lag_signal`].
+/// See [`OutboundRx::lag_signal`].
 #[derive(Debug)]
 pub(crate) struct LagSignal(Arc<Shared>);
 

@@ -2,7 +2,7 @@
 //! standard subject for WebSocket conformance suites (Autobahn), so it runs on the same
 //! connection machinery as the chat, with its own, larger size limit.
 
-use crate::{connection::Handler, outbox::Outbox};
+use super::{Close, Endpoint, Outbound};
 use axum::{
     body::Bytes,
     extract::ws::{Message, Utf8Bytes},
@@ -11,13 +11,13 @@ use axum::{
 #[derive(Debug, Default)]
 pub(crate) struct Echo;
 
-impl Handler for Echo {
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbox) -> Result<(), (u16, &'static str)> {
+impl Endpoint for Echo {
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
         out.push_frame(Message::Text(text));
         Ok(())
     }
 
-    fn on_binary(&mut self, data: Bytes, out: &Outbox) -> Result<(), (u16, &'static str)> {
+    fn on_binary(&mut self, data: Bytes, out: &Outbound) -> Result<(), Close> {
         out.push_frame(Message::Binary(data));
         Ok(())
     }

@@ -1,6 +1,7 @@
 //! HTTP surface: the chat socket, the health check, and the page itself.
 
-use crate::{AppState, add::Add, chat::ChatSession, connection, echo::Echo, hub::ConnId};
+use super::{add::Add, connection, echo::Echo};
+use crate::{AppState, chat::session::ChatSession};
 use axum::{
     Json, Router,
     extract::{ConnectInfo, MatchedPath, State, WebSocketUpgrade},
@@ -21,7 +22,7 @@ pub(crate) fn router(state: AppState) -> Router {
     let static_dir = &state.config.static_dir;
     // unknown paths get index.html so that client-side routes survive a reload
     let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    let csp = HeaderValue::from_str(&crate::csp::policy(static_dir)).expect("the policy is ASCII");
+    let csp = HeaderValue::from_str(&super::guard::csp::policy(static_dir)).expect("the policy is ASCII");
     Router::new()
         .route("/ws", get(socket))
         .route("/ws/echo", get(socket))
@@ -56,21 +57,21 @@ async fn socket(
         }
         _ => {
             let max = config.max_message_bytes;
-            upgrade(state, peer, &headers, ws, "chat", max, ChatSession::new)
+            upgrade(state, peer, &headers, ws, "chat", max, |state, conn| ChatSession::new(state.chat.clone(), conn))
         }
     }
 }
 
 /// The one way every endpoint upgrades: Origin check (403 before the upgrade), limits, a
 /// tracked connection task that shutdown waits for.
-fn upgrade<H: connection::Handler + 'static>(
+fn upgrade<E: super::Endpoint + 'static>(
     state: AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
     ws: WebSocketUpgrade,
     endpoint: &'static str,
     max_message_bytes: usize,
-    make_handler: impl FnOnce(AppState, ConnId) -> H,
+    make_endpoint: impl FnOnce(&AppState, super::ConnId) -> E,
 ) -> Response {
     if let Err(origin) = state.origins.check(headers) {
         state.stats.origin_refusals.inc();
@@ -82,11 +83,11 @@ fn upgrade<H: connection::Handler + 'static>(
         tracing::warn!(%peer, endpoint, "refused WebSocket: too many connections from this address");
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     };
-    let conn = state.hub.new_conn_id();
+    let conn = state.new_conn_id();
     let span = tracing::info_span!("conn", id = conn, endpoint, %peer);
     let tracker = state.tracker.clone();
     let read_buffer = state.config.read_buffer_bytes;
-    let handler = make_handler(state.clone(), conn);
+    let endpoint = make_endpoint(&state, conn);
     ws.protocols([SUBPROTOCOL])
         .max_message_size(max_message_bytes)
         .max_frame_size(max_message_bytes)
@@ -98,7 +99,7 @@ fn upgrade<H: connection::Handler + 'static>(
             let serve = async move {
                 let stats = state.stats.clone();
                 // a bug must not take the process down with it, and must not go unnoticed
-                let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, handler));
+                let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint));
                 if futures_util::FutureExt::catch_unwind(served).await.is_err() {
                     stats.panics.inc();
                     tracing::error!("connection task panicked");
@@ -111,18 +112,18 @@ fn upgrade<H: connection::Handler + 'static>(
 
 /// Everything the hub counts, in Prometheus text format.
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.stats.render(state.hub.room_count());
+    let body = state.stats.render(state.chat.presence.room_count());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
 /// Liveness, storage health and a few counters, as JSON; 503 when the database fails.
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let storage = state.store.check().await;
+    let storage = state.chat.log.check().await;
     if let Err(e) = &storage {
         tracing::warn!(cause = %e, "health check: storage unavailable");
     }
     let status = if storage.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let mut body = state.stats.summary(state.hub.room_count());
+    let mut body = state.stats.summary(state.chat.presence.room_count());
     body.insert("status".into(), if storage.is_ok() { "ok" } else { "degraded" }.into());
     body.insert("storage".into(), if storage.is_ok() { "ok" } else { "unavailable" }.into());
     let body = Json(serde_json::Value::Object(body));

@@ -1,0 +1,518 @@
+//! What the page knows, as a plain value: connection state, joined rooms with their members and
+//! logs, the outbox of unacknowledged messages. Every server message ([`PageModel::receive`],
+//! [`PageModel::apply`]) and every user action (join, say, retry …) is a state transition that
+//! returns the [`Effect`]s it needs (send this, save that); the page's reactive layer
+//! (`frontend/src/state.rs`) holds the model in one signal and carries the effects out.
+//!
+//! Nothing here touches signals or the browser, so the rules (one copy per seq, pending → sent
+//! by client id, lagged → resume, gaps and paging) are tested with plain `cargo test`.
+
+mod room;
+
+pub use room::{Entry, EntryKind, Room};
+
+use hubbub_shared::{
+    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close, cursor::Cursor,
+    decode_server_items,
+};
+use serde::{Deserialize, Serialize};
+
+/// Most entries kept per room log; older ones are dropped so a long session stays light.
+pub const MAX_LOG: usize = 1000;
+
+/// What a transition asks the outside world to do, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send this to the hub (the connection task holds it until the hub has welcomed us).
+    Send(ClientMsg),
+    /// Call [`PageModel::resend`] with this id after the wait (the hub said `rate_limited`).
+    RetryLater { id: String, after_ms: u64 },
+    /// The rooms or the active room changed: save [`PageModel::session`].
+    SaveSession,
+    /// The outbox changed: save [`PageModel::outbox`].
+    SaveOutbox,
+}
+
+/// The rooms the page is in, remembered so that a refresh rejoins them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    /// (room, nickname), in join order.
+    pub rooms: Vec<(String, String)>,
+    pub active: Option<String>,
+}
+
+/// A message typed but not yet acknowledged (kept in local storage by the page: a refresh or a
+/// closed tab loses none of them).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Pending {
+    /// The client id the hub acknowledges and deduplicates by.
+    pub id: String,
+    pub room: String,
+    pub text: String,
+    /// Why the hub refused it; a failed message waits for Retry or Discard.
+    #[serde(default)]
+    pub failed: Option<String>,
+}
+
+impl Pending {
+    fn send_msg(&self) -> ClientMsg {
+        ClientMsg::Send { id: Some(self.id.clone()), room: self.room.clone(), text: self.text.clone() }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConnState {
+    /// The first connection attempt is under way.
+    Connecting,
+    Connected,
+    /// The connection closed (code and reason of that close); retrying with backoff.
+    Reconnecting {
+        code: u16,
+        reason: String,
+    },
+    /// Given up for good: the hub speaks another protocol version.
+    Closed {
+        code: u16,
+        reason: String,
+    },
+    /// Not connected until the person joins a room (the hub closes sockets that join nothing).
+    Idle,
+}
+
+impl ConnState {
+    /// `data-state` of the status element, and the CSS hook.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ConnState::Connecting => "connecting",
+            ConnState::Connected => "connected",
+            ConnState::Reconnecting { .. } => "reconnecting",
+            ConnState::Closed { .. } => "closed",
+            ConnState::Idle => "idle",
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            ConnState::Connecting => "Connecting…".into(),
+            ConnState::Connected => "Connected".into(),
+            ConnState::Reconnecting { code, reason } => {
+                format!("Connection closed: {} ({code}). Reconnecting…", reason_or_default(*code, reason))
+            }
+            ConnState::Closed { code, reason } => {
+                format!("Connection closed: {} ({code}).", reason_or_default(*code, reason))
+            }
+            ConnState::Idle => "Not connected: join a room to connect.".into(),
+        }
+    }
+}
+
+fn reason_or_default(code: u16, reason: &str) -> String {
+    if reason.is_empty() { close::describe(code).to_owned() } else { reason.to_owned() }
+}
+
+/// The page's chat state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PageModel {
+    pub conn: ConnState,
+    pub rooms: Vec<Room>,
+    pub active: Option<String>,
+    /// The hub's limits, from `welcome`.
+    pub limits: Option<Limits>,
+    /// The hub's database epoch, from `welcome`: part of every resume cursor.
+    epoch: Option<String>,
+    /// Refusal of the last join from the form, shown under it.
+    pub join_error: Option<String>,
+    /// Own messages not yet acknowledged, oldest first.
+    pub outbox: Vec<Pending>,
+    /// Request id of the join the form is waiting for.
+    pending_join: Option<String>,
+    /// The last entry key handed out: keys are unique for the page's lifetime.
+    next_key: u64,
+}
+
+impl PageModel {
+    /// The state at page load, with the rooms and unsent messages remembered from the last visit.
+    pub fn new(session: Session, outbox: Vec<Pending>) -> Self {
+        let rooms = session.rooms.into_iter().map(|(name, nick)| Room::new(name, nick)).collect();
+        PageModel {
+            conn: ConnState::Connecting,
+            rooms,
+            active: session.active,
+            limits: None,
+            epoch: None,
+            join_error: None,
+            outbox,
+            pending_join: None,
+            next_key: 0,
+        }
+    }
+
+    pub fn is_connected(&self) -> bool {
+        self.conn == ConnState::Connected
+    }
+
+    pub fn room(&self, name: &str) -> Option<&Room> {
+        self.rooms.iter().find(|r| r.name == name)
+    }
+
+    fn room_mut(&mut self, name: &str) -> Option<&mut Room> {
+        self.rooms.iter_mut().find(|r| r.name == name)
+    }
+
+    /// The active room's name, when the page is in it.
+    pub fn active_room(&self) -> Option<&str> {
+        let active = self.active.as_deref()?;
+        self.room(active).map(|r| r.name.as_str())
+    }
+
+    /// What to remember for the next visit.
+    pub fn session(&self) -> Session {
+        Session {
+            rooms: self.rooms.iter().map(|r| (r.name.clone(), r.nick.clone())).collect(),
+            active: self.active.clone(),
+        }
+    }
+
+    // ---- the connection's life ----------------------------------------------------------
+
+    /// The hub welcomed us (the connection task then rejoins and resends).
+    pub fn connected(&mut self) {
+        self.conn = ConnState::Connected;
+    }
+
+    /// A connection ended with `code` and `reason`; the page retries. While retries keep
+    /// failing, the close that ended the last good connection stays on screen.
+    pub fn connection_lost(&mut self, code: u16, reason: String, was_welcomed: bool) {
+        let keep = matches!(self.conn, ConnState::Reconnecting { .. }) && !was_welcomed;
+        if !keep {
+            self.conn = ConnState::Reconnecting { code, reason };
+        }
+    }
+
+    /// Retrying cannot help (the hub speaks another protocol version).
+    pub fn closed_for_good(&mut self, code: u16, reason: String) {
+        self.conn = ConnState::Closed { code, reason };
+    }
+
+    /// Closed for joining nothing while the person is still on the join form: the page waits
+    /// for a join before connecting again.
+    pub fn idle(&mut self) {
+        self.conn = ConnState::Idle;
+    }
+
+    /// The joins to send after a (re)connect, one per room the page is in, each resuming from
+    /// the last message the page has, so the hub sends exactly what was missed.
+    pub fn rejoins(&self, token: &str) -> Vec<ClientMsg> {
+        self.rooms
+            .iter()
+            .map(|r| {
+                let since = self
+                    .epoch
+                    .as_deref()
+                    .filter(|_| r.last_seq > 0)
+                    .map(|e| Cursor::new(e, &r.name, r.last_seq).to_string());
+                ClientMsg::Join {
+                    id: None,
+                    room: r.name.clone(),
+                    nick: r.nick.clone(),
+                    since,
+                    token: Some(token.into()),
+                }
+            })
+            .collect()
+    }
+
+    /// Everything still waiting for an ack, to send after (re)joining: same ids, so the hub
+    /// stores each message once however often it is sent.
+    pub fn resends(&self) -> Vec<ClientMsg> {
+        self.outbox.iter().filter(|p| p.failed.is_none()).map(Pending::send_msg).collect()
+    }
+
+    // ---- what the person does -------------------------------------------------------------
+
+    /// Validates with the hub's own rules, then asks to join (or selects a room the page is in
+    /// already). `Err` is the reason shown under the form.
+    pub fn request_join(&mut self, room: &str, nick: &str, token: &str) -> Vec<Effect> {
+        let parsed = RoomName::parse(room).and_then(|r| Nick::parse(nick).map(|n| (r, n)));
+        let (room, nick) = match parsed {
+            Ok(pair) => pair,
+            Err(invalid) => {
+                self.join_error = Some(invalid.reason);
+                return Vec::new();
+            }
+        };
+        self.join_error = None;
+        if self.room(room.as_str()).is_some() {
+            return self.select(room.as_str());
+        }
+        let id = format!("join-{}", self.take_key());
+        self.pending_join = Some(id.clone());
+        let join = ClientMsg::Join {
+            id: Some(id),
+            room: room.to_string(),
+            nick: nick.to_string(),
+            since: None,
+            token: Some(token.into()),
+        };
+        vec![Effect::Send(join)]
+    }
+
+    pub fn leave(&mut self, room: &str) -> Vec<Effect> {
+        vec![Effect::Send(ClientMsg::Leave { id: None, room: room.to_owned() })]
+    }
+
+    pub fn select(&mut self, room: &str) -> Vec<Effect> {
+        self.active = Some(room.to_owned());
+        vec![Effect::SaveSession]
+    }
+
+    /// Validates a chat message and puts it in the outbox under client id `id` (sent now when
+    /// connected, else after the next rejoin). `Err` is the rule it breaks.
+    pub fn say(&mut self, room: &str, text: &str, id: String) -> Result<Vec<Effect>, String> {
+        let max = self.limits.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars);
+        let text = ChatText::parse(text, max).map_err(|e| e.reason)?;
+        let pending = Pending { id, room: room.to_owned(), text: text.into_string(), failed: None };
+        let mut effects = vec![Effect::SaveOutbox];
+        if self.is_connected() {
+            effects.push(Effect::Send(pending.send_msg()));
+        }
+        self.outbox.push(pending);
+        Ok(effects)
+    }
+
+    /// Sends a failed message again.
+    pub fn retry(&mut self, id: &str) -> Vec<Effect> {
+        let Some(p) = self.outbox.iter_mut().find(|p| p.id == id) else { return Vec::new() };
+        p.failed = None;
+        let send = p.send_msg();
+        let mut effects = vec![Effect::SaveOutbox];
+        if self.is_connected() {
+            effects.push(Effect::Send(send));
+        }
+        effects
+    }
+
+    /// Sends a still-pending message again after a rate-limit wait, if connected.
+    pub fn resend(&mut self, id: &str) -> Vec<Effect> {
+        match self.outbox.iter().find(|p| p.id == id && p.failed.is_none()) {
+            Some(p) if self.is_connected() => vec![Effect::Send(p.send_msg())],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Gives up on a failed message.
+    pub fn discard(&mut self, id: &str) -> Vec<Effect> {
+        self.outbox.retain(|p| p.id != id);
+        vec![Effect::SaveOutbox]
+    }
+
+    /// Asks for the page of messages before the oldest one the room's log has.
+    pub fn load_older(&mut self, room: &str) -> Vec<Effect> {
+        let Some(before) = self.room(room).and_then(Room::oldest_seq) else { return Vec::new() };
+        vec![Effect::Send(ClientMsg::History { id: None, room: room.to_owned(), before, limit: None })]
+    }
+
+    /// Asks for the newest page of the messages missing at gap marker `key` (each answer
+    /// shrinks the gap, so the next click asks for the page before it).
+    pub fn load_gap(&mut self, room: &str, key: u64) -> Vec<Effect> {
+        let Some(before) = self.room(room).and_then(|r| r.gap(key)).map(|(_, before)| before) else {
+            return Vec::new();
+        };
+        vec![Effect::Send(ClientMsg::History { id: None, room: room.to_owned(), before, limit: None })]
+    }
+
+    // ---- what the hub says ------------------------------------------------------------
+
+    /// Applies one frame from the hub: one message, or several in a JSON array, item by item.
+    /// Items this page does not understand (a newer hub's) are skipped, and returned in the
+    /// second place for the log; a frame that is not JSON at all is skipped whole.
+    pub fn receive(&mut self, text: &str) -> (Vec<Effect>, Vec<String>) {
+        let mut effects = Vec::new();
+        let mut skipped = Vec::new();
+        match decode_server_items(text) {
+            Ok(items) => {
+                for item in items {
+                    match item {
+                        Ok(msg) => effects.extend(self.apply(msg)),
+                        Err(e) => skipped.push(e.detail),
+                    }
+                }
+            }
+            Err(e) => skipped.push(e.detail),
+        }
+        (effects, skipped)
+    }
+
+    /// Applies one message from the hub.
+    pub fn apply(&mut self, msg: ServerMsg) -> Vec<Effect> {
+        match msg {
+            ServerMsg::Welcome { limits, epoch, .. } => {
+                self.limits = Some(limits);
+                self.epoch = Some(epoch);
+                Vec::new()
+            }
+            ServerMsg::Joined { id, room, nick, members } => self.joined(id, room, nick, members),
+            ServerMsg::Left { room, .. } => {
+                self.rooms.retain(|r| r.name != room);
+                if self.active.as_deref() == Some(room.as_str()) {
+                    self.active = self.rooms.last().map(|r| r.name.clone());
+                }
+                vec![Effect::SaveSession]
+            }
+            ServerMsg::MemberJoined { room, nick } => {
+                let key = self.take_key();
+                if let Some(r) = self.room_mut(&room) {
+                    r.members.push(nick.clone());
+                    r.members.sort_by_key(|n| n.to_lowercase());
+                    r.note(key, EntryKind::Notice(format!("{nick} joined.")));
+                }
+                Vec::new()
+            }
+            ServerMsg::MemberLeft { room, nick } => {
+                let key = self.take_key();
+                if let Some(r) = self.room_mut(&room) {
+                    r.members.retain(|n| *n != nick);
+                    r.note(key, EntryKind::Notice(format!("{nick} left.")));
+                }
+                Vec::new()
+            }
+            ServerMsg::Message(m) => {
+                let effects = m.id.as_deref().map(|id| self.settle(id)).unwrap_or_default();
+                self.add_message(m);
+                effects
+            }
+            ServerMsg::History { room, messages, recovered, .. } => self.history(&room, messages, recovered),
+            // normally settled by the message itself; a resend of a stored one gets only this
+            ServerMsg::Ack { id, .. } => self.settle(&id),
+            // the hub dropped live messages for us: fetch them from history
+            ServerMsg::Lagged { room, .. } => match (self.room(&room), &self.epoch) {
+                (Some(r), Some(epoch)) => {
+                    let since = Cursor::new(epoch, &room, r.last_seq).to_string();
+                    vec![Effect::Send(ClientMsg::Resume { id: None, room, since })]
+                }
+                _ => Vec::new(),
+            },
+            // the page sends no `add` requests
+            ServerMsg::Sum { .. } => Vec::new(),
+            ServerMsg::Error { id, code, message, room, retry_after_ms } => {
+                self.refused(id, code, message, room, retry_after_ms)
+            }
+        }
+    }
+
+    fn joined(&mut self, id: Option<String>, room: String, nick: String, members: Vec<String>) -> Vec<Effect> {
+        if id.is_some() && id == self.pending_join {
+            self.pending_join = None;
+        }
+        let key = self.take_key();
+        match self.room_mut(&room) {
+            Some(existing) => {
+                let notice = if existing.log.is_empty() {
+                    format!("You are in #{room} as {nick}.")
+                } else {
+                    "Reconnected.".to_owned()
+                };
+                existing.nick = nick;
+                existing.members = members;
+                existing.note(key, EntryKind::Notice(notice));
+                Vec::new()
+            }
+            None => {
+                let mut joined = Room::new(room.clone(), nick.clone());
+                joined.members = members;
+                joined.note(key, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
+                self.rooms.push(joined);
+                self.active = Some(room);
+                vec![Effect::SaveSession]
+            }
+        }
+    }
+
+    fn history(&mut self, room: &str, messages: Vec<ChatMessage>, recovered: bool) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        for id in messages.iter().filter_map(|m| m.id.as_deref()) {
+            effects.extend(self.settle(id));
+        }
+        let key = self.take_key();
+        let Some(r) = self.rooms.iter_mut().find(|r| r.name == room) else { return effects };
+        let resumed_from = r.last_seq;
+        // a resume that could not continue from our cursor: messages may be missing between
+        // what we have and what follows
+        if let (true, false, Some(first)) = (resumed_from > 0, recovered, messages.first().map(|m| m.seq))
+            && first > resumed_from + 1
+        {
+            r.note(key, EntryKind::Gap { after: resumed_from, before: first });
+        }
+        for m in messages {
+            r.add_message(m, &mut self.next_key);
+        }
+        effects
+    }
+
+    fn refused(
+        &mut self,
+        id: Option<String>,
+        code: ErrorCode,
+        message: String,
+        room: Option<String>,
+        retry_after_ms: Option<u64>,
+    ) -> Vec<Effect> {
+        let pending = id.as_deref().and_then(|id| self.outbox.iter_mut().find(|p| p.id == id));
+        match (pending, code) {
+            // not refused, only too fast (say, a long outbox resent at once): try again
+            (Some(p), ErrorCode::RateLimited) => {
+                vec![Effect::RetryLater { id: p.id.clone(), after_ms: retry_after_ms.unwrap_or(1000) }]
+            }
+            // refused: it stays in the outbox, marked failed, until Retry or Discard
+            (Some(p), _) => {
+                p.failed = Some(message);
+                vec![Effect::SaveOutbox]
+            }
+            (None, _) if id.is_some() && id == self.pending_join => {
+                self.pending_join = None;
+                self.join_error = Some(message);
+                Vec::new()
+            }
+            (None, _) => {
+                let key = self.take_key();
+                match room.as_deref().and_then(|name| self.room_mut(name)) {
+                    Some(r) => {
+                        let text = match code {
+                            ErrorCode::NickTaken => format!("Could not rejoin: {message}"),
+                            _ => message,
+                        };
+                        r.note(key, EntryKind::Problem(text));
+                    }
+                    None => self.join_error = Some(message),
+                }
+                Vec::new()
+            }
+        }
+    }
+
+    /// Adds a chat message to its room once, in sequence order.
+    fn add_message(&mut self, m: ChatMessage) {
+        let room = m.room.clone();
+        if let Some(r) = self.rooms.iter_mut().find(|r| r.name == room) {
+            r.add_message(m, &mut self.next_key);
+        }
+    }
+
+    /// The acknowledged message `id` no longer waits.
+    fn settle(&mut self, id: &str) -> Vec<Effect> {
+        if self.outbox.iter().any(|p| p.id == id) {
+            self.outbox.retain(|p| p.id != id);
+            vec![Effect::SaveOutbox]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn take_key(&mut self) -> u64 {
+        self.next_key += 1;
+        self.next_key
+    }
+}
+
+#[cfg(test)]
+mod tests;

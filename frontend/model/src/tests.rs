@@ -1,0 +1,317 @@
+//! The page's rules, driven the way the connection task and the person drive them.
+
+use super::*;
+use hubbub_shared::encode;
+
+const TOKEN: &str = "secret";
+const LIMITS: Limits = Limits { max_message_bytes: 4096, max_text_chars: 1000, max_rooms: 16 };
+
+fn msg(room: &str, seq: u64, author: &str, id: Option<&str>) -> ChatMessage {
+    ChatMessage {
+        room: room.into(),
+        seq,
+        author: author.into(),
+        text: format!("m{seq}"),
+        ts: 0,
+        id: id.map(Into::into),
+    }
+}
+
+fn history(room: &str, seqs: impl IntoIterator<Item = u64>, recovered: bool) -> ServerMsg {
+    let messages: Vec<ChatMessage> = seqs.into_iter().map(|s| msg(room, s, "bob", None)).collect();
+    let more = messages.first().is_some_and(|m| m.seq > 1);
+    ServerMsg::History { id: None, room: room.into(), messages, recovered, more }
+}
+
+/// A page connected and in `lobby` as alice, welcomed by epoch `e1`.
+fn in_lobby() -> PageModel {
+    let mut page = PageModel::new(Session::default(), Vec::new());
+    page.connected();
+    page.apply(ServerMsg::Welcome { protocol: 1, epoch: "e1".into(), limits: LIMITS });
+    let effects = page.request_join("lobby", "alice", TOKEN);
+    let Some(Effect::Send(ClientMsg::Join { id, .. })) = effects.first() else { panic!("{effects:?}") };
+    let id = id.clone();
+    page.apply(ServerMsg::Joined { id, room: "lobby".into(), nick: "alice".into(), members: vec!["alice".into()] });
+    page
+}
+
+fn seqs(page: &PageModel, room: &str) -> Vec<u64> {
+    page.room(room).unwrap().log.iter().filter_map(Entry::seq).collect()
+}
+
+fn sends(effects: &[Effect]) -> Vec<&ClientMsg> {
+    effects
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Send(m) => Some(m),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn history_and_live_messages_that_overlap_leave_one_copy_per_seq_in_order() {
+    let mut page = in_lobby();
+    // live messages can arrive before the history that follows `joined`
+    page.apply(ServerMsg::Message(msg("lobby", 4, "bob", None)));
+    page.apply(history("lobby", 1..=4, false));
+    page.apply(ServerMsg::Message(msg("lobby", 5, "bob", None)));
+    page.apply(ServerMsg::Message(msg("lobby", 5, "bob", None)));
+    assert_eq!(seqs(&page, "lobby"), [1, 2, 3, 4, 5]);
+    assert_eq!(page.room("lobby").unwrap().last_seq, 5);
+}
+
+#[test]
+fn an_own_message_is_pending_then_sent_and_leaves_the_outbox_by_its_client_id() {
+    let mut page = in_lobby();
+    let effects = page.say("lobby", "hello", "c-1".into()).unwrap();
+    assert_eq!(
+        effects,
+        [
+            Effect::SaveOutbox,
+            Effect::Send(ClientMsg::Send { id: Some("c-1".into()), room: "lobby".into(), text: "hello".into() })
+        ]
+    );
+    assert_eq!(page.outbox.len(), 1, "pending until the hub has it");
+
+    let effects = page.apply(ServerMsg::Message(msg("lobby", 1, "alice", Some("c-1"))));
+    assert_eq!(effects, [Effect::SaveOutbox]);
+    assert!(page.outbox.is_empty());
+    let entry = page.room("lobby").unwrap().log.last().unwrap().clone();
+    assert!(matches!(entry.kind, EntryKind::Message { own: true, seq: 1, .. }), "{entry:?}");
+    // the ack that follows changes nothing more
+    assert_eq!(page.apply(ServerMsg::Ack { id: "c-1".into(), room: "lobby".into(), seq: 1 }), []);
+}
+
+#[test]
+fn a_message_said_offline_waits_and_is_resent_with_the_same_id_after_the_rejoin() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::Message(msg("lobby", 7, "bob", None)));
+    page.connection_lost(1006, String::new(), true);
+    let effects = page.say("lobby", "while away", "c-2".into()).unwrap();
+    assert_eq!(effects, [Effect::SaveOutbox], "not sent while disconnected");
+    assert_eq!(page.conn.name(), "reconnecting");
+
+    page.connected();
+    let rejoins = page.rejoins(TOKEN);
+    let [ClientMsg::Join { room, since: Some(since), token: Some(token), .. }] = &rejoins[..] else {
+        panic!("{rejoins:?}")
+    };
+    assert_eq!((room.as_str(), since.as_str(), token.as_str()), ("lobby", "e1:lobby:7", TOKEN));
+    assert_eq!(
+        page.resends(),
+        [ClientMsg::Send { id: Some("c-2".into()), room: "lobby".into(), text: "while away".into() }]
+    );
+}
+
+#[test]
+fn a_refused_message_is_marked_failed_until_retried_or_discarded() {
+    let mut page = in_lobby();
+    page.say("lobby", "x", "c-3".into()).unwrap();
+    page.apply(ServerMsg::Error {
+        id: Some("c-3".into()),
+        code: ErrorCode::StorageUnavailable,
+        message: "disk full".into(),
+        room: Some("lobby".into()),
+        retry_after_ms: None,
+    });
+    assert_eq!(page.outbox[0].failed.as_deref(), Some("disk full"));
+    assert!(page.resends().is_empty(), "failed messages wait for the person");
+    let effects = page.retry("c-3");
+    assert_eq!(sends(&effects).len(), 1);
+    assert_eq!(page.outbox[0].failed, None);
+    page.discard("c-3");
+    assert!(page.outbox.is_empty());
+}
+
+#[test]
+fn rate_limited_messages_are_retried_after_the_wait_not_failed() {
+    let mut page = in_lobby();
+    page.say("lobby", "x", "c-4".into()).unwrap();
+    let effects = page.apply(ServerMsg::Error {
+        id: Some("c-4".into()),
+        code: ErrorCode::RateLimited,
+        message: "slow down".into(),
+        room: None,
+        retry_after_ms: Some(120),
+    });
+    assert_eq!(effects, [Effect::RetryLater { id: "c-4".into(), after_ms: 120 }]);
+    assert_eq!(page.outbox[0].failed, None);
+    assert_eq!(sends(&page.resend("c-4")).len(), 1);
+    page.connection_lost(1006, String::new(), true);
+    assert!(page.resend("c-4").is_empty(), "offline: the rejoin resends it");
+}
+
+#[test]
+fn lagged_asks_to_resume_from_the_last_message_the_page_has() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=3, false));
+    let effects = page.apply(ServerMsg::Lagged { room: "lobby".into(), from_seq: 4 });
+    assert_eq!(
+        effects,
+        [Effect::Send(ClientMsg::Resume { id: None, room: "lobby".into(), since: "e1:lobby:3".into() })]
+    );
+    page.apply(history("lobby", 4..=6, true));
+    assert_eq!(seqs(&page, "lobby"), [1, 2, 3, 4, 5, 6]);
+}
+
+#[test]
+fn a_gap_is_marked_and_each_load_fetches_the_page_before_what_was_loaded_until_it_closes() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=10, false));
+    // back after a long time away: the hub sends the latest page, not the 189 missed ones
+    page.apply(history("lobby", 200..=210, false));
+    let room = page.room("lobby").unwrap();
+    let gap = room.log.iter().find(|e| matches!(e.kind, EntryKind::Gap { .. })).unwrap().key;
+    assert_eq!(room.gap(gap), Some((10, 200)));
+
+    let before_of = |effects: Vec<Effect>| match &effects[..] {
+        [Effect::Send(ClientMsg::History { before, .. })] => *before,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(before_of(page.load_gap("lobby", gap)), 200);
+    page.apply(history("lobby", 150..=199, true));
+    assert_eq!(page.room("lobby").unwrap().gap(gap), Some((10, 150)), "the gap shrank");
+    assert_eq!(before_of(page.load_gap("lobby", gap)), 150, "the next load asks for the page before");
+    page.apply(history("lobby", 100..=149, true));
+    page.apply(history("lobby", 50..=99, true));
+    page.apply(history("lobby", 11..=49, true));
+    assert_eq!(page.room("lobby").unwrap().gap(gap), None, "nothing missing: the marker is gone");
+    assert!(page.load_gap("lobby", gap).is_empty());
+    assert_eq!(seqs(&page, "lobby"), (1..=210).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_gap_marker_stays_between_the_old_messages_and_the_loaded_ones() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=2, false));
+    page.apply(history("lobby", 9..=10, false));
+    page.apply(history("lobby", 6..=8, true));
+    let log = &page.room("lobby").unwrap().log;
+    let order: Vec<String> = log
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Message { seq, .. } => Some(seq.to_string()),
+            EntryKind::Gap { .. } => Some("gap".into()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["1", "2", "gap", "6", "7", "8", "9", "10"]);
+}
+
+#[test]
+fn load_older_asks_for_the_page_before_the_oldest_message() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 51..=100, true));
+    assert_eq!(
+        page.load_older("lobby"),
+        [Effect::Send(ClientMsg::History { id: None, room: "lobby".into(), before: 51, limit: None })]
+    );
+    page.apply(history("lobby", 1..=50, true));
+    assert_eq!(seqs(&page, "lobby"), (1..=100).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_failed_retry_keeps_the_close_that_ended_the_last_good_connection_on_screen() {
+    let mut page = in_lobby();
+    page.connection_lost(1001, "server shutting down".into(), true);
+    assert_eq!(page.conn.describe(), "Connection closed: server shutting down (1001). Reconnecting…");
+    page.connection_lost(1006, String::new(), false);
+    assert_eq!(page.conn, ConnState::Reconnecting { code: 1001, reason: "server shutting down".into() });
+    page.connected();
+    page.connection_lost(1006, String::new(), true);
+    assert_eq!(page.conn.describe(), "Connection closed: connection lost (1006). Reconnecting…");
+    page.closed_for_good(1002, "protocol 2 is not supported".into());
+    assert_eq!(page.conn.name(), "closed");
+}
+
+#[test]
+fn a_refused_join_from_the_form_is_shown_under_it_and_a_refused_rejoin_in_the_room() {
+    let mut page = in_lobby();
+    let effects = page.request_join("rust", "alice", TOKEN);
+    let [Effect::Send(ClientMsg::Join { id, .. })] = &effects[..] else { panic!("{effects:?}") };
+    page.apply(ServerMsg::Error {
+        id: id.clone(),
+        code: ErrorCode::NickTaken,
+        message: "Someone in rust is already called alice.".into(),
+        room: Some("rust".into()),
+        retry_after_ms: None,
+    });
+    assert_eq!(page.join_error.as_deref(), Some("Someone in rust is already called alice."));
+
+    page.apply(ServerMsg::Error {
+        id: None,
+        code: ErrorCode::NickTaken,
+        message: "taken".into(),
+        room: Some("lobby".into()),
+        retry_after_ms: None,
+    });
+    let last = &page.room("lobby").unwrap().log.last().unwrap().kind;
+    assert_eq!(last, &EntryKind::Problem("Could not rejoin: taken".into()));
+    assert_eq!(page.request_join("", "alice", TOKEN), []);
+    assert!(page.join_error.is_some(), "the form shows the rule before anything is sent");
+}
+
+#[test]
+fn members_come_and_go_with_a_notice_and_leaving_picks_another_room() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "Bob".into() });
+    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "carol".into() });
+    assert_eq!(page.room("lobby").unwrap().members, ["alice", "Bob", "carol"]);
+    page.apply(ServerMsg::MemberLeft { room: "lobby".into(), nick: "Bob".into() });
+    assert_eq!(page.room("lobby").unwrap().members, ["alice", "carol"]);
+    let notices = page.room("lobby").unwrap().log.iter().filter(|e| matches!(e.kind, EntryKind::Notice(_))).count();
+    assert_eq!(notices, 4, "joined, Bob joined, carol joined, Bob left");
+
+    page.request_join("rust", "alice", TOKEN);
+    page.apply(ServerMsg::Joined { id: None, room: "rust".into(), nick: "alice".into(), members: vec![] });
+    assert_eq!(page.active_room(), Some("rust"));
+    assert_eq!(page.apply(ServerMsg::Left { id: None, room: "rust".into() }), [Effect::SaveSession]);
+    assert_eq!(page.active_room(), Some("lobby"));
+    assert_eq!(page.session().rooms, [("lobby".to_owned(), "alice".to_owned())]);
+}
+
+#[test]
+fn a_frame_with_a_message_type_from_a_newer_hub_still_delivers_the_rest() {
+    let mut page = in_lobby();
+    let known = encode(&ServerMsg::Message(msg("lobby", 1, "bob", None)));
+    let later = encode(&ServerMsg::Message(msg("lobby", 2, "bob", None)));
+    let frame = format!(r#"[{known},{{"type":"reaction","room":"lobby","emoji":"👍"}},{later}]"#);
+    let (_, skipped) = page.receive(&frame);
+    assert_eq!(skipped.len(), 1, "the unknown item is skipped and reported");
+    assert_eq!(seqs(&page, "lobby"), [1, 2]);
+
+    let (effects, skipped) = page.receive("not json at all");
+    assert_eq!((effects.len(), skipped.len()), (0, 1));
+    let (_, skipped) = page.receive(&encode(&ServerMsg::Message(msg("lobby", 3, "bob", None))));
+    assert!(skipped.is_empty());
+    assert_eq!(seqs(&page, "lobby"), [1, 2, 3]);
+}
+
+#[test]
+fn a_page_restored_from_its_session_rejoins_its_rooms_from_scratch() {
+    let session = Session { rooms: vec![("lobby".into(), "alice".into())], active: Some("lobby".into()) };
+    let outbox = vec![Pending { id: "c-9".into(), room: "lobby".into(), text: "kept".into(), failed: None }];
+    let page = PageModel::new(session, outbox);
+    assert_eq!(
+        page.rejoins(TOKEN),
+        [ClientMsg::Join {
+            id: None,
+            room: "lobby".into(),
+            nick: "alice".into(),
+            since: None,
+            token: Some(TOKEN.into())
+        }]
+    );
+    assert_eq!(page.resends().len(), 1);
+    assert_eq!(page.active_room(), Some("lobby"));
+}
+
+#[test]
+fn the_log_keeps_the_newest_entries_only() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=(MAX_LOG as u64 + 20), true));
+    let log = &page.room("lobby").unwrap().log;
+    assert_eq!(log.len(), MAX_LOG);
+    assert_eq!(log.last().unwrap().seq(), Some(MAX_LOG as u64 + 20));
+}

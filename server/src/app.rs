@@ -1,0 +1,155 @@
+//! Building and running the hub: choose the engines, bind, serve, and shut down in order.
+//!
+//! Shutdown order: the shutdown future resolves → the accept loop stops and the listener is
+//! dropped (new connections are refused) → only then is `state.shutdown` cancelled, so every
+//! WebSocket writer sends close 1001 while plain HTTP connections finish their requests → we
+//! wait for the HTTP connections and the tracked connection tasks to finish their close
+//! handshakes → the message log commits what is queued and its writer stops. All the waiting
+//! shares one deadline, `--shutdown-grace-ms` after the signal. Graceful shutdown of HTTP
+//! connections alone would not wait for upgraded sockets.
+
+use crate::{
+    Config,
+    broker::{self, Fanout, local::LocalFanout},
+    chat::{ChatDeps, presence::LocalPresence},
+    net::{
+        self,
+        guard::{ip_limit::IpLimiter, origin::OriginPolicy},
+    },
+    stats::Stats,
+    store::{MessageLog, sqlite::SqliteLog},
+};
+use anyhow::Context;
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+use tokio::net::TcpListener;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+/// Everything a request handler or connection needs; cheap to clone (all handles).
+#[derive(Debug, Clone)]
+pub(crate) struct AppState {
+    /// Every setting, read-only after start-up.
+    pub(crate) config: Arc<Config>,
+    /// What chat sessions use (the engines behind their traits), handed to each session.
+    pub(crate) chat: ChatDeps,
+    /// Which pages may open a socket (checked before every upgrade).
+    pub(crate) origins: Arc<OriginPolicy>,
+    /// Sockets per client address (checked before every upgrade).
+    pub(crate) ip_limiter: Arc<IpLimiter>,
+    /// Counters and gauges behind `/metrics` and `/healthz`.
+    pub(crate) stats: Arc<Stats>,
+    /// Cancelled when the process should stop; every connection watches it and sends 1001.
+    pub(crate) shutdown: CancellationToken,
+    /// Every connection task and history read, so shutdown can wait for them.
+    pub(crate) tracker: TaskTracker,
+    /// The last connection id handed out; ids only name connections in logs and presence.
+    conn_ids: Arc<AtomicU64>,
+}
+
+impl AppState {
+    /// Chooses and starts the engines: the one place that knows which ones run. Today the
+    /// embedded pair, SQLite for the message log and in-process fan-out and presence.
+    pub(crate) fn new(config: Config) -> anyhow::Result<Self> {
+        let config = Arc::new(config);
+        let stats: Arc<Stats> = Arc::default();
+        let tracker = TaskTracker::new();
+        let presence = Arc::new(LocalPresence::default());
+        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(presence.clone()));
+        let log: Arc<dyn MessageLog> = Arc::new(
+            SqliteLog::open(
+                &config.db,
+                config.db_sync,
+                std::time::Duration::from_millis(config.db_busy_timeout_ms),
+                stats.clone(),
+                broker::after_commit(fanout),
+            )
+            .with_context(|| format!("cannot open the database {}", config.db.display()))?,
+        );
+        let started_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        let chat = ChatDeps {
+            config: config.clone(),
+            log,
+            presence,
+            stats: stats.clone(),
+            tasks: tracker.clone(),
+            started_at,
+        };
+        Ok(Self {
+            origins: Arc::new(OriginPolicy::new(&config.allowed_origins)),
+            ip_limiter: Arc::new(IpLimiter::new(config.max_connections_per_ip)),
+            config,
+            chat,
+            stats,
+            shutdown: CancellationToken::new(),
+            tracker,
+            conn_ids: Arc::default(),
+        })
+    }
+
+    pub(crate) fn new_conn_id(&self) -> net::ConnId {
+        self.conn_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+/// A bound, not yet serving hub (zero2prod's `Application`): tests and `main` build it, read
+/// the address it got, then run it until their shutdown future resolves.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Binds the listener and opens the engines; the server starts with [`Application::run_until`].
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let listener =
+            net::accept::listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
+        if !config.static_dir.join("index.html").is_file() {
+            tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
+        }
+        Ok(Self { listener, state: AppState::new(config)? })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` resolves, then drains as described in the module docs.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+        let state = self.state;
+        let stop_accepting = CancellationToken::new();
+        let trigger = stop_accepting.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        let router = net::routes::router(state.clone());
+        let http = net::accept::accept_until(self.listener, router, &state.config, stop_accepting).await;
+        // one deadline for all the waiting below
+        let deadline = tokio::time::Instant::now() + state.config.shutdown_grace();
+        // the listener is gone: once a client hears 1001, nobody can connect any more
+        state.shutdown.cancel();
+        if tokio::time::timeout_at(deadline, http.shutdown()).await.is_err() {
+            tracing::warn!("HTTP connections still open after the shutdown grace");
+        }
+        state.tracker.close();
+        if tokio::time::timeout_at(deadline, state.tracker.wait()).await.is_err() {
+            tracing::warn!(open = state.tracker.len(), "connections still open after the shutdown grace");
+        }
+        // what was acknowledged is committed already; this commits what is still queued
+        if tokio::time::timeout_at(deadline, state.chat.log.close()).await.is_err() {
+            tracing::warn!("the message log's writer did not stop within the shutdown grace");
+        }
+        tracing::info!("shut down");
+        Ok(())
+    }
+}

@@ -1,0 +1,45 @@
+//! Fan-out: who hears a committed message. The message log decides *what* happened (stored,
+//! with this seq); the broker decides *who is told*.
+//!
+//! [`Fanout`] is the seam: today's engine is in-process ([`local::LocalFanout`]: the members
+//! connected to this process); a Redis engine (pub/sub per room between hubs) plugs in beside
+//! it, chosen at start-up (`crate::app`), without the chat logic changing.
+
+pub(crate) mod local;
+
+use crate::store::{Committed, NotStored, OnCommit};
+use hubbub_shared::{ChatMessage, ErrorCode, ServerMsg};
+use std::sync::Arc;
+
+/// Delivers committed messages to the members of their room.
+pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
+    /// Delivers `message` to every member of its room, the author included. Called in commit
+    /// order, which is the room's seq order; it must not block (it runs on the log's writer).
+    fn publish(&self, message: ChatMessage);
+}
+
+/// What happens once the log decided on a message: a new one is published, then the sender
+/// gets its `ack` (when it gave an id), so that its own copy arrives before the ack; when the
+/// commit failed, the sender gets `storage_unavailable` and nobody hears of the message.
+pub(crate) fn after_commit(fanout: Arc<dyn Fanout>) -> OnCommit {
+    Box::new(move |outcome| match outcome {
+        Ok(Committed { message, ack_id, duplicate, reply_to }) => {
+            let (room, seq) = (message.room.clone(), message.seq);
+            if !duplicate {
+                fanout.publish(message);
+            }
+            if let Some(id) = ack_id {
+                reply_to.push(&ServerMsg::Ack { id, room, seq });
+            }
+        }
+        Err(NotStored { append, reason }) => {
+            append.reply_to.push(&ServerMsg::Error {
+                id: append.ack_id,
+                code: ErrorCode::StorageUnavailable,
+                message: format!("The message was not stored: {reason}"),
+                room: Some(append.room.to_string()),
+                retry_after_ms: None,
+            });
+        }
+    })
+}

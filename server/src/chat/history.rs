@@ -1,0 +1,87 @@
+//! History replies: the page after a `joined`, the catch-up of a `resume`, and older pages on
+//! request. Each runs as its own task (reads may wait on the database) and answers with one
+//! `history` frame, or a `storage_unavailable` error.
+
+use super::{ChatDeps, Refusal, session::refuse};
+use crate::{
+    net::Outbound,
+    store::{MessageLog, Range, StoreError},
+};
+use hubbub_shared::{ChatMessage, ErrorCode, RoomName, ServerMsg, cursor::Cursor};
+use std::sync::Arc;
+
+/// Sends the `history` that follows a `joined` (or answers `resume`): the messages after the
+/// `since` cursor when it is valid and the gap is within the limit (`recovered: true`), else the
+/// latest page (and an `invalid_cursor` error first when the cursor is not one of this room).
+pub(crate) async fn send_since(
+    deps: ChatDeps,
+    room: RoomName,
+    since: Option<String>,
+    id: Option<String>,
+    out: Outbound,
+) {
+    let log = &deps.log;
+    let head = match log.head(&room).await {
+        Ok(head) => head,
+        Err(e) => return push_history(&out, id, &room, Err(e), false),
+    };
+    let latest = Range { after: 0, up_to: head, limit: deps.config.history_page, newest: true };
+    let (range, recovered) = match since.as_deref().map(|s| (s, Cursor::parse(s))) {
+        None => (latest, false),
+        Some((raw, cursor)) => match cursor {
+            Some(c) if c.epoch != log.epoch() => {
+                tracing::debug!(cursor = raw, "stale cursor from another database");
+                (latest, false)
+            }
+            Some(c) if c.room == room.as_str() && c.seq <= head => {
+                if head - c.seq <= deps.config.resume_gap_limit {
+                    let gap = (head - c.seq) as usize;
+                    (Range { after: c.seq, up_to: head, limit: gap, newest: false }, true)
+                } else {
+                    (latest, false)
+                }
+            }
+            _ => {
+                let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
+                let invalid = hubbub_shared::Invalid { code: ErrorCode::InvalidCursor, reason };
+                refuse(&out, id.clone(), Refusal::in_room(&room)(invalid));
+                (latest, false)
+            }
+        },
+    };
+    let page = log.page(&room, range).await;
+    push_history(&out, id, &room, page, recovered);
+}
+
+/// Answers a `history` request: up to `limit` messages before `before`, newest of them.
+pub(crate) async fn send_older(
+    log: Arc<dyn MessageLog>,
+    room: RoomName,
+    before: u64,
+    limit: usize,
+    id: Option<String>,
+    out: Outbound,
+) {
+    let range = Range { after: 0, up_to: before.saturating_sub(1), limit, newest: true };
+    let page = log.page(&room, range).await;
+    push_history(&out, id, &room, page, true);
+}
+
+fn push_history(
+    out: &Outbound,
+    id: Option<String>,
+    room: &RoomName,
+    page: Result<Vec<ChatMessage>, StoreError>,
+    recovered: bool,
+) {
+    match page {
+        Ok(messages) => {
+            let more = messages.first().is_some_and(|m| m.seq > 1);
+            out.push(&ServerMsg::History { id, room: room.to_string(), messages, recovered, more });
+        }
+        Err(e) => {
+            let invalid = hubbub_shared::Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() };
+            refuse(out, id, Refusal::in_room(room)(invalid));
+        }
+    }
+}

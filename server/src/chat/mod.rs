@@ -1,0 +1,53 @@
+//! The chat: what a client's message means (`session`), rooms and members (`presence`),
+//! history and resume (`history`), and the nickname rules against impersonation
+//! (`nick_rules`). Nothing here knows which engines store or fan out messages: a session gets
+//! a [`ChatDeps`] with the engines behind traits.
+
+pub(crate) mod history;
+pub(crate) mod nick_rules;
+pub(crate) mod presence;
+pub(crate) mod session;
+
+use crate::{Config, stats::Stats, store::MessageLog};
+use hubbub_shared::{ErrorCode, Invalid};
+use presence::Presence;
+use std::sync::Arc;
+use tokio_util::task::TaskTracker;
+
+/// What a chat session uses, and nothing more: the engines behind their seams, the settings,
+/// the counters, and where to spawn history reads. Cheap to clone (all handles).
+#[derive(Debug, Clone)]
+pub(crate) struct ChatDeps {
+    /// Limits, rate limits, history page sizes, timeouts.
+    pub(crate) config: Arc<Config>,
+    /// Where messages are stored, and history read from.
+    pub(crate) log: Arc<dyn MessageLog>,
+    /// Who is in which room.
+    pub(crate) presence: Arc<dyn Presence>,
+    pub(crate) stats: Arc<Stats>,
+    /// History reads run as tasks tracked here, so shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
+    /// Process start in ms since the epoch: makes hub-made message ids unique across runs.
+    pub(crate) started_at: u64,
+}
+
+/// A request the chat refuses: the `error` frame's code and message, and the room it concerns.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: ErrorCode,
+    pub(crate) reason: String,
+    pub(crate) room: Option<String>,
+}
+
+impl Refusal {
+    /// A refusal concerning `room`.
+    pub(crate) fn in_room(room: impl ToString) -> impl FnOnce(Invalid) -> Refusal {
+        let room = room.to_string();
+        move |Invalid { code, reason }| Refusal { code, reason, room: Some(room) }
+    }
+
+    /// A refusal concerning no room.
+    pub(crate) fn general(code: ErrorCode, reason: String) -> Refusal {
+        Refusal { code, reason, room: None }
+    }
+}

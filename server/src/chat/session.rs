@@ -1,0 +1,328 @@
+//! One chat connection (`/ws`): what each client message means. The connection machinery
+//! (`crate::net::connection`) reads frames and hands the text here; replies go to the
+//! connection's outbound queue.
+
+use super::{ChatDeps, Refusal, history, nick_rules, presence::JoinRequest};
+use crate::{
+    net::{Close, ConnId, Endpoint, Outbound, rate::TokenBucket},
+    store::Append,
+};
+use axum::extract::ws::Utf8Bytes;
+use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, close, decode_client};
+use std::collections::HashMap;
+
+/// Most messages one `history` request returns.
+const MAX_HISTORY_LIMIT: u32 = 100;
+/// Longest piece of a decode error's detail sent back (serde quotes the input).
+const MAX_ERROR_DETAIL_CHARS: usize = 200;
+
+/// One chat connection: which rooms it is in, under which nickname, and its rate limits.
+#[derive(Debug)]
+pub(crate) struct ChatSession {
+    deps: ChatDeps,
+    conn: ConnId,
+    /// The rooms joined on this connection, with the (canonical) nickname used in each.
+    rooms: HashMap<RoomName, Nick>,
+    /// Messages sent without a client id, numbered to make one (no acks for those).
+    anonymous_sends: u64,
+    /// Requests per second: a refusal is an `error` `rate_limited` with the wait.
+    messages: TokenBucket,
+    /// Refusals in a row since the last accepted request; past the limit, close 4003.
+    strikes: u32,
+    /// Frames per second, pings included: a flood closes the connection (4003).
+    frames: TokenBucket,
+    /// Until the first successful join: when the connection must have joined by (else 4004).
+    join_by: Option<tokio::time::Instant>,
+}
+
+impl Endpoint for ChatSession {
+    fn coalesces(&self) -> bool {
+        true
+    }
+
+    fn on_open(&mut self, out: &Outbound) {
+        let limits = self.deps.config.limits();
+        let epoch = self.deps.log.epoch().to_owned();
+        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits });
+    }
+
+    /// Every refusal becomes one `error` frame; the connection stays (unless it keeps
+    /// flooding past the rate limit).
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
+        if let Err(wait) = self.messages.take() {
+            return self.rate_limited(&text, wait, out);
+        }
+        self.strikes = 0;
+        let msg = match decode_client(text.as_str()) {
+            Ok(msg) => msg,
+            Err(err) => {
+                // serde quotes the input back: cap it, on a character boundary
+                let detail: String = err.detail.chars().take(MAX_ERROR_DETAIL_CHARS).collect();
+                refuse(out, err.id.clone(), Refusal::general(err.code(), detail));
+                return Ok(());
+            }
+        };
+        let id = msg.id().map(str::to_owned);
+        if let Err(refusal) = self.act(msg, out) {
+            refuse(out, id, refusal);
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        self.join_by
+    }
+
+    fn on_frame(&mut self) -> Result<(), Close> {
+        self.frames.take().map_err(|_| Close::new(close::RATE_LIMITED, "too many frames"))
+    }
+
+    fn on_closing(&mut self) {
+        // leaving announces `member_left` to every room this connection was in
+        for (room, _) in self.rooms.drain() {
+            self.deps.presence.leave(self.conn, &room, None);
+        }
+    }
+}
+
+impl ChatSession {
+    pub(crate) fn new(deps: ChatDeps, conn: ConnId) -> Self {
+        let config = &deps.config;
+        let messages = TokenBucket::new(config.messages_per_sec, config.message_burst);
+        let frames = TokenBucket::new(config.frames_per_sec, 2.0 * config.frames_per_sec);
+        let join_by = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(config.join_timeout_ms));
+        Self { deps, conn, rooms: HashMap::new(), anonymous_sends: 0, messages, strikes: 0, frames, join_by }
+    }
+
+    /// A request over the rate: refused with the wait, or the connection closed after too many
+    /// refusals in a row.
+    fn rate_limited(&mut self, text: &str, wait: std::time::Duration, out: &Outbound) -> Result<(), Close> {
+        self.strikes += 1;
+        self.deps.stats.rate_limited.inc();
+        if self.strikes > self.deps.config.rate_limit_strikes {
+            return Err(Close::new(close::RATE_LIMITED, "too many messages"));
+        }
+        let id = decode_client(text).ok().and_then(|m| m.id().map(str::to_owned));
+        let retry_after_ms = Some(wait.as_millis() as u64 + 1);
+        let message = "Slow down: too many messages.".to_owned();
+        out.push(&ServerMsg::Error { id, code: ErrorCode::RateLimited, message, room: None, retry_after_ms });
+        Ok(())
+    }
+
+    fn act(&mut self, msg: ClientMsg, out: &Outbound) -> Result<(), Refusal> {
+        match msg {
+            ClientMsg::Join { id, room, nick, since, token } => self.join(id, &room, &nick, since, token, out),
+            ClientMsg::Leave { id, room } => {
+                let room = self.member_of(&room)?;
+                self.rooms.remove(&room);
+                self.deps.presence.leave(self.conn, &room, Some((out, id)));
+                Ok(())
+            }
+            ClientMsg::Add { id, a, b } => match a.checked_add(b) {
+                Some(sum) => {
+                    out.push(&ServerMsg::Sum { id, sum });
+                    Ok(())
+                }
+                None => {
+                    let reason = format!("{a} + {b} does not fit in a 64-bit integer.");
+                    Err(Refusal::general(ErrorCode::Overflow, reason))
+                }
+            },
+            ClientMsg::History { id, room, before, limit } => {
+                let room = self.member_of(&room)?;
+                let limit = limit.unwrap_or(self.deps.config.history_page as u32).clamp(1, MAX_HISTORY_LIMIT);
+                let older = history::send_older(self.deps.log.clone(), room, before, limit as usize, id, out.clone());
+                self.deps.tasks.spawn(older);
+                Ok(())
+            }
+            ClientMsg::Resume { id, room, since } => {
+                let room = self.member_of(&room)?;
+                self.deps.tasks.spawn(history::send_since(self.deps.clone(), room, Some(since), id, out.clone()));
+                Ok(())
+            }
+            ClientMsg::Send { id, room, text } => self.send(id, &room, &text, out),
+        }
+    }
+
+    fn join(
+        &mut self,
+        id: Option<String>,
+        room: &str,
+        nick: &str,
+        since: Option<String>,
+        token: Option<String>,
+        out: &Outbound,
+    ) -> Result<(), Refusal> {
+        let room = RoomName::parse(room).map_err(Refusal::in_room(room))?;
+        let nick = Nick::parse(nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
+        if self.rooms.contains_key(&room) {
+            let reason = format!("You are already in {room}.");
+            return Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::AlreadyJoined, reason }));
+        }
+        let max = self.deps.config.max_rooms_per_connection;
+        if self.rooms.len() >= max {
+            let reason = format!("One connection can be in at most {max} rooms.");
+            return Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::TooManyRooms, reason }));
+        }
+        let request =
+            JoinRequest { conn: self.conn, room: &room, nick: nick.clone(), token, out, reply_id: id.clone() };
+        self.deps.presence.join(request).map_err(Refusal::in_room(&room))?;
+        tracing::debug!(%room, %nick, "joined");
+        self.join_by = None;
+        // registered first, history read second: every message is either in the history or
+        // delivered live (or both; clients keep one copy per seq)
+        self.deps.tasks.spawn(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone()));
+        self.rooms.insert(room, nick);
+        Ok(())
+    }
+
+    /// Queues a chat message for the next group commit; the ack (or `storage_unavailable`)
+    /// follows from the commit (`crate::broker::after_commit`).
+    fn send(&mut self, id: Option<String>, room: &str, text: &str, out: &Outbound) -> Result<(), Refusal> {
+        let room = self.member_of(room)?;
+        let max = self.deps.config.limits().max_text_chars;
+        let text = ChatText::parse(text, max).map_err(Refusal::in_room(&room))?;
+        let author = self.rooms[&room].to_string();
+        let client_id = match &id {
+            Some(id) => format!("c:{id}"),
+            None => {
+                self.anonymous_sends += 1;
+                format!("s:{}:{}:{}", self.deps.started_at, self.conn, self.anonymous_sends)
+            }
+        };
+        let append = Append {
+            room: room.clone(),
+            author,
+            text: text.into_string(),
+            client_id,
+            ack_id: id,
+            reply_to: out.clone(),
+        };
+        self.deps.log.append(append).map_err(|e| {
+            Refusal::in_room(&room)(Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() })
+        })
+    }
+
+    /// The canonical room, if this connection has joined it.
+    fn member_of(&self, raw: &str) -> Result<RoomName, Refusal> {
+        let room = RoomName::parse(raw).map_err(Refusal::in_room(raw))?;
+        if self.rooms.contains_key(&room) {
+            Ok(room)
+        } else {
+            let reason = format!("You are not in {room}.");
+            Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::NotMember, reason }))
+        }
+    }
+}
+
+/// Tells the client its request `id` was refused.
+pub(crate) fn refuse(out: &Outbound, id: Option<String>, refusal: Refusal) {
+    tracing::debug!(code = refusal.code.as_str(), "request refused");
+    let Refusal { code, reason, room } = refusal;
+    out.push(&ServerMsg::Error { id, code, message: reason, room, retry_after_ms: None });
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decode-and-handle path against arbitrary input: it never panics, and on a fresh
+    //! connection every frame gets exactly one immediate reply (an error, `joined`, `sum`), or a
+    //! close.
+
+    use super::*;
+    use crate::{AppState, Config, net::OutboundRx};
+    use proptest::prelude::*;
+    use serde_json::Value;
+    use std::sync::OnceLock;
+
+    fn deps() -> &'static (tokio::runtime::Runtime, ChatDeps) {
+        static DEPS: OnceLock<(tokio::runtime::Runtime, ChatDeps)> = OnceLock::new();
+        DEPS.get_or_init(|| {
+            let runtime = tokio::runtime::Runtime::new().unwrap();
+            let deps = AppState::new(Config::for_tests()).unwrap().chat;
+            (runtime, deps)
+        })
+    }
+
+    /// Handles one frame on a fresh session; the number of frames it queued, or the close.
+    fn replies_to(text: &str) -> Result<usize, Close> {
+        static CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let (runtime, deps) = deps();
+        let _in_runtime = runtime.enter();
+        let (out, mut queue, _) = Outbound::new(16, deps.stats.clone());
+        let conn = CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut session = ChatSession::new(deps.clone(), conn);
+        let result = session.on_text(text.into(), &out);
+        session.on_closing();
+        result.map(|()| count(&mut queue))
+    }
+
+    fn count(queue: &mut OutboundRx) -> usize {
+        std::iter::from_fn(|| queue.try_recv()).count()
+    }
+
+    /// JSON values, with objects biased towards the protocol's field names and types.
+    fn json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            prop_oneof![
+                Just("join"),
+                Just("send"),
+                Just("leave"),
+                Just("add"),
+                Just("history"),
+                Just("resume"),
+                Just("lobby")
+            ]
+            .prop_map(Value::from),
+            "\\PC{0,20}".prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            let key = prop_oneof![
+                Just("type".to_owned()),
+                Just("id".to_owned()),
+                Just("room".to_owned()),
+                Just("nick".to_owned()),
+                Just("text".to_owned()),
+                Just("a".to_owned()),
+                Just("b".to_owned()),
+                Just("since".to_owned()),
+                Just("before".to_owned()),
+                "\\PC{0,8}",
+            ];
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
+                prop::collection::btree_map(key, inner, 0..6).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn arbitrary_text_gets_exactly_one_reply(text in "\\PC{0,200}") {
+            prop_assert_eq!(replies_to(&text), Ok(1));
+        }
+
+        #[test]
+        fn arbitrary_bytes_read_as_text_get_exactly_one_reply(bytes in prop::collection::vec(any::<u8>(), 0..300)) {
+            prop_assert_eq!(replies_to(&String::from_utf8_lossy(&bytes)), Ok(1));
+        }
+
+        #[test]
+        fn arbitrary_json_gets_exactly_one_reply(value in json()) {
+            prop_assert_eq!(replies_to(&value.to_string()), Ok(1));
+        }
+    }
+
+    #[test]
+    fn deeply_nested_json_is_one_error_not_a_stack_overflow() {
+        let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(replies_to(&deep), Ok(1));
+        let deep_object = format!("{}1{}", r#"{"type":"#.repeat(50_000), "}".repeat(50_000));
+        assert_eq!(replies_to(&deep_object), Ok(1));
+    }
+}

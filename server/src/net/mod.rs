@@ -1,0 +1,19 @@
+//! The network layer: HTTP routes and the accept loop, the per-connection machinery (one
+//! reader and one writer per WebSocket), each connection's outbound queue, the guards, and the
+//! two small endpoints beside the chat (echo and add). Nothing here knows what a chat message
+//! means: the chat plugs in as an [`Endpoint`].
+
+pub(crate) mod accept;
+pub(crate) mod add;
+pub(crate) mod connection;
+pub(crate) mod echo;
+pub(crate) mod guard;
+pub(crate) mod outbound;
+pub(crate) mod routes;
+
+pub(crate) use connection::{Close, Endpoint};
+pub(crate) use guard::rate;
+pub(crate) use outbound::{Outbound, OutboundRx};
+
+/// Identifies one WebSocket connection for the lifetime of the process.
+pub(crate) type ConnId = u64;

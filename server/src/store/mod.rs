@@ -1,0 +1,115 @@
+//! The message log: what must last. Every accepted chat message is committed here before
+//! anyone hears of it, and every history page, resume and head comes from here.
+//!
+//! [`MessageLog`] is the seam: the chat logic talks to `Arc<dyn MessageLog>` and never learns
+//! which engine is behind it. Today's engine is SQLite ([`sqlite::SqliteLog`]); a PostgreSQL
+//! one plugs in beside it, chosen at start-up (`crate::app`).
+//!
+//! The contract every engine keeps:
+//! - **group commit, then hand over in order**: appends are committed in batches, and only after
+//!   a batch's COMMIT is each outcome handed to the [`OnCommit`] callback, in commit order. That
+//!   order is each room's `seq` order, so fan-out from the callback keeps rooms ordered, and
+//!   "acknowledged" always means "committed".
+//! - **gap-free per-room `seq`**, allocated inside the transaction that stores the message.
+//! - **dedupe by client id**: a resend with a stored `(room, client_id)` is reported as a
+//!   duplicate with the first copy, and nothing new is written.
+//! - **an epoch** naming the database, so a cursor from another database is recognised.
+
+mod migrations;
+pub(crate) mod sqlite;
+
+use crate::net::Outbound;
+use futures_util::future::BoxFuture;
+use hubbub_shared::{ChatMessage, RoomName};
+
+/// Durability of a commit (SQLite's `PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Durability {
+    /// fsync at every commit: an acknowledged message survives power loss.
+    Full,
+    /// WAL's default trade-off: survives a crash of the process, not always of the machine.
+    Normal,
+}
+
+/// Why the log could not do what was asked. Shown to clients as `storage_unavailable`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum StoreError {
+    /// The database engine refused or failed (locked past the busy timeout, disk full ...).
+    #[error("storage is unavailable: {0}")]
+    Unavailable(#[from] rusqlite::Error),
+    /// The file system failed before the database could be opened (folder, temp file, thread).
+    #[error("storage is unavailable: {0}")]
+    Io(#[from] std::io::Error),
+    /// The writer has stopped (the hub is shutting down).
+    #[error("the storage writer has stopped")]
+    Stopped,
+}
+
+/// A chat message to store.
+#[derive(Debug)]
+pub(crate) struct Append {
+    pub(crate) room: RoomName,
+    pub(crate) author: String,
+    pub(crate) text: String,
+    /// The client's id for this message: a resend with the same id in the same room is a
+    /// duplicate, acknowledged with the first one's sequence number and not stored again.
+    pub(crate) client_id: String,
+    /// The id to acknowledge with, when the client gave one.
+    pub(crate) ack_id: Option<String>,
+    /// The sender's outbound queue. The log only carries it through the commit, so that the
+    /// acknowledgement is queued in commit order, after the broadcast.
+    pub(crate) reply_to: Outbound,
+}
+
+/// What happened to an [`Append`] whose transaction committed.
+#[derive(Debug)]
+pub(crate) struct Committed {
+    pub(crate) message: ChatMessage,
+    pub(crate) ack_id: Option<String>,
+    /// True when this was a resend of an already stored message (nothing new was written).
+    pub(crate) duplicate: bool,
+    pub(crate) reply_to: Outbound,
+}
+
+/// An append that was not stored, and why (nothing of its batch was).
+#[derive(Debug)]
+pub(crate) struct NotStored {
+    pub(crate) append: Append,
+    pub(crate) reason: String,
+}
+
+/// Called by the log's writer, in commit order, with each append's outcome.
+pub(crate) type OnCommit = Box<dyn Fn(Result<Committed, NotStored>) + Send>;
+
+/// Which messages of a room a page holds: `after < seq <= up_to`, at most `limit` of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Range {
+    pub(crate) after: u64,
+    pub(crate) up_to: u64,
+    pub(crate) limit: usize,
+    /// The `limit` newest of the range when set (a history page), else the oldest (a resume).
+    pub(crate) newest: bool,
+}
+
+/// The durable history of every room. See the module docs for the contract.
+pub(crate) trait MessageLog: Send + Sync + std::fmt::Debug {
+    /// Random id of this database, made when it was created; part of every resume cursor.
+    fn epoch(&self) -> &str;
+
+    /// Queues a message for the next group commit; never blocks. The outcome goes to the
+    /// log's [`OnCommit`].
+    fn append(&self, append: Append) -> Result<(), StoreError>;
+
+    /// The messages of `room` in `range`, oldest first.
+    fn page(&self, room: &RoomName, range: Range) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// The sequence number of `room`'s newest message (0 when it has none).
+    fn head(&self, room: &RoomName) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// Whether the database answers (for `/healthz`).
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;
+
+    /// Commits what is queued, stops the writer and waits for it. Appends after this fail
+    /// with [`StoreError::Stopped`]. Called once, at the end of shutdown.
+    fn close(&self) -> BoxFuture<'static, ()>;
+}

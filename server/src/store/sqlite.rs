@@ -1,0 +1,283 @@
+//! The embedded message log: one SQLite file (WAL), the default engine.
+//!
+//! Writes go through one thread that owns the write connection and commits in groups: it takes
+//! every request that is waiting (up to [`MAX_BATCH`]), runs them in one transaction, and only
+//! after `COMMIT` returns hands each outcome to `on_commit`, in commit order. SQLite has one
+//! writer anyway; one thread that batches turns that into throughput (one fsync per batch).
+//!
+//! Reads (history pages, heads) use a second connection on tokio's blocking pool; WAL lets
+//! them run beside the writer.
+
+use super::{Append, Committed, Durability, MessageLog, NotStored, OnCommit, Range, StoreError, migrations};
+use crate::stats::Stats;
+use futures_util::{FutureExt, future::BoxFuture};
+use hubbub_shared::{ChatMessage, RoomName};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use std::{
+    collections::HashMap,
+    path::Path,
+    sync::{Arc, Mutex, mpsc as std_mpsc},
+    thread::JoinHandle,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+/// Most appends committed in one transaction.
+const MAX_BATCH: usize = 1024;
+
+/// What the writer thread is asked to do, in order.
+#[derive(Debug)]
+enum Write {
+    Append(Append),
+    /// Commit everything queued before this, then stop.
+    Close,
+}
+
+#[derive(Debug)]
+pub(crate) struct SqliteLog {
+    /// The writer thread's queue: unbounded so that `append` never blocks a connection task;
+    /// the rate limits bound what one client can put in it.
+    writes: std_mpsc::Sender<Write>,
+    /// The writer thread, joined by [`MessageLog::close`] so shutdown ends after the last commit.
+    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The read connection, shared by history requests (one at a time; reads are short).
+    reader: Arc<Mutex<Connection>>,
+    /// For `:memory:`: the temporary folder holding the database, removed with the log.
+    _throwaway: Option<tempfile::TempDir>,
+    epoch: String,
+}
+
+impl SqliteLog {
+    /// Opens (creating and migrating) the database and starts the writer thread. `path` may
+    /// be `:memory:` for a throwaway database.
+    pub(crate) fn open(
+        path: &Path,
+        durability: Durability,
+        busy_timeout: Duration,
+        stats: Arc<Stats>,
+        on_commit: OnCommit,
+    ) -> Result<SqliteLog, StoreError> {
+        // `:memory:` is a file in a temporary folder, not SQLite's shared-cache memory database:
+        // that one locks whole tables (SQLITE_LOCKED, which ignores the busy timeout), so history
+        // reads would fail group commits. A WAL file behaves exactly like the real thing.
+        let throwaway = if path == Path::new(":memory:") {
+            Some(tempfile::Builder::new().prefix("hubbub-memory-").tempdir()?)
+        } else {
+            None
+        };
+        let location = match &throwaway {
+            Some(dir) => dir.path().join("hubbub.db"),
+            None => {
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)?;
+                }
+                path.to_path_buf()
+            }
+        };
+        let writer = open_connection(&location, durability, busy_timeout)?;
+        migrations::migrate(&writer)?;
+        let epoch: String = writer.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
+        let reader = open_connection(&location, durability, busy_timeout)?;
+        let (writes, queue) = std_mpsc::channel::<Write>();
+        let thread = std::thread::Builder::new()
+            .name("hubbub-store".into())
+            .spawn(move || write_loop(writer, queue, &stats, on_commit))?;
+        Ok(SqliteLog {
+            writes,
+            writer: Mutex::new(Some(thread)),
+            reader: Arc::new(Mutex::new(reader)),
+            _throwaway: throwaway,
+            epoch,
+        })
+    }
+
+    /// Runs `read` on the read connection, on tokio's blocking pool.
+    fn read<T: Send + 'static>(
+        &self,
+        read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> BoxFuture<'static, Result<T, StoreError>> {
+        let reader = self.reader.clone();
+        let blocking = tokio::task::spawn_blocking(move || {
+            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
+            read(&conn).map_err(StoreError::from)
+        });
+        blocking.map(|joined| joined.map_err(|_| StoreError::Stopped)?).boxed()
+    }
+}
+
+impl MessageLog for SqliteLog {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn append(&self, append: Append) -> Result<(), StoreError> {
+        self.writes.send(Write::Append(append)).map_err(|_| StoreError::Stopped)
+    }
+
+    fn page(&self, room: &RoomName, range: Range) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>> {
+        let room = room.to_string();
+        self.read(move |conn| {
+            let sql = if range.newest {
+                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+            } else {
+                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
+            };
+            let mut stmt = conn.prepare_cached(sql)?;
+            let bounds = params![room, clamp(range.after), clamp(range.up_to), range.limit as i64];
+            let rows = stmt.query_map(bounds, |r| message_from_row(&room, r))?;
+            let mut page = rows.collect::<Result<Vec<_>, _>>()?;
+            if range.newest {
+                page.reverse();
+            }
+            Ok(page)
+        })
+    }
+
+    fn head(&self, room: &RoomName) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let room = room.to_string();
+        self.read(move |conn| {
+            let head: Option<i64> =
+                conn.query_row("SELECT MAX(seq) FROM messages WHERE room = ?1", [room], |r| r.get(0))?;
+            Ok(head.unwrap_or(0) as u64)
+        })
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        // the writer ends after committing what is queued before this request
+        let _ = self.writes.send(Write::Close);
+        let thread = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        async move {
+            if let Some(thread) = thread {
+                let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+            }
+        }
+        .boxed()
+    }
+}
+
+/// A message from a row of `SELECT seq, author, text, ts, client_id`.
+fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    Ok(ChatMessage {
+        room: room.to_owned(),
+        seq: r.get::<_, i64>(0)? as u64,
+        author: r.get(1)?,
+        text: r.get(2)?,
+        ts: r.get::<_, i64>(3)? as u64,
+        id: public_id(&r.get::<_, String>(4)?),
+    })
+}
+
+/// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
+fn public_id(stored: &str) -> Option<String> {
+    stored.strip_prefix("c:").map(str::to_owned)
+}
+
+/// Sequence numbers are stored as SQLite's signed 64-bit integers.
+fn clamp(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
+}
+
+fn open_connection(location: &Path, durability: Durability, busy_timeout: Duration) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(location, flags)?;
+    // a writer holding the lock longer than this makes the operation fail with a typed error
+    conn.busy_timeout(busy_timeout)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match durability {
+        Durability::Full => "FULL",
+        Durability::Normal => "NORMAL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    Ok(conn)
+}
+
+/// The writer thread: group commits until [`Write::Close`] or until the log is dropped.
+fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &Stats, on_commit: OnCommit) {
+    // last sequence number per room, read from the database on first use
+    let mut heads: HashMap<String, u64> = HashMap::new();
+    let mut closing = false;
+    while !closing && let Ok(first) = queue.recv() {
+        let mut batch = Vec::new();
+        for write in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
+            match write {
+                Write::Append(append) => batch.push(append),
+                Write::Close => {
+                    closing = true;
+                    break;
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let committed = commit_batch(&mut conn, &mut heads, &batch);
+        stats.commit_latency.observe(started.elapsed());
+        match committed {
+            Ok(outcomes) => {
+                stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
+                for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
+                    on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
+                }
+            }
+            Err(err) => {
+                // nothing of the batch was stored: the cached heads may be ahead of the disk
+                heads.clear();
+                tracing::error!(cause = %err, messages = batch.len(), "commit failed");
+                for append in batch {
+                    on_commit(Err(NotStored { append, reason: err.to_string() }));
+                }
+            }
+        }
+    }
+    tracing::debug!("store writer stopped");
+}
+
+/// Stores `batch` in one transaction: each append is either found (a resend, by client id) or
+/// inserted with its room's next seq. The outcomes, in batch order, with "was a duplicate".
+fn commit_batch(
+    conn: &mut Connection,
+    heads: &mut HashMap<String, u64>,
+    batch: &[Append],
+) -> Result<Vec<(ChatMessage, bool)>, rusqlite::Error> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    {
+        let mut find = tx.prepare_cached(
+            "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND client_id = ?2",
+        )?;
+        let mut head = tx.prepare_cached("SELECT MAX(seq) FROM messages WHERE room = ?1")?;
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO messages (room, seq, author, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        for a in batch {
+            let room = a.room.as_str();
+            let existing = find.query_row(params![room, a.client_id], |r| message_from_row(room, r)).optional()?;
+            if let Some(message) = existing {
+                outcomes.push((message, true));
+                continue;
+            }
+            let last = match heads.get(room) {
+                Some(last) => *last,
+                None => head.query_row([room], |r| r.get::<_, Option<i64>>(0))?.unwrap_or(0) as u64,
+            };
+            let seq = last + 1;
+            insert.execute(params![room, seq as i64, a.author, a.text, now as i64, a.client_id])?;
+            heads.insert(room.to_owned(), seq);
+            let id = public_id(&a.client_id);
+            outcomes.push((
+                ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now, id },
+                false,
+            ));
+        }
+    }
+    tx.commit()?;
+    Ok(outcomes)
+}
