@@ -16,10 +16,7 @@ pub(crate) fn App() -> impl IntoView {
     client::spawn(chat, queue);
 
     // re-render the room view only when the active room itself changes
-    let active_room = Memo::new(move |_| {
-        let name = chat.active.get()?;
-        chat.rooms.with(|rooms| rooms.iter().find(|r| r.name == name).cloned())
-    });
+    let active_room = Memo::new(move |_| chat.with(|m| m.active_room().map(str::to_owned)));
 
     view! {
         <div class="app">

@@ -1,13 +1,13 @@
 //! The connection task: one WebSocket at a time, reconnected with backoff for as long as the
 //! page is open. It is the only code that touches the socket; everything it receives goes
-//! through [`Chat::apply`] in arrival order.
+//! through [`Chat::receive`] in arrival order.
 //!
 //! Lifecycle: open → wait for `welcome` → rejoin every room the page is in (from its last seq)
 //! → resend the unacknowledged outbox → pump queued
 //! outbound messages and inbound frames → on close, record the close code and reason, wait a
 //! full-jitter backoff (cut short by the browser's `online` event), and start over.
 
-use crate::state::{Chat, ConnState};
+use crate::state::Chat;
 use futures::{
     SinkExt, StreamExt,
     channel::mpsc::{UnboundedReceiver, unbounded},
@@ -15,7 +15,7 @@ use futures::{
 };
 use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
 use gloo_timers::future::sleep;
-use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server_frame, encode};
+use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server_items, encode};
 use leptos::{ev, prelude::*, task::spawn_local};
 use std::time::Duration;
 
@@ -54,8 +54,8 @@ pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
             let ended = run_once(chat, &mut outbound, first.take()).await;
             // closed for joining nothing while the person is still on the join form: stay
             // idle, and connect again the moment they join (that join goes first)
-            if ended.code == close::NO_JOIN && chat.rooms.with_untracked(Vec::is_empty) {
-                chat.conn.set(ConnState::Idle);
+            if ended.code == close::NO_JOIN && chat.with_untracked(|m| m.rooms.is_empty()) {
+                chat.idle();
                 match outbound.next().await {
                     Some(msg) => {
                         first = Some(msg);
@@ -66,15 +66,11 @@ pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
                 }
             }
             if ended.give_up {
-                chat.conn.set(ConnState::Closed { code: ended.code, reason: ended.reason });
+                chat.closed_for_good(ended.code, ended.reason);
                 return;
             }
             failures = if ended.was_welcomed { 0 } else { failures + 1 };
-            // keep the close that ended the last good connection on screen while retrying
-            let keep = matches!(chat.conn.get_untracked(), ConnState::Reconnecting { .. }) && !ended.was_welcomed;
-            if !keep {
-                chat.conn.set(ConnState::Reconnecting { code: ended.code, reason: ended.reason });
-            }
+            chat.connection_lost(ended.code, ended.reason, ended.was_welcomed);
             let delay = backoff_ms(failures);
             let wait = sleep(Duration::from_millis(delay as u64));
             futures::pin_mut!(wait);
@@ -109,19 +105,18 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
         let next_out = async { if welcomed { outbound.next().await } else { futures::future::pending().await } };
         futures::pin_mut!(next_out);
         match select(stream.next(), next_out).await {
-            Either::Left((Some(Ok(Message::Text(text))), _)) => {
-                // one message, or several queued together in a JSON array
-                let Ok(msgs) = decode_server_frame(&text) else { continue };
-                for msg in msgs {
+            // until the `welcome`: check the version, then rejoin every room (resuming from its
+            // last seq, under the epoch those seqs came from) and resend the outbox first
+            Either::Left((Some(Ok(Message::Text(text))), _)) if !welcomed => {
+                for msg in decode_server_items(&text).unwrap_or_default().into_iter().flatten() {
                     if let ServerMsg::Welcome { protocol, .. } = &msg {
                         if *protocol != PROTOCOL_VERSION {
                             let reason = format!("protocol {protocol} is not supported by this page; reload it");
                             return Ended { code: close::PROTOCOL_ERROR, reason, was_welcomed: false, give_up: true };
                         }
                         welcomed = true;
-                        chat.conn.set(ConnState::Connected);
-                        // rejoin (resuming each room from its last seq), then resend the outbox
-                        for msg in chat.rejoins().into_iter().chain(chat.resends()).chain(first.clone()) {
+                        chat.connected();
+                        for msg in chat.after_welcome().into_iter().chain(first.clone()) {
                             if sink.send(Message::Text(encode(&msg))).await.is_err() {
                                 break;
                             }
@@ -130,6 +125,8 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
                     chat.apply(msg);
                 }
             }
+            // one message, or several queued together in a JSON array
+            Either::Left((Some(Ok(Message::Text(text))), _)) => chat.receive(&text),
             // the hub never sends binary frames on the chat socket
             Either::Left((Some(Ok(Message::Bytes(_))), _)) => {}
             Either::Left((Some(Err(WebSocketError::ConnectionClose(event))), _)) => {

@@ -10,7 +10,6 @@ mod browser;
 mod client;
 mod components;
 mod echo;
-mod outbox;
 mod state;
 
 fn main() {

@@ -1,8 +1,6 @@
-use crate::{
-    browser::clock,
-    state::{Chat, Entry, EntryKind, Room},
-};
+use crate::{browser::clock, state::Chat};
 use leptos::{ev::SubmitEvent, html, prelude::*};
+use page_model::{Entry, EntryKind, Pending};
 
 /// How close to the bottom (px) still counts as "at the bottom".
 const STICKY_SLACK: i32 = 40;
@@ -12,13 +10,18 @@ const STICKY_SLACK: i32 = 40;
 /// The log follows new messages only while the reader is already at the bottom (gorilla's
 /// home.html rule); a reader scrolled up gets a "new messages" button instead of being yanked.
 #[component]
-pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
+pub(crate) fn ChatRoom(
+    /// The room's name; the view reads the room from the page model by it.
+    room: String,
+) -> impl IntoView {
     let log_ref = NodeRef::<html::Div>::new();
     let at_bottom = RwSignal::new(true);
     let unseen = RwSignal::new(false);
-    let log = room.log;
-    let members = room.members;
-    let nick = room.nick;
+    let chat = expect_context::<Chat>();
+    // slices of the model: each re-renders only when its own part changed
+    let log = room_slice(chat, &room, |r| r.log.clone());
+    let members = room_slice(chat, &room, |r| r.members.clone());
+    let nick = room_slice(chat, &room, |r| r.nick.clone());
 
     let scroll_to_bottom = move || {
         // after the browser laid out the new entries
@@ -28,16 +31,15 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
             }
         });
     };
-    let chat = expect_context::<Chat>();
-    let name = room.name.clone();
+    let name = room.clone();
     let pending = {
         let name = name.clone();
-        move || chat.outbox.with(|o| o.iter().filter(|p| p.room == name).cloned().collect::<Vec<_>>())
+        Memo::new(move |_| chat.with(|m| m.outbox.iter().filter(|p| p.room == name).cloned().collect::<Vec<_>>()))
     };
     // follow the end of the log (new messages, own pending ones), not older pages loaded above
     Effect::new(move |previous: Option<(Option<u64>, usize)>| {
-        let last = log.with(|l| l.last().map(|e| e.key));
-        let waiting = chat.outbox.with(Vec::len);
+        let last = log.with(|l| l.as_ref().and_then(|l| l.last()).map(|e| e.key));
+        let waiting = pending.with(Vec::len);
         let now = (last, waiting);
         if previous.is_none_or(|p| p != now) {
             if at_bottom.get_untracked() || previous.is_none() {
@@ -48,21 +50,10 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
         }
         now
     });
-    let oldest = move || {
-        log.with(|l| {
-            l.iter().find_map(|e| match e.kind {
-                EntryKind::Message { seq, .. } => Some(seq),
-                _ => None,
-            })
-        })
-    };
+    let oldest = move || log.with(|l| l.as_ref().and_then(|l| l.iter().find_map(Entry::seq)));
     let load_older = {
         let name = name.clone();
-        move |_| {
-            if let Some(before) = oldest() {
-                chat.load_older(&name, before);
-            }
-        }
+        move |_| chat.load_older(&name)
     };
     let on_scroll = move |_| {
         if let Some(el) = log_ref.get_untracked() {
@@ -82,7 +73,7 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
     view! {
         <section class="room" aria-labelledby="room-title">
             <div class="room-head">
-                <h2 id="room-title">"#" {room.name.clone()}</h2>
+                <h2 id="room-title">"#" {room.clone()}</h2>
                 <span class="me">"as " {move || nick.get()}</span>
             </div>
             <div class="room-body">
@@ -90,7 +81,7 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
                     <div
                         class="log"
                         role="log"
-                        aria-label=format!("Messages in {}", room.name)
+                        aria-label=format!("Messages in {room}")
                         tabindex="0"
                         node_ref=log_ref
                         on:scroll=on_scroll
@@ -100,10 +91,10 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
                                 "Load older messages"
                             </button>
                         </Show>
-                        <For each=move || log.get() key=|entry| entry.key let:entry>
+                        <For each=move || log.get().unwrap_or_default() key=|entry| entry.key let:entry>
                             <LogEntry entry room=name.clone() />
                         </For>
-                        <For each=pending key=|p| (p.id.clone(), p.failed.clone()) let:p>
+                        <For each=move || pending.get() key=|p| (p.id.clone(), p.failed.clone()) let:p>
                             <PendingEntry pending=p />
                         </For>
                     </div>
@@ -114,17 +105,28 @@ pub(crate) fn ChatRoom(room: Room) -> impl IntoView {
                     </Show>
                 </div>
                 <aside class="members" aria-label="Members">
-                    <h3>"Members (" {move || members.with(Vec::len)} ")"</h3>
+                    <h3>"Members (" {move || members.with(|m| m.as_ref().map_or(0, Vec::len))} ")"</h3>
                     <ul>
-                        <For each=move || members.get() key=|n| n.clone() let:name>
+                        <For each=move || members.get().unwrap_or_default() key=|n| n.clone() let:name>
                             <li>{name}</li>
                         </For>
                     </ul>
                 </aside>
             </div>
-            <MessageForm room=room.name.clone() />
+            <MessageForm room=room.clone() />
         </section>
     }
+}
+
+/// One part of a room of the model, as a memo: views that read it re-render only when that
+/// part changed, not on every message of every room.
+fn room_slice<T: Clone + PartialEq + Send + Sync + 'static>(
+    chat: Chat,
+    room: &str,
+    read: fn(&page_model::Room) -> T,
+) -> Memo<Option<T>> {
+    let room = room.to_owned();
+    Memo::new(move |_| chat.with(|m| m.room(&room).map(read)))
 }
 
 /// One line of the log. Text is always inserted as text nodes, never parsed as HTML.
@@ -142,12 +144,14 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
             </article>
         }
         .into_any(),
-        EntryKind::Gap { before } => {
+        EntryKind::Gap { .. } => {
+            // the model knows how much of the gap is left: each click loads the next page of it
             let chat = expect_context::<Chat>();
+            let key = entry.key;
             view! {
                 <p class="notice gap">
                     "Some messages were skipped while you were away. "
-                    <button class="link" on:click=move |_| chat.load_older(&room, before)>
+                    <button class="link" on:click=move |_| chat.load_gap(&room, key)>
                         "Load them"
                     </button>
                 </p>
@@ -161,7 +165,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
 
 /// An own message not yet acknowledged: sending, or refused with Retry and Discard.
 #[component]
-fn PendingEntry(pending: crate::outbox::Pending) -> impl IntoView {
+fn PendingEntry(pending: Pending) -> impl IntoView {
     let chat = expect_context::<Chat>();
     let (retry_id, discard_id) = (pending.id.clone(), pending.id.clone());
     let failed = pending.failed.clone();

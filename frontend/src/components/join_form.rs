@@ -31,7 +31,7 @@ pub(crate) fn JoinForm() -> impl IntoView {
                 on:input=move |ev| room.set(event_target_value(&ev))
             />
             <button type="submit">"Join"</button>
-            <p class="error" role="alert">{move || chat.join_error.get()}</p>
+            <p class="error" role="alert">{move || chat.with(|m| m.join_error.clone())}</p>
         </form>
     }
 }

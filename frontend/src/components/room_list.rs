@@ -5,15 +5,16 @@ use leptos::prelude::*;
 #[component]
 pub(crate) fn RoomList() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let names = Memo::new(move |_| chat.with(|m| m.rooms.iter().map(|r| r.name.clone()).collect::<Vec<_>>()));
+    let active = Memo::new(move |_| chat.with(|m| m.active.clone()));
     view! {
         <nav class="rooms" aria-label="Joined rooms">
             <ul>
-                <For each=move || chat.rooms.get() key=|room| room.name.clone() let:room>
+                <For each=move || names.get() key=|name| name.clone() let:name>
                     {
-                        let name = room.name.clone();
                         let is_active = {
                             let name = name.clone();
-                            move || chat.active.with(|a| a.as_deref() == Some(name.as_str()))
+                            move || active.with(|a| a.as_deref() == Some(name.as_str()))
                         };
                         let select = {
                             let name = name.clone();

@@ -5,10 +5,11 @@ use leptos::prelude::*;
 #[component]
 pub(crate) fn ConnectionStatus() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let conn = Memo::new(move |_| chat.with(|m| m.conn.clone()));
     view! {
-        <div class="status" role="status" data-state=move || chat.conn.with(|c| c.name())>
+        <div class="status" role="status" data-state=move || conn.with(|c| c.name())>
             <span class="dot" aria-hidden="true"></span>
-            <span class="status-text">{move || chat.conn.with(|c| c.describe())}</span>
+            <span class="status-text">{move || conn.with(|c| c.describe())}</span>
         </div>
     }
 }
