@@ -41,6 +41,12 @@ impl Chat {
     fn change(&self, transition: impl FnOnce(&mut PageModel) -> Vec<Effect>) {
         let mut effects = Vec::new();
         self.model.update(|m| effects = transition(m));
+        self.run(effects);
+    }
+
+    /// Carries out effects. Not generic on purpose: a retry schedules a task that runs effects
+    /// again, which would otherwise instantiate `change` inside itself without end.
+    fn run(&self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Send(msg) => self.outbound.with_value(|tx| {
@@ -55,7 +61,9 @@ impl Chat {
                     let chat = *self;
                     leptos::task::spawn_local(async move {
                         gloo_timers::future::sleep(std::time::Duration::from_millis(after_ms)).await;
-                        chat.change(|m| m.resend(&id));
+                        let mut effects = Vec::new();
+                        chat.model.update(|m| effects = m.resend(&id));
+                        chat.run(effects);
                     });
                 }
             }
