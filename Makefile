@@ -2,7 +2,7 @@
 # Both install what is missing first (scripts/setup.sh), idempotently.
 SHELL := bash
 .DEFAULT_GOAL := run
-.PHONY: run test bench setup page dev-server dev-page
+.PHONY: run test lint bench setup page dev-server dev-page
 
 ## Build the page and start Hubbub on http://127.0.0.1:3000
 run:
@@ -10,12 +10,19 @@ run:
 	@scripts/build-page.sh
 	cargo run --release -p hubbub-server --bin hubbub -- --static-dir dist
 
-## Every test: protocol and hub (cargo test), then the real-process ones: browser, Autobahn
+## Every test: lints, protocol, page model and hub (cargo test), then the real-process ones:
+## browser, Autobahn
 test:
 	@scripts/setup.sh test
+	@$(MAKE) --no-print-directory lint
 	@scripts/build-page.sh
 	cargo test --workspace --exclude hubbub-frontend
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
+
+## Formatting and clippy over every crate (the page's too, checked natively), warnings as errors
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 ## Hubbub against gorilla's chat example and an axum+broadcast hub; table + bench/results/latest.json
 bench:

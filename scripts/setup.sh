@@ -7,7 +7,8 @@
 #
 # On a machine that already has everything this takes a few seconds. It writes
 # target/toolchain.env, which the Makefile sources so that the frontend build uses whichever
-# Rust toolchain has the wasm32 target (see ../shared/notes/toolchain.md for the why).
+# Rust toolchain has the wasm32 target (on machines where rustup cannot download the target,
+# that is Debian's rustc-web with a wasm32 std built once, section 1 below).
 set -euo pipefail
 
 mode=${1:-run}

@@ -7,7 +7,7 @@
 use anyhow::Context;
 use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_items, encode};
 use std::{
     path::Path,
     process::Stdio,
@@ -81,8 +81,9 @@ fn ack_ids(text: &str) -> Vec<u64> {
     if !text.contains(r#"{"type":"ack""#) {
         return Vec::new();
     }
-    let msgs = decode_server_frame(text).unwrap_or_default();
+    let msgs = decode_server_items(text).unwrap_or_default();
     msgs.into_iter()
+        .flatten()
         .filter_map(|m| match m {
             ServerMsg::Ack { id, .. } => id.parse().ok(),
             _ => None,

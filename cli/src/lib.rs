@@ -7,7 +7,7 @@
 //! - [`read_listening_line`]: the address a `hubbub` process printed when it started.
 
 use futures_util::{Sink, SinkExt, Stream, StreamExt};
-use hubbub_shared::{ClientMsg, ServerMsg, decode_server_frame, encode};
+use hubbub_shared::{ClientMsg, ServerMsg, decode_server_items, encode};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncRead, BufReader, Lines},
@@ -148,7 +148,8 @@ where
             Some(Err(e)) => return Err(e.into()),
             Some(Ok(Message::Close(close))) => return Err(JoinError::Closed(format!("{close:?}"))),
             Some(Ok(Message::Text(text))) => {
-                for msg in decode_server_frame(&text).unwrap_or_default() {
+                // items of types this kit does not know (a newer hub's) are skipped
+                for msg in decode_server_items(&text).unwrap_or_default().into_iter().flatten() {
                     let done = matches!(msg, ServerMsg::History { .. });
                     if let ServerMsg::Error { message, .. } = &msg
                         && matches!(join, ClientMsg::Join { .. })

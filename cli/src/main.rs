@@ -253,7 +253,9 @@ fn answers(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message) -> usize
     match (mode, msg) {
         (Mode::Echo, Message::Text(_) | Message::Binary(_)) | (Mode::Add, Message::Text(_)) => 1,
         (Mode::Chat, Message::Text(text)) => {
-            hubbub_shared::decode_server_frame(text).map_or(0, |msgs| msgs.iter().filter(|m| answers_one(m)).count())
+            // items of types this CLI does not know (a newer hub's) are skipped
+            hubbub_shared::decode_server_items(text)
+                .map_or(0, |items| items.iter().flatten().filter(|m| answers_one(m)).count())
         }
         _ => 0,
     }
@@ -289,8 +291,8 @@ fn show(args: &Args, msg: Message) {
     let line = match msg {
         // one JSON object per line, also when the hub sent several in one array frame
         Message::Text(text) if args.json && args.mode == Mode::Chat && text.starts_with('[') => {
-            match hubbub_shared::decode_server_frame(&text) {
-                Ok(msgs) => Some(msgs.iter().map(hubbub_shared::encode).collect::<Vec<_>>().join("\n")),
+            match hubbub_shared::frame_items(&text) {
+                Ok(items) => Some(items.join("\n")),
                 Err(_) => Some(text.to_string()),
             }
         }

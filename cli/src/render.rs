@@ -1,7 +1,7 @@
 //! Turns frames into lines for people.
 
 use crate::Mode;
-use hubbub_shared::{ServerMsg, decode_server_frame};
+use hubbub_shared::{ServerMsg, decode_server_items};
 
 /// One readable line for a text frame, or `None` for frames not worth a line.
 pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
@@ -17,9 +17,10 @@ pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
                 _ => text.to_owned(),
             })
         }
-        Mode::Chat => match decode_server_frame(text) {
-            Ok(msgs) => {
-                let lines: Vec<String> = msgs.into_iter().filter_map(chat_line).collect();
+        // items of types this CLI does not know (a newer hub's) are skipped
+        Mode::Chat => match decode_server_items(text) {
+            Ok(items) => {
+                let lines: Vec<String> = items.into_iter().flatten().filter_map(chat_line).collect();
                 (!lines.is_empty()).then(|| lines.join("\n"))
             }
             Err(_) => Some(text.to_owned()),
@@ -48,4 +49,15 @@ fn chat_line(msg: ServerMsg) -> Option<String> {
         ServerMsg::Sum { sum, .. } => sum.to_string(),
         ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_message_type_from_a_newer_hub_is_skipped_and_the_rest_of_the_frame_is_shown() {
+        let frame = r#"[{"type":"member_joined","room":"lobby","nick":"bob"},{"type":"typing","room":"lobby","nicks":["bob"]},{"type":"message","room":"lobby","seq":8,"author":"bob","text":"hi","ts":1}]"#;
+        assert_eq!(readable(Mode::Chat, frame).as_deref(), Some("* bob joined #lobby\n[#lobby] <bob> hi"));
+    }
 }

@@ -30,22 +30,35 @@ pub(crate) fn save<T: serde::Serialize>(key: &str, value: &T) {
     }
 }
 
-/// This browser's client token (made once, kept in local storage): lets a rejoin take over a
-/// membership its lost connection still holds on the hub.
+/// This browser's identity: a 128-bit secret from the Web Crypto API, made once and kept in
+/// local storage (so every tab of this browser shares it), sent only in `join`. It proves that
+/// a later join is the same person. Never shown, never logged.
 pub(crate) fn client_token() -> String {
     const KEY: &str = "hubbub.token";
-    if let Some(token) = load::<String>(KEY) {
+    // a token made by an older page (from Math.random) is replaced by a proper one
+    if let Some(token) = load::<String>(KEY).filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
         return token;
     }
-    let token = new_id();
+    let token = random_hex::<16>();
     save(KEY, &token);
     token
 }
 
-/// A fresh client id for a message: random enough that two tabs never collide.
+/// A fresh client id for a message: 128 random bits, so that two tabs never collide.
 pub(crate) fn new_id() -> String {
-    let r = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
-    format!("{:x}-{:08x}{:08x}", js_sys::Date::now() as u64, r(), r())
+    random_hex::<16>()
+}
+
+/// `N` bytes from the browser's cryptographic random source, as hex. Web Crypto is there in
+/// every browser that runs WebAssembly; should it fail, `Math.random` fills the bytes instead
+/// (weaker, but the page keeps working).
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    let filled = window().crypto().and_then(|c| c.get_random_values_with_u8_array(&mut bytes)).is_ok();
+    if !filled {
+        bytes.iter_mut().for_each(|b| *b = (js_sys::Math::random() * 256.0) as u8);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub(crate) fn remembered_nick() -> Option<String> {

@@ -71,16 +71,21 @@ pub fn decode_server_frame(text: &str) -> Result<Vec<ServerMsg>, DecodeError> {
 /// never costs it the others. Only a frame that is not JSON (or not an object or an array of
 /// them) fails as a whole. Order is the frame's order.
 pub fn decode_server_items(text: &str) -> Result<Vec<Result<ServerMsg, DecodeError>>, DecodeError> {
-    if text.trim_start().starts_with('[') {
-        let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| DecodeError {
-            kind: DecodeErrorKind::BadJson,
-            id: None,
-            detail: e.to_string(),
-        })?;
-        Ok(items.into_iter().map(|item| decode_server(item.get())).collect())
-    } else {
-        Ok(vec![decode_server(text)])
+    Ok(frame_items(text)?.into_iter().map(decode_server).collect())
+}
+
+/// The JSON text of each item of a frame the hub sent: the elements of an array frame, or the
+/// frame itself. Fails only when an array frame is not valid JSON.
+pub fn frame_items(text: &str) -> Result<Vec<&str>, DecodeError> {
+    if !text.trim_start().starts_with('[') {
+        return Ok(vec![text]);
     }
+    let items: Vec<&serde_json::value::RawValue> = serde_json::from_str(text).map_err(|e| DecodeError {
+        kind: DecodeErrorKind::BadJson,
+        id: None,
+        detail: e.to_string(),
+    })?;
+    Ok(items.into_iter().map(|item| item.get()).collect())
 }
 
 /// Joins already-encoded messages into one frame: `[a,b,…]`; a single message stays as it is.

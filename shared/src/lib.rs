@@ -14,7 +14,7 @@ pub mod validate;
 
 pub use codec::{
     DecodeError, DecodeErrorKind, decode_client, decode_server, decode_server_frame, decode_server_items, encode,
-    encode_batch,
+    encode_batch, frame_items,
 };
 pub use protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, ServerMsg};
 pub use validate::{ChatText, Invalid, Nick, RoomName};
