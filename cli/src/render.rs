@@ -37,6 +37,10 @@ fn chat_line(msg: ServerMsg) -> Option<String> {
         ServerMsg::Left { room, .. } => format!("* left #{room}"),
         ServerMsg::MemberJoined { room, nick } => format!("* {nick} joined #{room}"),
         ServerMsg::MemberLeft { room, nick } => format!("* {nick} left #{room}"),
+        ServerMsg::MemberState { room, nick, away: true } => format!("* {nick} is away in #{room}"),
+        ServerMsg::MemberState { room, nick, away: false } => format!("* {nick} is back in #{room}"),
+        // a terminal has no room to show who is typing without getting in the way
+        ServerMsg::Typing { .. } => return None,
         ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
         ServerMsg::History { messages, .. } if messages.is_empty() => return None,
         ServerMsg::History { messages, .. } => {

@@ -14,6 +14,7 @@ pub(crate) fn App() -> impl IntoView {
     let chat = Chat::new(outbound);
     provide_context(chat);
     client::spawn(chat, queue);
+    crate::browser::on_visibility_change(move |hidden| chat.set_hidden(hidden));
 
     // re-render the room view only when the active room itself changes
     let active_room = Memo::new(move |_| chat.with(|m| m.active_room().map(str::to_owned)));

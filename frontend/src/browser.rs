@@ -1,6 +1,7 @@
 //! Small wrappers over browser APIs: the socket URL, local storage, clock formatting.
 
-use leptos::prelude::window;
+use leptos::prelude::{document, window};
+use wasm_bindgen::{JsCast, closure::Closure};
 
 /// `ws://host/PATH` or `wss://host/PATH` for the page's own host, so the same build works
 /// behind `trunk serve` (which proxies the sockets) and when served by the hub itself.
@@ -86,4 +87,14 @@ pub(crate) fn clock(ts_millis: u64) -> String {
 /// A random number in [0, 1), for backoff jitter.
 pub(crate) fn random() -> f64 {
     js_sys::Math::random()
+}
+
+/// Calls `changed(hidden)` now and whenever the page is hidden or shown again (the Page
+/// Visibility API: another tab in front, the window minimised, the phone locked). The listener
+/// lives as long as the page.
+pub(crate) fn on_visibility_change(changed: impl Fn(bool) + 'static) {
+    changed(document().hidden());
+    let listener = Closure::<dyn Fn()>::new(move || changed(document().hidden()));
+    let _ = document().add_event_listener_with_callback("visibilitychange", listener.as_ref().unchecked_ref());
+    listener.forget();
 }

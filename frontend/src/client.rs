@@ -33,11 +33,13 @@ struct Ended {
     was_welcomed: bool,
     /// Retrying cannot help (the hub speaks another protocol version).
     give_up: bool,
+    /// The page was put away (hidden for navigation): reconnect when it is shown again.
+    put_away: bool,
 }
 
 impl Ended {
     fn retry(code: u16, reason: String, was_welcomed: bool) -> Self {
-        Ended { code, reason, was_welcomed, give_up: false }
+        Ended { code, reason, was_welcomed, give_up: false, put_away: false }
     }
 }
 
@@ -47,11 +49,30 @@ pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
     let _ = window_event_listener(ev::online, move |_| {
         let _ = online_tx.unbounded_send(());
     });
+    // A page the browser puts away (back/forward cache, or unloading) lets go of its socket:
+    // otherwise the hub would count the person as present for as long as the browser keeps it.
+    // `true`: the page is put away; `false`: it is shown again from the cache.
+    let (page_tx, mut page_events) = unbounded::<bool>();
+    let hide_tx = page_tx.clone();
+    let _ = window_event_listener(ev::pagehide, move |_| {
+        let _ = hide_tx.unbounded_send(true);
+    });
+    let _ = window_event_listener(ev::pageshow, move |e| {
+        if e.persisted() {
+            let _ = page_tx.unbounded_send(false);
+        }
+    });
     spawn_local(async move {
         let mut failures: u32 = 0;
         let mut first: Option<ClientMsg> = None;
         loop {
-            let ended = run_once(chat, &mut outbound, first.take()).await;
+            let ended = run_once(chat, &mut outbound, &mut page_events, first.take()).await;
+            if ended.put_away {
+                // connect again (at once, resuming every room) when the page is shown again
+                while page_events.next().await == Some(true) {}
+                failures = 0;
+                continue;
+            }
             // closed for joining nothing while the person is still on the join form: stay
             // idle, and connect again the moment they join (that join goes first)
             if ended.code == close::NO_JOIN && chat.with_untracked(|m| m.rooms.is_empty()) {
@@ -88,7 +109,12 @@ fn backoff_ms(failures: u32) -> f64 {
 }
 
 /// One connection, from open to close.
-async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first: Option<ClientMsg>) -> Ended {
+async fn run_once(
+    chat: Chat,
+    outbound: &mut UnboundedReceiver<ClientMsg>,
+    page_events: &mut UnboundedReceiver<bool>,
+    first: Option<ClientMsg>,
+) -> Ended {
     // No subprotocol is requested: trunk serve's proxy (0.21) never selects one, and a browser
     // that asked for one drops a connection whose answer lacks it. `welcome.protocol` is the
     // version check instead.
@@ -104,7 +130,23 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
         // outbound messages wait in the queue until the hub has welcomed us and we rejoined
         let next_out = async { if welcomed { outbound.next().await } else { futures::future::pending().await } };
         futures::pin_mut!(next_out);
-        match select(stream.next(), next_out).await {
+        let put_away = async { while page_events.next().await == Some(false) {} };
+        futures::pin_mut!(put_away);
+        let next = match select(put_away, select(stream.next(), next_out)).await {
+            Either::Left(_) => {
+                let _ = sink.close().await;
+                let reason = "page put away".to_owned();
+                return Ended {
+                    code: close::GOING_AWAY,
+                    reason,
+                    was_welcomed: welcomed,
+                    give_up: false,
+                    put_away: true,
+                };
+            }
+            Either::Right((next, _)) => next,
+        };
+        match next {
             // until the `welcome`: check the version, then rejoin every room (resuming from its
             // last seq, under the epoch those seqs came from) and resend the outbox first
             Either::Left((Some(Ok(Message::Text(text))), _)) if !welcomed => {
@@ -112,7 +154,13 @@ async fn run_once(chat: Chat, outbound: &mut UnboundedReceiver<ClientMsg>, first
                     if let ServerMsg::Welcome { protocol, .. } = &msg {
                         if *protocol != PROTOCOL_VERSION {
                             let reason = format!("protocol {protocol} is not supported by this page; reload it");
-                            return Ended { code: close::PROTOCOL_ERROR, reason, was_welcomed: false, give_up: true };
+                            return Ended {
+                                code: close::PROTOCOL_ERROR,
+                                reason,
+                                was_welcomed: false,
+                                give_up: true,
+                                put_away: false,
+                            };
                         }
                         welcomed = true;
                         chat.connected();

@@ -170,4 +170,21 @@ impl Chat {
     pub(crate) fn load_gap(&self, room: &str, key: u64) {
         self.change(|m| m.load_gap(room, key));
     }
+
+    /// A keystroke in the message box of `room`.
+    pub(crate) fn typed(&self, room: &str) {
+        let now_ms = js_sys::Date::now() as u64;
+        self.change(|m| m.typed(room, now_ms));
+    }
+
+    /// After a refused rejoin: try again under another nickname.
+    pub(crate) fn rejoin_as(&self, room: &str, nick: &str) {
+        let token = crate::browser::client_token();
+        self.change(|m| m.rejoin_as(room, nick, &token));
+    }
+
+    /// The page became hidden or visible (the Page Visibility API).
+    pub(crate) fn set_hidden(&self, hidden: bool) {
+        self.change(|m| m.set_hidden(hidden));
+    }
 }

@@ -31,6 +31,9 @@ use std::{
 use tokio::net::TcpListener;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
+/// How often presence applies what time decides: a leave after the grace, away, typing expiry.
+const PRESENCE_TICK: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Everything a request handler or connection needs; cheap to clone (all handles).
 #[derive(Debug, Clone)]
 pub(crate) struct AppState {
@@ -59,7 +62,7 @@ impl AppState {
         let config = Arc::new(config);
         let stats: Arc<Stats> = Arc::default();
         let tracker = TaskTracker::new();
-        let presence = Arc::new(LocalPresence::default());
+        let presence = Arc::new(LocalPresence::new(config.presence()));
         let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(presence.clone()));
         let log: Arc<dyn MessageLog> = Arc::new(
             SqliteLog::open(
@@ -131,6 +134,20 @@ impl Application {
         tokio::spawn(async move {
             shutdown.await;
             trigger.cancel();
+        });
+        // presence changes that time decides (grace, away, typing expiry), a few times a second
+        state.tracker.spawn({
+            let (presence, stop) = (state.chat.presence.clone(), state.shutdown.clone());
+            async move {
+                let mut tick = tokio::time::interval(PRESENCE_TICK);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => presence.tick(tokio::time::Instant::now()),
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            }
         });
         let router = net::routes::router(state.clone());
         let http = net::accept::accept_until(self.listener, router, &state.config, stop_accepting).await;

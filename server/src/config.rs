@@ -116,6 +116,20 @@ pub struct Config {
     /// On SIGINT/SIGTERM, how long to wait for connections to finish closing (ms).
     #[arg(long, env = "HUBBUB_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+
+    /// How long a person stays in a room after their last connection is gone (ms): a reload,
+    /// a network blip or closing one of two tabs announces nothing. Leaving on purpose is
+    /// announced at once.
+    #[arg(long, env = "HUBBUB_PRESENCE_GRACE_MS", default_value_t = 15_000)]
+    pub presence_grace_ms: u64,
+
+    /// A member whose every connection has been hidden this long is shown as away (ms).
+    #[arg(long, env = "HUBBUB_AWAY_AFTER_MS", default_value_t = 300_000)]
+    pub away_after_ms: u64,
+
+    /// A typing signal not refreshed for this long expires (ms).
+    #[arg(long, env = "HUBBUB_TYPING_TTL_MS", default_value_t = 6_000)]
+    pub typing_ttl_ms: u64,
 }
 
 impl Config {
@@ -129,6 +143,9 @@ impl Config {
         config.messages_per_sec = 1e6;
         config.message_burst = 1e6;
         config.frames_per_sec = 1e6;
+        // the tests of what a closed connection announces expect it at once; the presence
+        // tests set their own grace
+        config.presence_grace_ms = 0;
         config
     }
 
@@ -150,6 +167,14 @@ impl Config {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_millis(self.shutdown_grace_ms)
+    }
+
+    pub(crate) fn presence(&self) -> crate::chat::presence::PresenceTimes {
+        crate::chat::presence::PresenceTimes {
+            grace: Duration::from_millis(self.presence_grace_ms),
+            away_after: Duration::from_millis(self.away_after_ms),
+            typing_ttl: Duration::from_millis(self.typing_ttl_ms),
+        }
     }
 
     pub fn limits(&self) -> hubbub_shared::Limits {

@@ -207,14 +207,18 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("chat.png"), &shot).unwrap();
 
-    // The nickname is remembered across visits
+    // The nickname is remembered across visits, and a reload is not a leave
     bob.refresh().await.unwrap();
     let nick = bob.wait().at_most(WAIT).for_element(Locator::Id("nick")).await.unwrap();
     assert_eq!(nick.prop("value").await.unwrap().as_deref(), Some("bob"));
-    eventually("alice is told bob left", || async {
-        texts(&alice, ".notice").await.iter().any(|t| t == "bob left.").then_some(())
+    eventually("bob's page is back in the lobby", || async {
+        let state = bob.find(Locator::Css(".status")).await.ok()?.attr("data-state").await.ok()??;
+        (state == "connected" && texts(&bob, "#room-title").await == ["#lobby"]).then_some(())
     })
     .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!texts(&alice, ".notice").await.iter().any(|t| t == "bob left."), "a reload announces nothing");
+    assert_eq!(members(&alice).await, ["alice", "bob"]);
 
     // Bob tries the echo page: connected, sent, received
     bob.goto(&format!("{}/echo", hub.url)).await.unwrap();
@@ -274,7 +278,8 @@ async fn copies(page: &Client, text: &str) -> (usize, usize) {
 async fn nothing_is_lost_across_a_refresh_a_server_restart_and_time_away() {
     let db = support::fresh_db();
     let dist = dist_dir();
-    let static_dir = ["--static-dir", &dist.to_string_lossy()];
+    // a short grace, so that bob's going away is announced within the test
+    let static_dir = ["--static-dir", &dist.to_string_lossy(), "--presence-grace-ms", "1000"];
     let mut hub = Hub::start_on(&db, &static_dir).await;
     let address = hub.url.trim_start_matches("http://").to_owned();
     let driver = Driver::start().await;
@@ -375,4 +380,85 @@ async fn a_page_left_on_the_join_form_goes_idle_and_connects_when_the_person_joi
     assert!(page.find_all(Locator::Css("img, .log script")).await.unwrap().is_empty(), "nothing was parsed as HTML");
     assert_eq!(page.title().await.unwrap(), "Hubbub");
     page.close().await.ok();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn one_person_in_two_tabs_is_one_member_who_types_reloads_and_leaves_after_the_grace() {
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy(), "--presence-grace-ms", "1500"]).await;
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-tabs").await;
+    let bob = driver.browser("bob-tabs").await;
+    join(&alice, &hub.url, "alice").await;
+    join(&bob, &hub.url, "bob").await;
+    let tab_a = alice.window().await.unwrap();
+
+    // a second tab of the same browser: the page rejoins the lobby by itself, as the same person
+    let tab_b = alice.new_window(true).await.unwrap().handle;
+    alice.switch_to_window(tab_b.clone()).await.unwrap();
+    alice.goto(&hub.url).await.unwrap();
+    eventually("the second tab is in the lobby", || async {
+        (texts(&alice, "#room-title").await == ["#lobby"] && members(&alice).await == ["alice", "bob"]).then_some(())
+    })
+    .await;
+    eventually("bob sees alice once", || async { (members(&bob).await == ["alice", "bob"]).then_some(()) }).await;
+
+    // what either tab sends shows exactly once in both tabs and at bob's
+    say(&alice, "from tab B").await;
+    alice.switch_to_window(tab_a.clone()).await.unwrap();
+    say(&alice, "from tab A").await;
+    for text in ["from tab B", "from tab A"] {
+        for (who, page, tab) in [("tab A", &alice, Some(&tab_a)), ("tab B", &alice, Some(&tab_b)), ("bob", &bob, None)]
+        {
+            if let Some(tab) = tab {
+                page.switch_to_window(tab.clone()).await.unwrap();
+            }
+            eventually(&format!("{who} shows {text:?} once"), || async {
+                (copies(page, text).await == (1, 0)).then_some(())
+            })
+            .await;
+        }
+    }
+    assert!(!texts(&bob, ".notice").await.iter().any(|t| t == "alice left."), "no flicker so far");
+
+    // typing shows on the other side, and goes when the message is sent
+    let input = bob.find(Locator::Id("message")).await.unwrap();
+    input.send_keys("still typ").await.unwrap();
+    alice.switch_to_window(tab_a.clone()).await.unwrap();
+    eventually("alice sees bob typing", || async {
+        (texts(&alice, ".typing").await == ["bob is typing…"]).then_some(())
+    })
+    .await;
+    assert!(texts(&bob, ".typing").await.iter().all(|t| t.is_empty()), "never one's own name");
+    input.send_keys("ing\u{E007}").await.unwrap();
+    eventually("the typing line goes with the send", || async {
+        (texts(&alice, ".typing").await.iter().all(|t| t.is_empty()) && copies(&alice, "still typing").await == (1, 0))
+            .then_some(())
+    })
+    .await;
+
+    // closing one tab and reloading the other: bob hears nothing
+    alice.switch_to_window(tab_b).await.unwrap();
+    alice.close_window().await.unwrap();
+    alice.switch_to_window(tab_a).await.unwrap();
+    alice.refresh().await.unwrap();
+    eventually("tab A is back in the lobby", || async {
+        (texts(&alice, "#room-title").await == ["#lobby"]).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(!texts(&bob, ".notice").await.iter().any(|t| t == "alice left."), "a closed tab and a reload are quiet");
+    assert_eq!(members(&bob).await, ["alice", "bob"]);
+
+    // every tab gone: alice leaves once the grace has passed
+    alice.goto("about:blank").await.unwrap();
+    let gone = Instant::now();
+    eventually("bob is told alice left", || async {
+        texts(&bob, ".notice").await.iter().any(|t| t == "alice left.").then_some(())
+    })
+    .await;
+    assert!(gone.elapsed() >= Duration::from_millis(1000), "not before the grace: {:?}", gone.elapsed());
+    assert_eq!(members(&bob).await, ["bob"]);
+    alice.close().await.ok();
+    bob.close().await.ok();
 }

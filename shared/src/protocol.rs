@@ -54,6 +54,13 @@ pub enum ClientMsg {
         a: i64,
         b: i64,
     },
+    /// The person is typing in `room`. Send at most every 3 s while they type; the hub tells the
+    /// room (`typing`), clears it when they send, and forgets it 6 s after the last one.
+    /// Ephemeral: never stored, never acknowledged.
+    Typing { room: String },
+    /// The page became hidden or visible (the Page Visibility API). A member whose every
+    /// connection has been hidden for 5 minutes is shown as away (`member_state`).
+    Visibility { hidden: bool },
     /// Say `text` in `room`. The author, sequence number and time are the hub's, never the
     /// client's. With an `id` (client-generated, unique per message) the hub answers `ack` once
     /// the message is on disk, and a resend of the same id is acknowledged again with the same
@@ -76,6 +83,7 @@ impl ClientMsg {
             | ClientMsg::Leave { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
+            ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } => None,
         }
     }
 }
@@ -105,13 +113,17 @@ pub enum ServerMsg {
     /// First frame on every connection. `epoch` names the hub's database; cursors from
     /// another epoch are stale.
     Welcome { protocol: u32, epoch: String, limits: Limits },
-    /// Reply to `join`: the canonical names and the current member list (sender included).
+    /// Reply to `join`: the canonical names and the current member list (sender included),
+    /// each person once however many connections they have; `away` names the members shown as
+    /// away.
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
         room: String,
         nick: String,
         members: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        away: Vec<String>,
     },
     /// Reply to `leave`.
     Left {
@@ -119,10 +131,16 @@ pub enum ServerMsg {
         id: Option<String>,
         room: String,
     },
-    /// Someone else joined a room this connection is in.
+    /// Someone else joined a room this connection is in (their first connection arrived).
     MemberJoined { room: String, nick: String },
-    /// Someone left a room this connection is in (by `leave`, close, or a dropped connection).
+    /// Someone left a room this connection is in: by `leave` from their last connection, or
+    /// when every connection of theirs has been gone for the presence grace period.
     MemberLeft { room: String, nick: String },
+    /// A member became away (every connection hidden for 5 minutes) or active again.
+    MemberState { room: String, nick: String, away: bool },
+    /// Who is typing in `room` now (the whole set, each time it changes; the page leaves out
+    /// its own nickname). Ephemeral: dropped for a reader who is behind.
+    Typing { room: String, nicks: Vec<String> },
     /// A chat message, to every member of the room including its author.
     Message(ChatMessage),
     /// A `send` with an id was stored as `seq` (sent again for a resend of the same id).

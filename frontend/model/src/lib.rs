@@ -20,6 +20,16 @@ use serde::{Deserialize, Serialize};
 /// Most entries kept per room log; older ones are dropped so a long session stays light.
 pub const MAX_LOG: usize = 1000;
 
+/// While the person types, the hub is told at most this often (ms); it forgets a signal that is
+/// not refreshed within 6 s.
+pub const TYPING_EVERY_MS: u64 = 3_000;
+
+/// The request id of the rejoin of `room` after a reconnect: a refusal of it is told apart from
+/// other errors about the room.
+fn rejoin_id(room: &str) -> String {
+    format!("rejoin:{room}")
+}
+
 /// What a transition asks the outside world to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -126,6 +136,8 @@ pub struct PageModel {
     pub outbox: Vec<Pending>,
     /// Request id of the join the form is waiting for.
     pending_join: Option<String>,
+    /// Whether the page is hidden (the Page Visibility API); told to the hub.
+    hidden: bool,
     /// The last entry key handed out: keys are unique for the page's lifetime.
     next_key: u64,
 }
@@ -143,6 +155,7 @@ impl PageModel {
             join_error: None,
             outbox,
             pending_join: None,
+            hidden: false,
             next_key: 0,
         }
     }
@@ -200,26 +213,24 @@ impl PageModel {
         self.conn = ConnState::Idle;
     }
 
-    /// The joins to send after a (re)connect, one per room the page is in, each resuming from
-    /// the last message the page has, so the hub sends exactly what was missed.
+    /// What to send after a (re)connect: whether the page is hidden, then one join per room the
+    /// page is in, each resuming from the last message the page has, so the hub sends exactly
+    /// what was missed.
     pub fn rejoins(&self, token: &str) -> Vec<ClientMsg> {
-        self.rooms
-            .iter()
-            .map(|r| {
-                let since = self
-                    .epoch
-                    .as_deref()
-                    .filter(|_| r.last_seq > 0)
-                    .map(|e| Cursor::new(e, &r.name, r.last_seq).to_string());
-                ClientMsg::Join {
-                    id: None,
-                    room: r.name.clone(),
-                    nick: r.nick.clone(),
-                    since,
-                    token: Some(token.into()),
-                }
-            })
-            .collect()
+        let visibility = self.hidden.then_some(ClientMsg::Visibility { hidden: true });
+        visibility.into_iter().chain(self.rooms.iter().map(|r| self.rejoin(r, token))).collect()
+    }
+
+    fn rejoin(&self, r: &Room, token: &str) -> ClientMsg {
+        let since =
+            self.epoch.as_deref().filter(|_| r.last_seq > 0).map(|e| Cursor::new(e, &r.name, r.last_seq).to_string());
+        ClientMsg::Join {
+            id: Some(rejoin_id(&r.name)),
+            room: r.name.clone(),
+            nick: r.nick.clone(),
+            since,
+            token: Some(token.into()),
+        }
     }
 
     /// Everything still waiting for an ack, to send after (re)joining: same ids, so the hub
@@ -257,8 +268,57 @@ impl PageModel {
         vec![Effect::Send(join)]
     }
 
+    /// Removes the room from the page at once (whatever the hub answers: a room the hub would
+    /// not take us back into is removed too) and tells the hub.
     pub fn leave(&mut self, room: &str) -> Vec<Effect> {
-        vec![Effect::Send(ClientMsg::Leave { id: None, room: room.to_owned() })]
+        self.forget_room(room);
+        vec![Effect::SaveSession, Effect::Send(ClientMsg::Leave { id: None, room: room.to_owned() })]
+    }
+
+    fn forget_room(&mut self, room: &str) {
+        self.rooms.retain(|r| r.name != room);
+        if self.active.as_deref() == Some(room) {
+            self.active = self.rooms.last().map(|r| r.name.clone());
+        }
+    }
+
+    /// After a refused rejoin: try the room again under another nickname.
+    pub fn rejoin_as(&mut self, room: &str, nick: &str, token: &str) -> Vec<Effect> {
+        let nick = match Nick::parse(nick) {
+            Ok(nick) => nick,
+            Err(invalid) => {
+                if let Some(r) = self.room_mut(room) {
+                    r.refused = Some(invalid.reason);
+                }
+                return Vec::new();
+            }
+        };
+        let Some(r) = self.room_mut(room) else { return Vec::new() };
+        r.nick = nick.to_string();
+        r.refused = None;
+        let join = self.room(room).map(|r| self.rejoin(r, token));
+        join.map(Effect::Send).into_iter().chain([Effect::SaveSession]).collect()
+    }
+
+    /// The person typed in the message box of `room` at `now_ms`: tells the hub, at most every
+    /// [`TYPING_EVERY_MS`].
+    pub fn typed(&mut self, room: &str, now_ms: u64) -> Vec<Effect> {
+        let connected = self.is_connected();
+        let Some(r) = self.room_mut(room) else { return Vec::new() };
+        if !connected || r.refused.is_some() || r.typing_told_at.is_some_and(|t| now_ms < t + TYPING_EVERY_MS) {
+            return Vec::new();
+        }
+        r.typing_told_at = Some(now_ms);
+        vec![Effect::Send(ClientMsg::Typing { room: room.to_owned() })]
+    }
+
+    /// The page became hidden or visible.
+    pub fn set_hidden(&mut self, hidden: bool) -> Vec<Effect> {
+        if self.hidden == hidden {
+            return Vec::new();
+        }
+        self.hidden = hidden;
+        if self.is_connected() { vec![Effect::Send(ClientMsg::Visibility { hidden })] } else { Vec::new() }
     }
 
     pub fn select(&mut self, room: &str) -> Vec<Effect> {
@@ -272,6 +332,10 @@ impl PageModel {
         let max = self.limits.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars);
         let text = ChatText::parse(text, max).map_err(|e| e.reason)?;
         let pending = Pending { id, room: room.to_owned(), text: text.into_string(), failed: None };
+        // the hub clears typing on a send: the next keystroke says so again
+        if let Some(r) = self.room_mut(room) {
+            r.typing_told_at = None;
+        }
         let mut effects = vec![Effect::SaveOutbox];
         if self.is_connected() {
             effects.push(Effect::Send(pending.send_msg()));
@@ -351,12 +415,9 @@ impl PageModel {
                 self.epoch = Some(epoch);
                 Vec::new()
             }
-            ServerMsg::Joined { id, room, nick, members } => self.joined(id, room, nick, members),
+            ServerMsg::Joined { id, room, nick, members, away } => self.joined(id, room, nick, members, away),
             ServerMsg::Left { room, .. } => {
-                self.rooms.retain(|r| r.name != room);
-                if self.active.as_deref() == Some(room.as_str()) {
-                    self.active = self.rooms.last().map(|r| r.name.clone());
-                }
+                self.forget_room(&room);
                 vec![Effect::SaveSession]
             }
             ServerMsg::MemberJoined { room, nick } => {
@@ -372,7 +433,24 @@ impl PageModel {
                 let key = self.take_key();
                 if let Some(r) = self.room_mut(&room) {
                     r.members.retain(|n| *n != nick);
+                    r.away.retain(|n| *n != nick);
+                    r.typing.retain(|n| *n != nick);
                     r.note(key, EntryKind::Notice(format!("{nick} left.")));
+                }
+                Vec::new()
+            }
+            ServerMsg::MemberState { room, nick, away } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.away.retain(|n| *n != nick);
+                    if away {
+                        r.away.push(nick);
+                    }
+                }
+                Vec::new()
+            }
+            ServerMsg::Typing { room, nicks } => {
+                if let Some(r) = self.room_mut(&room) {
+                    r.typing = nicks.into_iter().filter(|n| *n != r.nick).collect();
                 }
                 Vec::new()
             }
@@ -400,7 +478,14 @@ impl PageModel {
         }
     }
 
-    fn joined(&mut self, id: Option<String>, room: String, nick: String, members: Vec<String>) -> Vec<Effect> {
+    fn joined(
+        &mut self,
+        id: Option<String>,
+        room: String,
+        nick: String,
+        members: Vec<String>,
+        away: Vec<String>,
+    ) -> Vec<Effect> {
         if id.is_some() && id == self.pending_join {
             self.pending_join = None;
         }
@@ -414,12 +499,15 @@ impl PageModel {
                 };
                 existing.nick = nick;
                 existing.members = members;
+                existing.away = away;
+                existing.refused = None;
                 existing.note(key, EntryKind::Notice(notice));
                 Vec::new()
             }
             None => {
                 let mut joined = Room::new(room.clone(), nick.clone());
                 joined.members = members;
+                joined.away = away;
                 joined.note(key, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
                 self.rooms.push(joined);
                 self.active = Some(room);
@@ -473,15 +561,24 @@ impl PageModel {
                 self.join_error = Some(message);
                 Vec::new()
             }
+            // the hub would not take us back into a room: the room view offers the ways out
+            (None, code)
+                if code != ErrorCode::InvalidCursor
+                    && room.as_deref().is_some_and(|r| id.as_deref() == Some(rejoin_id(r).as_str())) =>
+            {
+                if let Some(r) = room.as_deref().and_then(|name| self.room_mut(name)) {
+                    r.refused = Some(message);
+                }
+                Vec::new()
+            }
             (None, _) => {
                 let key = self.take_key();
-                match room.as_deref().and_then(|name| self.room_mut(name)) {
-                    Some(r) => {
-                        let text = match code {
-                            ErrorCode::NickTaken => format!("Could not rejoin: {message}"),
-                            _ => message,
-                        };
-                        r.note(key, EntryKind::Problem(text));
+                match room.as_deref() {
+                    Some(name) => {
+                        // about a room no longer on the page (a late answer to a leave): nothing to show
+                        if let Some(r) = self.room_mut(name) {
+                            r.note(key, EntryKind::Problem(message));
+                        }
                     }
                     None => self.join_error = Some(message),
                 }

@@ -46,15 +46,46 @@ pub struct Room {
     pub name: String,
     /// The nickname the hub confirmed for us here.
     pub nick: String,
+    /// Each person once, sorted as the hub sorts them.
     pub members: Vec<String>,
+    /// The members shown as away.
+    pub away: Vec<String>,
+    /// Who else is typing here (never ourselves).
+    pub typing: Vec<String>,
     pub log: Vec<Entry>,
     /// Highest sequence number in the log: where a reconnect resumes from.
     pub last_seq: u64,
+    /// Why the hub refused to take us back in after a reconnect (the nickname was taken while we
+    /// were away, say): the room view then offers another nickname, or removing the room.
+    pub refused: Option<String>,
+    /// When we last told the hub we are typing here (ms, the page's clock).
+    pub(crate) typing_told_at: Option<u64>,
 }
 
 impl Room {
     pub(crate) fn new(name: String, nick: String) -> Self {
-        Room { name, nick, members: Vec::new(), log: Vec::new(), last_seq: 0 }
+        Room {
+            name,
+            nick,
+            members: Vec::new(),
+            away: Vec::new(),
+            typing: Vec::new(),
+            log: Vec::new(),
+            last_seq: 0,
+            refused: None,
+            typing_told_at: None,
+        }
+    }
+
+    /// "alice is typing…" for the message box: up to three names, then "several people".
+    pub fn typing_line(&self) -> Option<String> {
+        Some(match &self.typing[..] {
+            [] => return None,
+            [one] => format!("{one} is typing…"),
+            [a, b] => format!("{a} and {b} are typing…"),
+            [a, b, c] => format!("{a}, {b} and {c} are typing…"),
+            _ => "Several people are typing…".to_owned(),
+        })
     }
 
     /// The oldest message's seq, where "load older" continues from.

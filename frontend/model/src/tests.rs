@@ -31,7 +31,13 @@ fn in_lobby() -> PageModel {
     let effects = page.request_join("lobby", "alice", TOKEN);
     let Some(Effect::Send(ClientMsg::Join { id, .. })) = effects.first() else { panic!("{effects:?}") };
     let id = id.clone();
-    page.apply(ServerMsg::Joined { id, room: "lobby".into(), nick: "alice".into(), members: vec!["alice".into()] });
+    page.apply(ServerMsg::Joined {
+        id,
+        room: "lobby".into(),
+        nick: "alice".into(),
+        members: vec!["alice".into()],
+        away: vec![],
+    });
     page
 }
 
@@ -239,17 +245,129 @@ fn a_refused_join_from_the_form_is_shown_under_it_and_a_refused_rejoin_in_the_ro
     });
     assert_eq!(page.join_error.as_deref(), Some("Someone in rust is already called alice."));
 
+    assert_eq!(page.request_join("", "alice", TOKEN), []);
+    assert!(page.join_error.is_some(), "the form shows the rule before anything is sent");
+}
+
+#[test]
+fn a_refused_rejoin_offers_another_nickname_or_removing_the_room() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=3, false));
+    page.connection_lost(1006, String::new(), true);
+    page.connected();
+    let rejoin = page.rejoins(TOKEN).remove(0);
+    let ClientMsg::Join { id, .. } = &rejoin else { panic!() };
     page.apply(ServerMsg::Error {
-        id: None,
+        id: id.clone(),
         code: ErrorCode::NickTaken,
-        message: "taken".into(),
+        message: "Someone in lobby is already called alice.".into(),
         room: Some("lobby".into()),
         retry_after_ms: None,
     });
-    let last = &page.room("lobby").unwrap().log.last().unwrap().kind;
-    assert_eq!(last, &EntryKind::Problem("Could not rejoin: taken".into()));
-    assert_eq!(page.request_join("", "alice", TOKEN), []);
-    assert!(page.join_error.is_some(), "the form shows the rule before anything is sent");
+    let room = page.room("lobby").unwrap();
+    assert_eq!(room.refused.as_deref(), Some("Someone in lobby is already called alice."));
+    assert!(page.join_error.is_none(), "shown in the room, not under the form");
+
+    // way out one: another nickname, resuming where the page is
+    assert_eq!(page.rejoin_as("lobby", " ", TOKEN), []);
+    assert!(page.room("lobby").unwrap().refused.is_some(), "a blank nickname is refused by the page");
+    let effects = page.rejoin_as("lobby", "alice2", TOKEN);
+    let [Effect::Send(ClientMsg::Join { nick, since, .. }), Effect::SaveSession] = &effects[..] else {
+        panic!("{effects:?}")
+    };
+    assert_eq!((nick.as_str(), since.as_deref()), ("alice2", Some("e1:lobby:3")));
+    page.apply(ServerMsg::Joined {
+        id: Some("rejoin:lobby".into()),
+        room: "lobby".into(),
+        nick: "alice2".into(),
+        members: vec!["alice".into(), "alice2".into()],
+        away: vec![],
+    });
+    assert_eq!(page.room("lobby").unwrap().refused, None);
+
+    // way out two: × removes the room at once, whatever the hub answers
+    page.rooms[0].refused = Some("again".into());
+    assert_eq!(
+        page.leave("lobby"),
+        [Effect::SaveSession, Effect::Send(ClientMsg::Leave { id: None, room: "lobby".into() })]
+    );
+    assert!(page.room("lobby").is_none());
+    page.apply(ServerMsg::Error {
+        id: None,
+        code: ErrorCode::NotMember,
+        message: "You are not in lobby.".into(),
+        room: Some("lobby".into()),
+        retry_after_ms: None,
+    });
+    assert!(page.join_error.is_none(), "a late refusal about a removed room shows nowhere");
+    assert_eq!(page.session().rooms, []);
+}
+
+#[test]
+fn an_invalid_cursor_on_a_rejoin_is_not_a_refusal() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::Error {
+        id: Some("rejoin:lobby".into()),
+        code: ErrorCode::InvalidCursor,
+        message: "not a cursor".into(),
+        room: Some("lobby".into()),
+        retry_after_ms: None,
+    });
+    assert_eq!(page.room("lobby").unwrap().refused, None);
+}
+
+#[test]
+fn who_is_typing_is_shown_without_ourselves_up_to_three_names() {
+    let mut page = in_lobby();
+    let typing = |nicks: &[&str]| ServerMsg::Typing {
+        room: "lobby".into(),
+        nicks: nicks.iter().map(|n| n.to_string()).collect(),
+    };
+    let line = |page: &PageModel| page.room("lobby").unwrap().typing_line();
+    page.apply(typing(&["alice", "bob"]));
+    assert_eq!(line(&page).as_deref(), Some("bob is typing…"), "never our own name");
+    page.apply(typing(&["bob", "carol"]));
+    assert_eq!(line(&page).as_deref(), Some("bob and carol are typing…"));
+    page.apply(typing(&["bob", "carol", "dave"]));
+    assert_eq!(line(&page).as_deref(), Some("bob, carol and dave are typing…"));
+    page.apply(typing(&["bob", "carol", "dave", "erin"]));
+    assert_eq!(line(&page).as_deref(), Some("Several people are typing…"));
+    page.apply(ServerMsg::MemberLeft { room: "lobby".into(), nick: "erin".into() });
+    assert_eq!(line(&page).as_deref(), Some("bob, carol and dave are typing…"));
+    page.apply(typing(&[]));
+    assert_eq!(line(&page), None);
+}
+
+#[test]
+fn typing_is_told_at_most_every_three_seconds_and_again_after_a_send() {
+    let mut page = in_lobby();
+    let told = |effects: Vec<Effect>| effects.iter().any(|e| matches!(e, Effect::Send(ClientMsg::Typing { .. })));
+    assert!(told(page.typed("lobby", 10_000)));
+    assert!(!told(page.typed("lobby", 11_000)));
+    assert!(!told(page.typed("lobby", 12_999)));
+    assert!(told(page.typed("lobby", 13_000)));
+    page.say("lobby", "hi", "c-5".into()).unwrap();
+    assert!(told(page.typed("lobby", 13_100)), "a send cleared it on the hub");
+    page.connection_lost(1006, String::new(), true);
+    assert!(!told(page.typed("lobby", 20_000)), "not while disconnected");
+}
+
+#[test]
+fn away_members_are_marked_and_the_page_tells_the_hub_when_it_is_hidden() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
+    page.apply(ServerMsg::MemberState { room: "lobby".into(), nick: "bob".into(), away: true });
+    assert_eq!(page.room("lobby").unwrap().away, ["bob"]);
+    page.apply(ServerMsg::MemberState { room: "lobby".into(), nick: "bob".into(), away: false });
+    assert!(page.room("lobby").unwrap().away.is_empty());
+
+    assert_eq!(page.set_hidden(true), [Effect::Send(ClientMsg::Visibility { hidden: true })]);
+    assert_eq!(page.set_hidden(true), [], "only changes are told");
+    page.connection_lost(1006, String::new(), true);
+    assert_eq!(page.set_hidden(false), []);
+    page.set_hidden(true);
+    page.connected();
+    assert_eq!(page.rejoins(TOKEN)[0], ClientMsg::Visibility { hidden: true }, "told first after a reconnect");
 }
 
 #[test]
@@ -264,7 +382,13 @@ fn members_come_and_go_with_a_notice_and_leaving_picks_another_room() {
     assert_eq!(notices, 4, "joined, Bob joined, carol joined, Bob left");
 
     page.request_join("rust", "alice", TOKEN);
-    page.apply(ServerMsg::Joined { id: None, room: "rust".into(), nick: "alice".into(), members: vec![] });
+    page.apply(ServerMsg::Joined {
+        id: None,
+        room: "rust".into(),
+        nick: "alice".into(),
+        members: vec![],
+        away: vec![],
+    });
     assert_eq!(page.active_room(), Some("rust"));
     assert_eq!(page.apply(ServerMsg::Left { id: None, room: "rust".into() }), [Effect::SaveSession]);
     assert_eq!(page.active_room(), Some("lobby"));
@@ -296,7 +420,7 @@ fn a_page_restored_from_its_session_rejoins_its_rooms_from_scratch() {
     assert_eq!(
         page.rejoins(TOKEN),
         [ClientMsg::Join {
-            id: None,
+            id: Some("rejoin:lobby".into()),
             room: "lobby".into(),
             nick: "alice".into(),
             since: None,

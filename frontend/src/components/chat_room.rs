@@ -22,6 +22,8 @@ pub(crate) fn ChatRoom(
     let log = room_slice(chat, &room, |r| r.log.clone());
     let members = room_slice(chat, &room, |r| r.members.clone());
     let nick = room_slice(chat, &room, |r| r.nick.clone());
+    let away = room_slice(chat, &room, |r| r.away.clone());
+    let refused = room_slice(chat, &room, |r| r.refused.clone());
 
     let scroll_to_bottom = move || {
         // after the browser laid out the new entries
@@ -108,11 +110,28 @@ pub(crate) fn ChatRoom(
                     <h3>"Members (" {move || members.with(|m| m.as_ref().map_or(0, Vec::len))} ")"</h3>
                     <ul>
                         <For each=move || members.get().unwrap_or_default() key=|n| n.clone() let:name>
-                            <li>{name}</li>
+                            {
+                                let is_away = {
+                                    let name = name.clone();
+                                    move || away.with(|a| a.as_ref().is_some_and(|a| a.contains(&name)))
+                                };
+                                view! {
+                                    <li class:away=is_away.clone()>
+                                        {name}
+                                        <Show when=is_away.clone()>
+                                            <span class="state">" (away)"</span>
+                                        </Show>
+                                    </li>
+                                }
+                            }
                         </For>
                     </ul>
                 </aside>
             </div>
+            {
+                let room = room.clone();
+                move || refused.get().flatten().map(|reason| view! { <Refused room=room.clone() reason /> })
+            }
             <MessageForm room=room.clone() />
         </section>
     }
@@ -190,14 +209,59 @@ fn PendingEntry(pending: Pending) -> impl IntoView {
     }
 }
 
+/// The hub would not take us back into the room (after a reconnect, the nickname had been taken
+/// meanwhile): the reason, and the ways out, another nickname or removing the room.
+#[component]
+fn Refused(room: String, reason: String) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let nick = RwSignal::new(String::new());
+    let remove = {
+        let room = room.clone();
+        move |_| chat.leave(&room)
+    };
+    let on_submit = {
+        let room = room.clone();
+        move |ev: SubmitEvent| {
+            ev.prevent_default();
+            chat.rejoin_as(&room, &nick.get_untracked());
+        }
+    };
+    view! {
+        <form class="refused" role="alert" on:submit=on_submit>
+            <p>"Could not rejoin #" {room.clone()} ": " {reason}</p>
+            <label for="rejoin-nick">"Another nickname for #" {room.clone()}</label>
+            <div class="compose-row">
+                <input
+                    id="rejoin-nick"
+                    autocomplete="nickname"
+                    prop:value=move || nick.get()
+                    on:input=move |ev| nick.set(event_target_value(&ev))
+                />
+                <button type="submit">"Rejoin"</button>
+                <button type="button" class="link" on:click=remove>
+                    "Remove the room"
+                </button>
+            </div>
+        </form>
+    }
+}
+
 /// The message box: Enter sends, blank input is ignored. While disconnected it stays usable:
 /// messages wait in the outbox and go out on reconnect.
 #[component]
 fn MessageForm(room: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let typing = room_slice(chat, &room, page_model::Room::typing_line);
     let text = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
     let connected = move || chat.is_connected();
+    let on_input = {
+        let room = room.clone();
+        move |ev| {
+            text.set(event_target_value(&ev));
+            chat.typed(&room);
+        }
+    };
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
         let typed = text.get_untracked();
@@ -224,12 +288,13 @@ fn MessageForm(room: String) -> impl IntoView {
                         if connected() { "Say something…" } else { "Offline: messages are sent when the connection is back" }
                     }
                     prop:value=move || text.get()
-                    on:input=move |ev| text.set(event_target_value(&ev))
+                    on:input=on_input
                 />
                 <button type="submit">
                     "Send"
                 </button>
             </div>
+            <p class="typing" aria-live="polite">{move || typing.get().flatten()}</p>
             <p class="error" role="alert">{move || error.get()}</p>
         </form>
     }

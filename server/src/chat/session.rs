@@ -33,6 +33,8 @@ pub(crate) struct ChatSession {
     frames: TokenBucket,
     /// Until the first successful join: when the connection must have joined by (else 4004).
     join_by: Option<tokio::time::Instant>,
+    /// Whether the page on this connection is hidden (`visibility`), for the rooms it joins.
+    hidden: bool,
 }
 
 impl Endpoint for ChatSession {
@@ -91,7 +93,17 @@ impl ChatSession {
         let messages = TokenBucket::new(config.messages_per_sec, config.message_burst);
         let frames = TokenBucket::new(config.frames_per_sec, 2.0 * config.frames_per_sec);
         let join_by = Some(tokio::time::Instant::now() + std::time::Duration::from_millis(config.join_timeout_ms));
-        Self { deps, conn, rooms: HashMap::new(), anonymous_sends: 0, messages, strikes: 0, frames, join_by }
+        Self {
+            deps,
+            conn,
+            rooms: HashMap::new(),
+            anonymous_sends: 0,
+            messages,
+            strikes: 0,
+            frames,
+            join_by,
+            hidden: false,
+        }
     }
 
     /// A request over the rate: refused with the wait, or the connection closed after too many
@@ -141,6 +153,19 @@ impl ChatSession {
                 Ok(())
             }
             ClientMsg::Send { id, room, text } => self.send(id, &room, &text, out),
+            // ephemeral: no reply when accepted
+            ClientMsg::Typing { room } => {
+                let room = self.member_of(&room)?;
+                self.deps.presence.typing(self.conn, &room, true);
+                Ok(())
+            }
+            ClientMsg::Visibility { hidden } => {
+                self.hidden = hidden;
+                for room in self.rooms.keys() {
+                    self.deps.presence.visibility(self.conn, room, hidden);
+                }
+                Ok(())
+            }
         }
     }
 
@@ -164,8 +189,15 @@ impl ChatSession {
             let reason = format!("One connection can be in at most {max} rooms.");
             return Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::TooManyRooms, reason }));
         }
-        let request =
-            JoinRequest { conn: self.conn, room: &room, nick: nick.clone(), token, out, reply_id: id.clone() };
+        let request = JoinRequest {
+            conn: self.conn,
+            room: &room,
+            nick: nick.clone(),
+            identity: token,
+            hidden: self.hidden,
+            out,
+            reply_id: id.clone(),
+        };
         self.deps.presence.join(request).map_err(Refusal::in_room(&room))?;
         tracing::debug!(%room, %nick, "joined");
         self.join_by = None;
@@ -190,6 +222,8 @@ impl ChatSession {
                 format!("s:{}:{}:{}", self.deps.started_at, self.conn, self.anonymous_sends)
             }
         };
+        // sending ends typing
+        self.deps.presence.typing(self.conn, &room, false);
         let append = Append {
             room: room.clone(),
             author,
@@ -226,7 +260,7 @@ pub(crate) fn refuse(out: &Outbound, id: Option<String>, refusal: Refusal) {
 mod tests {
     //! The decode-and-handle path against arbitrary input: it never panics, and on a fresh
     //! connection every frame gets exactly one immediate reply (an error, `joined`, `sum`), or a
-    //! close.
+    //! close; except an accepted `visibility`, which is ephemeral and answered by nothing.
 
     use super::*;
     use crate::{AppState, Config, net::OutboundRx};
@@ -243,8 +277,10 @@ mod tests {
         })
     }
 
-    /// Handles one frame on a fresh session; the number of frames it queued, or the close.
+    /// Handles one frame on a fresh session; the number of frames it queued (counting an
+    /// accepted `visibility`, answered by nothing, as its one reply), or the close.
     fn replies_to(text: &str) -> Result<usize, Close> {
+        let silent = matches!(decode_client(text), Ok(ClientMsg::Visibility { .. }));
         static CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let (runtime, deps) = deps();
         let _in_runtime = runtime.enter();
@@ -253,7 +289,7 @@ mod tests {
         let mut session = ChatSession::new(deps.clone(), conn);
         let result = session.on_text(text.into(), &out);
         session.on_closing();
-        result.map(|()| count(&mut queue))
+        result.map(|()| count(&mut queue) + usize::from(silent))
     }
 
     fn count(queue: &mut OutboundRx) -> usize {
@@ -274,6 +310,8 @@ mod tests {
                 Just("add"),
                 Just("history"),
                 Just("resume"),
+                Just("typing"),
+                Just("visibility"),
                 Just("lobby")
             ]
             .prop_map(Value::from),
@@ -290,6 +328,7 @@ mod tests {
                 Just("b".to_owned()),
                 Just("since".to_owned()),
                 Just("before".to_owned()),
+                Just("hidden".to_owned()),
                 "\\PC{0,8}",
             ];
             prop_oneof![

@@ -110,6 +110,14 @@ impl Outbound {
         self.send(frame);
     }
 
+    /// Queues an ephemeral frame (who is typing): dropped silently when the live capacity is
+    /// reached, since the next one supersedes it and nothing needs catching up.
+    pub(crate) fn push_ephemeral(&self, frame: Message) {
+        if self.shared.queued.load(Ordering::Relaxed) < self.capacity {
+            self.send(frame);
+        }
+    }
+
     fn send(&self, frame: Message) {
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         // an error means the connection is closing; nobody will read this

@@ -167,7 +167,7 @@ async fn one_connection_can_talk_in_several_rooms() {
 }
 
 #[tokio::test]
-async fn a_rejoin_with_the_same_token_takes_over_its_ghost_and_another_token_cannot() {
+async fn a_join_with_the_same_identity_is_another_tab_of_the_same_person_and_another_identity_is_refused() {
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let join = |token: &str| ClientMsg::Join {
@@ -177,9 +177,10 @@ async fn a_rejoin_with_the_same_token_takes_over_its_ghost_and_another_token_can
         since: None,
         token: Some(token.into()),
     };
-    let mut ghost = app.client().await;
-    ghost.send(&join("secret-1")).await;
-    assert!(matches!(ghost.next().await, ServerMsg::Joined { .. }));
+    let mut tab1 = app.client().await;
+    tab1.send(&join("secret-1")).await;
+    assert!(matches!(tab1.next().await, ServerMsg::Joined { .. }));
+    assert!(matches!(tab1.next().await, ServerMsg::History { .. }));
     assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
 
     // someone else cannot claim bob, even with a token
@@ -187,25 +188,31 @@ async fn a_rejoin_with_the_same_token_takes_over_its_ghost_and_another_token_can
     other.send(&join("other-token")).await;
     assert!(matches!(other.next().await, ServerMsg::Error { code: ErrorCode::NickTaken, .. }));
 
-    // bob's new connection (the old one not yet gone) takes over, quietly
-    let mut bob = app.client().await;
-    bob.send(&join("secret-1")).await;
-    let ServerMsg::Joined { members, .. } = bob.next().await else { panic!("takeover refused") };
-    assert_eq!(members, ["alice", "bob"]);
+    // bob's second tab (or a reconnect before the old one is noticed gone) is the same member
+    let mut tab2 = app.client().await;
+    tab2.send(&join("secret-1")).await;
+    let ServerMsg::Joined { members, .. } = tab2.next().await else { panic!("second tab refused") };
+    assert_eq!(members, ["alice", "bob"], "bob once");
+    assert!(matches!(tab2.next().await, ServerMsg::History { .. }));
     assert!(alice.is_quiet_for(Duration::from_millis(200)).await, "no leave/join noise");
 
-    // messages go to the new connection only, and the ghost's end announces nothing
+    // every tab gets every message, and what one tab sends shows once in each
     alice.say("lobby", "hi bob").await;
-    assert!(matches!(alice.next().await, ServerMsg::Message(_)));
-    let first_message = loop {
-        match bob.next().await {
-            ServerMsg::History { .. } => continue, // may come before or after the live message
-            other => break other,
+    tab2.say("lobby", "hi alice").await;
+    for (who, client) in [("alice", &mut alice), ("tab1", &mut tab1), ("tab2", &mut tab2)] {
+        let mut texts = Vec::new();
+        while texts.len() < 2 {
+            if let ServerMsg::Message(m) = client.next().await {
+                texts.push(m.text);
+            }
         }
-    };
-    assert!(matches!(first_message, ServerMsg::Message(m) if m.text == "hi bob"));
-    drop(ghost);
-    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "the ghost leaving is not bob leaving");
+        assert_eq!(texts, ["hi bob", "hi alice"], "{who}");
+        assert!(client.is_quiet_for(Duration::from_millis(100)).await, "{who}: one copy each");
+    }
+
+    // one tab closing is not bob leaving
+    drop(tab1);
+    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "a tab closing is not bob leaving");
     app.wait_for_health("connections", 3).await;
 }
 

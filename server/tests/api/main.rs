@@ -9,4 +9,5 @@ mod history;
 mod http;
 mod lifecycle;
 mod limits;
+mod presence;
 mod services;
