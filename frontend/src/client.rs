@@ -68,6 +68,7 @@ pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
         loop {
             let ended = run_once(chat, &mut outbound, &mut page_events, first.take()).await;
             if ended.put_away {
+                chat.connection_lost(ended.code, ended.reason, ended.was_welcomed);
                 // connect again (at once, resuming every room) when the page is shown again
                 while page_events.next().await == Some(true) {}
                 failures = 0;

@@ -562,8 +562,9 @@ impl PageModel {
                 Vec::new()
             }
             // the hub would not take us back into a room: the room view offers the ways out
+            // (a bad cursor still joins; a join queued while offline may meet its own rejoin)
             (None, code)
-                if code != ErrorCode::InvalidCursor
+                if !matches!(code, ErrorCode::InvalidCursor | ErrorCode::AlreadyJoined)
                     && room.as_deref().is_some_and(|r| id.as_deref() == Some(rejoin_id(r).as_str())) =>
             {
                 if let Some(r) = room.as_deref().and_then(|name| self.room_mut(name)) {

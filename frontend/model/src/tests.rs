@@ -304,16 +304,18 @@ fn a_refused_rejoin_offers_another_nickname_or_removing_the_room() {
 }
 
 #[test]
-fn an_invalid_cursor_on_a_rejoin_is_not_a_refusal() {
+fn an_invalid_cursor_or_a_double_join_on_a_rejoin_is_not_a_refusal() {
     let mut page = in_lobby();
-    page.apply(ServerMsg::Error {
-        id: Some("rejoin:lobby".into()),
-        code: ErrorCode::InvalidCursor,
-        message: "not a cursor".into(),
-        room: Some("lobby".into()),
-        retry_after_ms: None,
-    });
-    assert_eq!(page.room("lobby").unwrap().refused, None);
+    for code in [ErrorCode::InvalidCursor, ErrorCode::AlreadyJoined] {
+        page.apply(ServerMsg::Error {
+            id: Some("rejoin:lobby".into()),
+            code,
+            message: "not a refusal of the room".into(),
+            room: Some("lobby".into()),
+            retry_after_ms: None,
+        });
+        assert_eq!(page.room("lobby").unwrap().refused, None, "{code:?}");
+    }
 }
 
 #[test]
