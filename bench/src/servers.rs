@@ -80,6 +80,9 @@ pub(crate) async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running
                 // a benchmark floods and crowds on purpose: no rate limits, no per-IP cap
                 .args(["--messages-per-sec", "100000000", "--message-burst", "100000000"])
                 .args(["--frames-per-sec", "100000000", "--max-connections-per-ip", "1000000"])
+                // each step's clients leave for good before the next step's join: without this
+                // every step would share its room with the last steps' people for 15 s
+                .args(["--presence-grace-ms", "0"])
                 .stdout(Stdio::piped());
             let mut child = cmd.spawn().context("starting hubbub under taskset")?;
             let stdout = child.stdout.take().context("stdout")?;

@@ -430,6 +430,9 @@ async fn one_person_in_two_tabs_is_one_member_who_types_reloads_and_leaves_after
     })
     .await;
     assert!(texts(&bob, ".typing").await.iter().all(|t| t.is_empty()), "never one's own name");
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("typing.png"), alice.screenshot().await.unwrap()).unwrap();
     input.send_keys("ing\u{E007}").await.unwrap();
     eventually("the typing line goes with the send", || async {
         (texts(&alice, ".typing").await.iter().all(|t| t.is_empty()) && copies(&alice, "still typing").await == (1, 0))

@@ -95,8 +95,9 @@ type MemberId = u64;
 #[derive(Debug, Default)]
 struct Room {
     members: HashMap<MemberId, Member>,
-    /// Which member each connection in the room belongs to.
-    by_conn: HashMap<ConnId, MemberId>,
+    /// Every connection in the room, flat: a broadcast walks this map alone (as it did before
+    /// people had several connections), and members in their grace period cost it nothing.
+    conns: HashMap<ConnId, RoomConn>,
     next_member: MemberId,
     /// The names the last `typing` frame carried: a frame goes out only when this changes.
     typing_sent: Vec<String>,
@@ -109,8 +110,8 @@ struct Member {
     look_alike: String,
     /// The person's secret, if their page sent one; `None` makes every connection a person.
     identity: Option<String>,
-    /// The person's connections in this room, with since when each page has been hidden.
-    conns: HashMap<ConnId, MemberConn>,
+    /// The person's connections in this room (keys of [`Room::conns`]); usually one or two.
+    conns: Vec<ConnId>,
     /// Since when the person has had no connection here: they leave when the grace runs out.
     gone_since: Option<Instant>,
     /// Whether the room was last told the person is away.
@@ -120,19 +121,11 @@ struct Member {
 }
 
 #[derive(Debug)]
-struct MemberConn {
+struct RoomConn {
+    member: MemberId,
     out: Outbound,
+    /// Since when the page on this connection has been hidden.
     hidden_since: Option<Instant>,
-}
-
-impl Member {
-    fn should_be_away(&self, now: Instant, away_after: Duration) -> bool {
-        !self.conns.is_empty()
-            && self
-                .conns
-                .values()
-                .all(|c| c.hidden_since.is_some_and(|t| now.saturating_duration_since(t) >= away_after))
-    }
 }
 
 impl Room {
@@ -147,8 +140,14 @@ impl Room {
         self.members.iter().find(|(_, m)| m.look_alike == look_alike).map(|(id, _)| *id)
     }
 
-    fn outbounds(&self) -> impl Iterator<Item = (MemberId, &Outbound)> {
-        self.members.iter().flat_map(|(id, m)| m.conns.values().map(move |c| (*id, &c.out)))
+    fn should_be_away(&self, member: &Member, now: Instant, away_after: Duration) -> bool {
+        !member.conns.is_empty()
+            && member.conns.iter().all(|c| {
+                self.conns
+                    .get(c)
+                    .and_then(|c| c.hidden_since)
+                    .is_some_and(|t| now.saturating_duration_since(t) >= away_after)
+            })
     }
 
     /// Serialises a chat message once and queues the same bytes for every connection, as a
@@ -156,25 +155,27 @@ impl Room {
     fn broadcast_live(&self, message: ChatMessage) {
         let (room, seq) = (message.room.clone(), message.seq);
         let frame = axum::extract::ws::Message::Text(encode(&ServerMsg::Message(message)).into());
-        for (_, out) in self.outbounds() {
-            out.push_live(&room, seq, frame.clone());
+        for conn in self.conns.values() {
+            conn.out.push_live(&room, seq, frame.clone());
         }
     }
 
     /// Serialises once and queues the same bytes for every connection except those of `skip`.
     fn broadcast(&self, msg: &ServerMsg, skip: Option<MemberId>) {
         let frame = axum::extract::ws::Message::Text(encode(msg).into());
-        for (id, out) in self.outbounds() {
-            if Some(id) != skip {
-                out.push_frame(frame.clone());
+        for conn in self.conns.values() {
+            if Some(conn.member) != skip {
+                conn.out.push_frame(frame.clone());
             }
         }
     }
 
-    /// Removes a member and tells the others.
+    /// Removes a member (with any connections left) and tells the others.
     fn remove_member(&mut self, room: &RoomName, id: MemberId) {
         if let Some(member) = self.members.remove(&id) {
-            self.by_conn.retain(|_, m| *m != id);
+            for conn in &member.conns {
+                self.conns.remove(conn);
+            }
             self.broadcast(&ServerMsg::MemberLeft { room: room.to_string(), nick: member.nick.to_string() }, None);
         }
     }
@@ -189,19 +190,19 @@ impl Room {
         let frame = axum::extract::ws::Message::Text(
             encode(&ServerMsg::Typing { room: room.to_string(), nicks: typing.clone() }).into(),
         );
-        for (_, out) in self.outbounds() {
-            out.push_ephemeral(frame.clone());
+        for conn in self.conns.values() {
+            conn.out.push_ephemeral(frame.clone());
         }
         self.typing_sent = typing;
     }
 
     /// Tells the room when a member became away or active.
     fn update_away(&mut self, room: &RoomName, id: MemberId, now: Instant, away_after: Duration) {
-        let Some(member) = self.members.get_mut(&id) else { return };
-        let away = member.should_be_away(now, away_after);
+        let Some(member) = self.members.get(&id) else { return };
+        let away = self.should_be_away(member, now, away_after);
         if away != member.away {
-            member.away = away;
             let msg = ServerMsg::MemberState { room: room.to_string(), nick: member.nick.to_string(), away };
+            self.members.get_mut(&id).expect("found just now").away = away;
             self.broadcast(&msg, None);
         }
     }
@@ -231,7 +232,7 @@ impl LocalPresence {
     fn with_member(&self, conn: ConnId, room: &RoomName, change: impl FnOnce(&mut Room, MemberId)) {
         let mut rooms = self.lock();
         let Some(entry) = rooms.get_mut(room) else { return };
-        let Some(id) = entry.by_conn.get(&conn).copied() else { return };
+        let Some(id) = entry.conns.get(&conn).map(|c| c.member) else { return };
         change(entry, id);
     }
 }
@@ -244,7 +245,6 @@ impl Presence for LocalPresence {
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
         let look_alike = nick_rules::look_alike_key(&nick);
-        let this_conn = MemberConn { out: out.clone(), hidden_since: hidden.then_some(now) };
         let id = match entry.holder_of(&look_alike) {
             // the same person, from another tab (or back within the grace): one member
             Some(id)
@@ -253,7 +253,7 @@ impl Presence for LocalPresence {
                     && entry.members[&id].nick.key() == nick.key() =>
             {
                 let member = entry.members.get_mut(&id).expect("found just now");
-                member.conns.insert(conn, this_conn);
+                member.conns.push(conn);
                 member.gone_since = None;
                 id
             }
@@ -280,7 +280,7 @@ impl Presence for LocalPresence {
                     nick: nick.clone(),
                     look_alike,
                     identity,
-                    conns: HashMap::from([(conn, this_conn)]),
+                    conns: vec![conn],
                     gone_since: None,
                     away: false,
                     typing_until: None,
@@ -290,7 +290,7 @@ impl Presence for LocalPresence {
                 id
             }
         };
-        entry.by_conn.insert(conn, id);
+        entry.conns.insert(conn, RoomConn { member: id, out: out.clone(), hidden_since: hidden.then_some(now) });
         out.push(&ServerMsg::Joined {
             id: reply_id,
             room: room.to_string(),
@@ -312,12 +312,12 @@ impl Presence for LocalPresence {
         let now = Instant::now();
         let mut rooms = self.lock();
         let Some(entry) = rooms.get_mut(room) else { return };
-        let Some(id) = entry.by_conn.remove(&conn) else { return };
+        let Some(RoomConn { member: id, .. }) = entry.conns.remove(&conn) else { return };
         if let Some((out, reply_id)) = &reply {
             out.push(&ServerMsg::Left { id: reply_id.clone(), room: room.to_string() });
         }
-        let member = entry.members.get_mut(&id).expect("by_conn names members");
-        member.conns.remove(&conn);
+        let member = entry.members.get_mut(&id).expect("connections name members");
+        member.conns.retain(|c| *c != conn);
         if member.conns.is_empty() {
             member.typing_until = None;
             if reply.is_some() || self.times.grace.is_zero() {
@@ -339,9 +339,13 @@ impl Presence for LocalPresence {
         let now = Instant::now();
         let ttl = self.times.typing_ttl;
         self.with_member(conn, room, |entry, id| {
-            let member = entry.members.get_mut(&id).expect("by_conn names members");
+            let member = entry.members.get_mut(&id).expect("connections name members");
+            let was_typing = member.typing_until.is_some_and(|until| until > now);
             member.typing_until = typing.then_some(now + ttl);
-            entry.send_typing(room, now);
+            // a refresh, or a send by someone not typing, changes nothing anyone sees
+            if was_typing != typing {
+                entry.send_typing(room, now);
+            }
         });
     }
 
@@ -349,8 +353,7 @@ impl Presence for LocalPresence {
         let now = Instant::now();
         let away_after = self.times.away_after;
         self.with_member(conn, room, |entry, id| {
-            let member = entry.members.get_mut(&id).expect("by_conn names members");
-            if let Some(c) = member.conns.get_mut(&conn) {
+            if let Some(c) = entry.conns.get_mut(&conn) {
                 c.hidden_since = if hidden { c.hidden_since.or(Some(now)) } else { None };
             }
             entry.update_away(room, id, now, away_after);
@@ -370,11 +373,21 @@ impl Presence for LocalPresence {
             for id in gone {
                 entry.remove_member(room, id);
             }
-            let ids: Vec<MemberId> = entry.members.keys().copied().collect();
-            for id in ids {
+            // only pages that are hidden can make anyone away (or keep them so)
+            let maybe_away: Vec<MemberId> = entry
+                .members
+                .iter()
+                .filter(|(_, m)| {
+                    m.away || m.conns.iter().any(|c| entry.conns.get(c).is_some_and(|c| c.hidden_since.is_some()))
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            for id in maybe_away {
                 entry.update_away(room, id, now, times.away_after);
             }
-            entry.send_typing(room, now);
+            if !entry.typing_sent.is_empty() {
+                entry.send_typing(room, now);
+            }
         }
         rooms.retain(|_, entry| !entry.members.is_empty());
     }

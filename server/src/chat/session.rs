@@ -9,7 +9,7 @@ use crate::{
 };
 use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, close, decode_client};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// Most messages one `history` request returns.
 const MAX_HISTORY_LIMIT: u32 = 100;
@@ -35,6 +35,9 @@ pub(crate) struct ChatSession {
     join_by: Option<tokio::time::Instant>,
     /// Whether the page on this connection is hidden (`visibility`), for the rooms it joins.
     hidden: bool,
+    /// Rooms where this connection said it is typing since its last send there: only those
+    /// sends need to clear it, so the hot path of a send takes no presence lock.
+    typing_in: HashSet<RoomName>,
 }
 
 impl Endpoint for ChatSession {
@@ -103,6 +106,7 @@ impl ChatSession {
             frames,
             join_by,
             hidden: false,
+            typing_in: HashSet::new(),
         }
     }
 
@@ -157,6 +161,7 @@ impl ChatSession {
             ClientMsg::Typing { room } => {
                 let room = self.member_of(&room)?;
                 self.deps.presence.typing(self.conn, &room, true);
+                self.typing_in.insert(room);
                 Ok(())
             }
             ClientMsg::Visibility { hidden } => {
@@ -223,7 +228,9 @@ impl ChatSession {
             }
         };
         // sending ends typing
-        self.deps.presence.typing(self.conn, &room, false);
+        if self.typing_in.remove(&room) {
+            self.deps.presence.typing(self.conn, &room, false);
+        }
         let append = Append {
             room: room.clone(),
             author,
