@@ -43,8 +43,7 @@ pub(crate) async fn send_since(
             }
             _ => {
                 let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
-                let invalid = hubbub_shared::Invalid { code: ErrorCode::InvalidCursor, reason };
-                refuse(&out, id.clone(), Refusal::in_room(&room)(invalid));
+                refuse(&out, id.clone(), Refusal::about(&room, ErrorCode::InvalidCursor, reason));
                 (latest, false)
             }
         },
@@ -80,8 +79,7 @@ fn push_history(
             out.push(&ServerMsg::History { id, room: room.to_string(), messages, recovered, more });
         }
         Err(e) => {
-            let invalid = hubbub_shared::Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() };
-            refuse(out, id, Refusal::in_room(room)(invalid));
+            refuse(out, id, Refusal::about(room, ErrorCode::StorageUnavailable, e.to_string()));
         }
     }
 }

@@ -40,7 +40,12 @@ pub(crate) struct Refusal {
 }
 
 impl Refusal {
-    /// A refusal concerning `room`.
+    /// A refusal with `code`, concerning `room`.
+    pub(crate) fn about(room: impl ToString, code: ErrorCode, reason: String) -> Refusal {
+        Refusal { code, reason, room: Some(room.to_string()) }
+    }
+
+    /// Turns a broken rule into a refusal concerning `room` (for `map_err`).
     pub(crate) fn in_room(room: impl ToString) -> impl FnOnce(Invalid) -> Refusal {
         let room = room.to_string();
         move |Invalid { code, reason }| Refusal { code, reason, room: Some(room) }

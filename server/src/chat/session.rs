@@ -8,7 +8,7 @@ use crate::{
     store::Append,
 };
 use axum::extract::ws::Utf8Bytes;
-use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Invalid, Nick, RoomName, ServerMsg, close, decode_client};
+use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, ServerMsg, close, decode_client};
 use std::collections::{HashMap, HashSet};
 
 /// Most messages one `history` request returns.
@@ -187,12 +187,12 @@ impl ChatSession {
         let nick = Nick::parse(nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
         if self.rooms.contains_key(&room) {
             let reason = format!("You are already in {room}.");
-            return Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::AlreadyJoined, reason }));
+            return Err(Refusal::about(&room, ErrorCode::AlreadyJoined, reason));
         }
         let max = self.deps.config.max_rooms_per_connection;
         if self.rooms.len() >= max {
             let reason = format!("One connection can be in at most {max} rooms.");
-            return Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::TooManyRooms, reason }));
+            return Err(Refusal::about(&room, ErrorCode::TooManyRooms, reason));
         }
         let request = JoinRequest {
             conn: self.conn,
@@ -239,9 +239,7 @@ impl ChatSession {
             ack_id: id,
             reply_to: out.clone(),
         };
-        self.deps.log.append(append).map_err(|e| {
-            Refusal::in_room(&room)(Invalid { code: ErrorCode::StorageUnavailable, reason: e.to_string() })
-        })
+        self.deps.log.append(append).map_err(|e| Refusal::about(&room, ErrorCode::StorageUnavailable, e.to_string()))
     }
 
     /// The canonical room, if this connection has joined it.
@@ -251,7 +249,7 @@ impl ChatSession {
             Ok(room)
         } else {
             let reason = format!("You are not in {room}.");
-            Err(Refusal::in_room(&room)(Invalid { code: ErrorCode::NotMember, reason }))
+            Err(Refusal::about(&room, ErrorCode::NotMember, reason))
         }
     }
 }
