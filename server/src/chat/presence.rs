@@ -187,9 +187,7 @@ impl Room {
         if typing == self.typing_sent {
             return;
         }
-        let frame = axum::extract::ws::Message::Text(
-            encode(&ServerMsg::Typing { room: room.to_string(), nicks: typing.clone() }).into(),
-        );
+        let frame = typing_frame(room, &typing);
         for conn in self.conns.values() {
             conn.out.push_ephemeral(frame.clone());
         }
@@ -206,6 +204,13 @@ impl Room {
             self.broadcast(&msg, None);
         }
     }
+}
+
+/// The `typing` frame naming `nicks`, encoded once for every connection it goes to.
+fn typing_frame(room: &RoomName, nicks: &[String]) -> axum::extract::ws::Message {
+    axum::extract::ws::Message::Text(
+        encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into(),
+    )
 }
 
 impl LocalPresence {
@@ -301,9 +306,7 @@ impl Presence for LocalPresence {
         // a visible tab makes an away person active again
         entry.update_away(room, id, now, self.times.away_after);
         if !entry.typing_sent.is_empty() {
-            out.push_ephemeral(axum::extract::ws::Message::Text(
-                encode(&ServerMsg::Typing { room: room.to_string(), nicks: entry.typing_sent.clone() }).into(),
-            ));
+            out.push_ephemeral(typing_frame(room, &entry.typing_sent));
         }
         Ok(())
     }

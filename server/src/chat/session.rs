@@ -131,6 +131,8 @@ impl ChatSession {
             ClientMsg::Leave { id, room } => {
                 let room = self.member_of(&room)?;
                 self.rooms.remove(&room);
+                // nothing to clear there on a later send: this connection is no longer in it
+                self.typing_in.remove(&room);
                 self.deps.presence.leave(self.conn, &room, Some((out, id)));
                 Ok(())
             }
