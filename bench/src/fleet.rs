@@ -31,6 +31,8 @@ pub(crate) struct Load {
     pub(crate) text_len: usize,
     pub(crate) workers: u32,
     pub(crate) connect_parallel: usize,
+    /// A connect storm: the senders talk (at `rate`) while everyone connects, until `go`.
+    pub(crate) storm: bool,
 }
 
 impl Load {
@@ -47,6 +49,7 @@ impl Load {
             text_len: 64,
             workers,
             connect_parallel: 64,
+            storm: false,
         }
     }
 }
@@ -81,6 +84,12 @@ pub(crate) struct Outcome {
     pub(crate) server_cpu_seconds: f64,
     pub(crate) generator_cpu_seconds: f64,
     pub(crate) generator_bound: bool,
+    /// Storm: messages sent after a client was ready that it never received (all clients).
+    pub(crate) missed_after_ready: u64,
+    /// Storm: messages sent after a client was ready, summed over clients.
+    pub(crate) expected_after_ready: u64,
+    /// When the last `presence` frame arrived (ns since the epoch; 0: none).
+    pub(crate) last_presence_ns: u64,
 }
 
 impl Outcome {
@@ -139,6 +148,7 @@ impl Fleet {
                 text_len: load.text_len,
                 connect_parallel: load.connect_parallel,
                 tag: (token::now_ns() / 1_000_000 % 100_000) as u32,
+                storm: load.storm,
             };
             let mut child = Command::new("taskset")
                 .args(["-c", &bins.generator_cpus])
@@ -175,7 +185,10 @@ impl Fleet {
     pub(crate) async fn go(mut self, server: &Running) -> anyhow::Result<Outcome> {
         let mut pids = vec![server.pid];
         pids.extend(self.workers.iter().filter_map(|w| w.child.id()));
-        settle(&pids).await;
+        // a storm is measured as it is, busy; other runs start from quiet
+        if !self.load.storm {
+            settle(&pids).await;
+        }
         let start_ns = token::now_ns() + 300_000_000;
         for w in &mut self.workers {
             let stdin = w.child.stdin.as_mut().context("stdin")?;
@@ -211,7 +224,11 @@ impl Fleet {
         let (mut delivered, mut dropped, mut lagged, mut last_ns, mut generator_cpu) = (0, 0, 0, start_ns, 0.0);
         let mut sent_by_room = std::collections::BTreeMap::<u32, u64>::new();
         let mut members_by_room = std::collections::BTreeMap::<u32, u64>::new();
+        let (mut sent_log, mut after_ready, mut last_presence_ns) = (Vec::new(), Vec::new(), 0);
         for d in done {
+            sent_log.extend(d.sent_log);
+            after_ready.extend(d.after_ready);
+            last_presence_ns = last_presence_ns.max(d.last_presence_ns);
             delivered += d.delivered;
             dropped += d.dropped;
             lagged += d.lagged;
@@ -229,6 +246,14 @@ impl Fleet {
         }
         // every connected member of a room, the sender included, gets each message once
         let expected = sent_by_room.iter().map(|(room, &n)| n * members_by_room.get(room).copied().unwrap_or(0)).sum();
+        // a storm: each client must get every message sent after it was ready
+        sent_log.sort_unstable();
+        let (mut expected_after_ready, mut missed_after_ready) = (0, 0);
+        for (ready_ns, got) in after_ready {
+            let due = (sent_log.len() - sent_log.partition_point(|&sent| sent <= ready_ns)) as u64;
+            expected_after_ready += due;
+            missed_after_ready += due.saturating_sub(got);
+        }
         let seconds = (last_ns.saturating_sub(start_ns)) as f64 / 1e9;
         let generator_bound = seconds > 0.0 && generator_cpu / seconds >= 0.9 * self.generator_cpus as f64;
         Ok(Outcome {
@@ -242,6 +267,9 @@ impl Fleet {
             server_cpu_seconds,
             generator_cpu_seconds: generator_cpu,
             generator_bound,
+            missed_after_ready,
+            expected_after_ready,
+            last_presence_ns,
         })
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Run {
     /// The generator used ≥ 90 % of its CPUs: the number is a floor for the server.
     pub(crate) generator_bound: bool,
     pub(crate) connects_per_s: Option<f64>,
+    /// Storm: messages sent after a client was ready that never reached it.
+    pub(crate) missed_after_ready: Option<u64>,
     /// Why a row has no numbers, or what limited it.
     pub(crate) note: Option<String>,
 }

@@ -166,31 +166,54 @@ pub(crate) struct StormOptions {
     /// Connection attempts in flight per worker.
     #[arg(long, default_value_t = 500)]
     pub(crate) parallel: usize,
+    /// Messages per second one member, in the room first, says while everyone connects.
+    #[arg(long, default_value_t = 10.0)]
+    pub(crate) rate: f64,
 }
 
-/// Connect storm: everyone at once; connections per second and the time to be ready to chat.
+/// Connect storm: everyone connects to one room at once while one member keeps talking. The
+/// row: connects/s (the delivered/s column), time to ready (connected and, for Hubbub, joined
+/// with its history), how many messages sent after a client was ready never reached it (must be
+/// 0), and how long until the room was quiet (the last `presence` frame).
 pub(crate) async fn storm(bins: &Binaries, common: &Common, o: &StormOptions) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
     for &kind in &common.servers {
         let server = servers::start(kind, bins).await?;
         let load = Load {
-            room_size: 10,
             connect_parallel: o.parallel,
-            ..Load::one_room(o.clients, 0, 0.0, 0.0, common.workers)
+            storm: true,
+            ..Load::one_room(o.clients, 1, o.rate, 0.0, common.workers)
         };
+        let started_ns = crate::token::now_ns();
         let fleet = Fleet::connect(&server, bins, &load).await?;
-        let r = &fleet.ready;
-        let mut row = Run::new("storm", kind.name(), r.connected);
+        let ready = fleet.ready.clone();
+        let outcome = fleet.go(&server).await?;
+        let mut row = Run::new("storm", kind.name(), ready.connected);
         let mut h = hdrhistogram::Histogram::<u64>::new(3)?;
-        for &(v, n) in &r.connect_us {
+        for &(v, n) in &ready.connect_us {
             h.record_n(v, n)?;
         }
-        row.connects_per_s = Some((f64::from(r.connected) / r.connect_seconds.max(1e-9)).round());
+        row.connects_per_s = Some((f64::from(ready.connected) / ready.connect_seconds.max(1e-9)).round());
         row.p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
         row.p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
         row.max_ms = Some(h.max() as f64 / 1000.0);
-        row.note = Some(format!("connects/s in the delivered/s column; {} failed; Hubbub clients also join", r.failed));
-        fleet.stop().await;
+        row.dropped_clients = Some(outcome.dropped);
+        row.lagged_notices = Some(outcome.lagged);
+        row.missed_after_ready = Some(outcome.missed_after_ready);
+        row.delivery_ratio = (outcome.expected_after_ready > 0).then(|| {
+            let got = outcome.expected_after_ready - outcome.missed_after_ready;
+            (got as f64 / outcome.expected_after_ready as f64 * 1e5).round() / 1e5
+        });
+        let quiet = (outcome.last_presence_ns > 0)
+            .then(|| format!("; quiet {:.1} s after the start", (outcome.last_presence_ns - started_ns) as f64 / 1e9));
+        row.note = Some(format!(
+            "connects/s in the delivered/s column; ms = connect to ready{}; {} failed; {} of {} messages due after ready missed; {}",
+            quiet.unwrap_or_default(),
+            ready.failed,
+            outcome.missed_after_ready,
+            outcome.expected_after_ready,
+            if kind.has_rooms() { "ready = joined, history read" } else { "ready = upgraded (no join reply)" },
+        ));
         progress(&row);
         runs.push(row);
     }
@@ -203,7 +226,8 @@ pub(crate) struct StepOptions {
     pub(crate) start: u32,
     #[arg(long, default_value_t = 1000)]
     pub(crate) step: u32,
-    #[arg(long, default_value_t = 5000)]
+    /// The goal of the people issue: 10,000 in one room.
+    #[arg(long, default_value_t = 10_000)]
     pub(crate) max: u32,
     /// Broadcasts per second (each to every client).
     #[arg(long, default_value_t = 50.0)]

@@ -48,10 +48,15 @@ pub(crate) struct Plan {
     pub(crate) connect_parallel: usize,
     /// Differs between fleets, so a nickname is never still held by the last fleet's ghost.
     pub(crate) tag: u32,
+    /// A connect storm: the senders connect first and send at their rate from then on, while
+    /// everyone else connects; `go` stops them. Each client counts the messages sent after it
+    /// was ready (joined), which must all arrive.
+    #[serde(default)]
+    pub(crate) storm: bool,
 }
 
 /// Sent once all clients are connected (or failed).
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub(crate) struct Ready {
     pub(crate) connected: u32,
     pub(crate) failed: u32,
@@ -81,6 +86,12 @@ pub(crate) struct Done {
     pub(crate) cpu_seconds: f64,
     /// When the last token arrived (ns since the epoch).
     pub(crate) last_ns: u64,
+    /// Storm: when each message of this worker's senders was sent (ns since the epoch).
+    pub(crate) sent_log: Vec<u64>,
+    /// Storm: per client, when it was ready, and how many messages sent after that it received.
+    pub(crate) after_ready: Vec<(u64, u64)>,
+    /// When the last `presence` frame arrived (ns since the epoch; 0: none).
+    pub(crate) last_presence_ns: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -109,13 +120,31 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         lagged: Cell::new(0),
         dropped: Cell::new(0),
         last_ns: Cell::new(0),
+        last_presence_ns: Cell::new(0),
         latency_us: RefCell::new(Histogram::new(3)?),
         sent_by_room: RefCell::new(BTreeMap::new()),
+        sending: Cell::new(true),
+        sent_log: RefCell::new(Vec::new()),
     });
-    let ids: Vec<u32> = (plan.first..plan.first + plan.count).collect();
+    let mut ids: Vec<u32> = (plan.first..plan.first + plan.count).collect();
     let mut senders = Vec::new();
     let mut members_by_room = BTreeMap::new();
     let mut readers = Vec::with_capacity(ids.len());
+    // a storm's senders are in the room first, and talk through it
+    let mut storm_senders = Vec::new();
+    if plan.storm {
+        ids.retain(|id| !plan.senders.contains(id));
+        for &id in &plan.senders {
+            let ws = connect(&plan, id).await.context("a storm's sender")?;
+            ready.connected += 1;
+            *members_by_room.entry(room_of(&plan, id)).or_insert(0) += 1;
+            let (sink, stream) = ws.split();
+            let own = Rc::new(Own { echoed: Cell::new(0), notify: Notify::new() });
+            readers.push(tokio::task::spawn_local(read(id, stream, shared.clone(), own, None)));
+            storm_senders.push(tokio::task::spawn_local(storm_send(plan.clone(), id, sink, shared.clone())));
+        }
+    }
+    let mut after_ready = Vec::new();
     let mut attempts = futures_util::stream::iter(ids)
         .map(|id| {
             let plan = &plan;
@@ -131,16 +160,21 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
                 ready.connected += 1;
                 *members_by_room.entry(room_of(&plan, id)).or_insert(0) += 1;
                 let _ = connect_us.record((took.as_micros() as u64).max(1));
+                let counted = plan.storm.then(|| {
+                    let (at, count) = (token::now_ns(), Rc::new(Cell::new(0)));
+                    after_ready.push((at, count.clone()));
+                    (at, count)
+                });
                 // read from the start: what the server sends before `go` (presence) is consumed
                 // now, not counted against the run
                 let own = Rc::new(Own { echoed: Cell::new(0), notify: Notify::new() });
                 if plan.senders.contains(&id) {
                     let (sink, stream) = ws.split();
-                    readers.push(tokio::task::spawn_local(read(id, stream, shared.clone(), own.clone())));
+                    readers.push(tokio::task::spawn_local(read(id, stream, shared.clone(), own.clone(), counted)));
                     senders.push((id, sink, own));
                 } else {
                     // a pure receiver keeps its socket whole: no lock between the halves
-                    readers.push(tokio::task::spawn_local(read(id, ws, shared.clone(), own)));
+                    readers.push(tokio::task::spawn_local(read(id, ws, shared.clone(), own, counted)));
                 }
             }
             Err(e) => {
@@ -162,6 +196,11 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     let wait = start_ns.saturating_sub(token::now_ns());
     tokio::time::sleep(Duration::from_nanos(wait)).await;
     let cpu_before = crate::procfs::cpu_seconds(std::process::id());
+    // a storm's `go` ends the sending that went on while everyone connected
+    shared.sending.set(false);
+    for s in storm_senders {
+        s.await??;
+    }
 
     let senders: Vec<_> = senders
         .into_iter()
@@ -170,12 +209,13 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     for s in senders {
         s.await??;
     }
-    // drain: until nothing arrived for a second, at most 10 s
+    // drain: until nothing arrived (messages or presence) for a second, at most 10 s
     let drain_until = Instant::now() + Duration::from_secs(10);
-    let mut last = shared.delivered.get();
+    let arrived = || (shared.delivered.get(), shared.last_presence_ns.get());
+    let mut last = arrived();
     while Instant::now() < drain_until {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        let now = shared.delivered.get();
+        let now = arrived();
         if now == last {
             break;
         }
@@ -191,6 +231,9 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         lagged: shared.lagged.get(),
         cpu_seconds: crate::procfs::cpu_seconds(std::process::id()) - cpu_before,
         last_ns: shared.last_ns.get(),
+        sent_log: shared.sent_log.take(),
+        after_ready: after_ready.iter().map(|(at, count)| (*at, count.get())).collect(),
+        last_presence_ns: shared.last_presence_ns.get(),
     };
     say(&Line::Done(done))?;
     for r in readers {
@@ -205,8 +248,13 @@ struct Shared {
     lagged: Cell<u64>,
     dropped: Cell<u32>,
     last_ns: Cell<u64>,
+    last_presence_ns: Cell<u64>,
     latency_us: RefCell<Histogram<u64>>,
     sent_by_room: RefCell<BTreeMap<u32, u64>>,
+    /// A storm's senders send while this is true.
+    sending: Cell<bool>,
+    /// When each message of a storm's senders was sent.
+    sent_log: RefCell<Vec<u64>>,
 }
 
 /// A sender's own messages coming back: its closed-loop window.
@@ -254,8 +302,8 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
 }
 
 /// Counts and times every token that arrives; ends when the connection does (or is aborted
-/// after the run).
-async fn read<S>(id: u32, mut stream: S, shared: Rc<Shared>, own: Rc<Own>)
+/// after the run). `counted`: (since when, where) to count the tokens sent after that time.
+async fn read<S>(id: u32, mut stream: S, shared: Rc<Shared>, own: Rc<Own>, counted: Option<(u64, Rc<Cell<u64>>)>)
 where
     S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
 {
@@ -279,6 +327,11 @@ where
             if t.sender == id {
                 mine += 1;
             }
+            if let Some((since, count)) = &counted
+                && t.sent_ns > *since
+            {
+                count.set(count.get() + 1);
+            }
             let _ = latency.record((now.saturating_sub(t.sent_ns) / 1000).max(1));
         });
         drop(latency);
@@ -296,7 +349,37 @@ where
         if text.contains(r#""type":"lagged""#) {
             shared.lagged.set(shared.lagged.get() + 1);
         }
+        if text.contains(r#""type":"presence""#) {
+            shared.last_presence_ns.set(now);
+        }
     }
+}
+
+/// A storm's sender: `rate_per_sender` messages a second, from the moment it joined until `go`,
+/// each send time logged.
+async fn storm_send(plan: Plan, id: u32, mut sink: SplitSink<Ws, Message>, shared: Rc<Shared>) -> anyhow::Result<()> {
+    let room = room_of(&plan, id);
+    let room_name = format!("r{room}");
+    let every = Duration::from_secs_f64(1.0 / plan.rate_per_sender.max(0.1));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    while shared.sending.get() {
+        tick.tick().await;
+        let sent_ns = token::now_ns();
+        let text = token::text(id, seq, sent_ns, plan.text_len);
+        let frame = match plan.kind {
+            Kind::Hubbub => Message::text(encode(&ClientMsg::Send { id: None, room: room_name.clone(), text })),
+            Kind::Gorilla | Kind::AxumBroadcast => Message::text(text),
+        };
+        if sink.send(frame).await.is_err() {
+            break; // counted by its reader as dropped
+        }
+        shared.sent_log.borrow_mut().push(sent_ns);
+        seq += 1;
+    }
+    *shared.sent_by_room.borrow_mut().entry(room).or_default() += seq;
+    Ok(())
 }
 
 async fn send(

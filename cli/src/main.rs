@@ -153,7 +153,8 @@ async fn run(args: Args) -> Result<(), Failure> {
         let join = hubbub_client::join(&args.room, args.nick.as_deref().unwrap_or_default());
         sink.send(Message::text(hubbub_shared::encode(&join))).await.map_err(|e| fail(Exit::Failed, e.to_string()))?;
     }
-    Session { args: &args, sink, stream, pending: 0, give_up_at: None, close_sent_at: None }.run().await
+    let renderer = render::Renderer::new(args.nick.as_deref());
+    Session { args: &args, sink, stream, pending: 0, give_up_at: None, close_sent_at: None, renderer }.run().await
 }
 
 /// The conversation after the handshake: typed lines out, frames in, until stdin ends and the
@@ -168,6 +169,7 @@ struct Session<'a> {
     /// Set when stdin ends.
     give_up_at: Option<Instant>,
     close_sent_at: Option<Instant>,
+    renderer: render::Renderer,
 }
 
 impl Session<'_> {
@@ -231,7 +233,7 @@ impl Session<'_> {
             }
             Ok(Some(Ok(msg))) => {
                 self.pending = self.pending.saturating_sub(answers(self.args.mode, me, &msg));
-                show(self.args, msg);
+                show(self.args, &mut self.renderer, msg);
                 Ok(false)
             }
             Ok(Some(Err(e))) => Err(fail(Exit::ClosedByServer, format!("the connection broke: {e}"))),
@@ -287,7 +289,7 @@ fn outgoing(args: &Args, line: &str) -> Option<String> {
     }
 }
 
-fn show(args: &Args, msg: Message) {
+fn show(args: &Args, renderer: &mut render::Renderer, msg: Message) {
     let line = match msg {
         // one JSON object per line, also when the hub sent several in one array frame
         Message::Text(text) if args.json && args.mode == Mode::Chat && text.starts_with('[') => {
@@ -297,7 +299,7 @@ fn show(args: &Args, msg: Message) {
             }
         }
         Message::Text(text) if args.json => Some(text.to_string()),
-        Message::Text(text) => render::readable(args.mode, &text),
+        Message::Text(text) => renderer.readable(args.mode, &text),
         Message::Binary(data) => Some(format!("<{} bytes of binary>", data.len())),
         _ => None,
     };

@@ -2,57 +2,112 @@
 
 use crate::Mode;
 use hubbub_shared::{ServerMsg, decode_server_items};
+use std::collections::{HashMap, HashSet};
 
-/// One readable line for a text frame, or `None` for frames not worth a line.
-pub(crate) fn readable(mode: Mode, text: &str) -> Option<String> {
-    match mode {
-        Mode::Echo => Some(text.to_owned()),
-        Mode::Add => {
-            let reply: serde_json::Value = serde_json::from_str(text).ok()?;
-            Some(match (&reply["Sum"], &reply["Error"]) {
-                (sum, _) if sum.is_i64() => sum.to_string(),
-                (_, serde_json::Value::String(error)) => {
-                    format!("error {}: {error}", reply["Code"].as_str().unwrap_or("error"))
-                }
-                _ => text.to_owned(),
-            })
-        }
-        // items of types this CLI does not know (a newer hub's) are skipped
-        Mode::Chat => match decode_server_items(text) {
-            Ok(items) => {
-                let lines: Vec<String> = items.into_iter().flatten().filter_map(chat_line).collect();
-                (!lines.is_empty()).then(|| lines.join("\n"))
+/// Turns frames into lines, remembering who is in each room: a `presence` frame may name someone
+/// the `joined` list already showed (they arrived within the same tick), and that is not news.
+#[derive(Debug, Default)]
+pub(crate) struct Renderer {
+    /// This terminal's nickname: the room hearing of our own arrival is not news to us either.
+    me: Option<String>,
+    /// Per room, the (lower-cased) names already shown as present.
+    known: HashMap<String, HashSet<String>>,
+}
+
+impl Renderer {
+    pub(crate) fn new(me: Option<&str>) -> Renderer {
+        Renderer { me: me.map(str::to_lowercase), known: HashMap::new() }
+    }
+
+    /// One readable line for a text frame, or `None` for frames not worth a line.
+    pub(crate) fn readable(&mut self, mode: Mode, text: &str) -> Option<String> {
+        match mode {
+            Mode::Echo => Some(text.to_owned()),
+            Mode::Add => {
+                let reply: serde_json::Value = serde_json::from_str(text).ok()?;
+                Some(match (&reply["Sum"], &reply["Error"]) {
+                    (sum, _) if sum.is_i64() => sum.to_string(),
+                    (_, serde_json::Value::String(error)) => {
+                        format!("error {}: {error}", reply["Code"].as_str().unwrap_or("error"))
+                    }
+                    _ => text.to_owned(),
+                })
             }
-            Err(_) => Some(text.to_owned()),
-        },
+            // items of types this CLI does not know (a newer hub's) are skipped
+            Mode::Chat => match decode_server_items(text) {
+                Ok(items) => {
+                    let lines: Vec<String> =
+                        items.into_iter().flatten().filter_map(|msg| self.chat_line(msg)).collect();
+                    (!lines.is_empty()).then(|| lines.join("\n"))
+                }
+                Err(_) => Some(text.to_owned()),
+            },
+        }
+    }
+
+    fn chat_line(&mut self, msg: ServerMsg) -> Option<String> {
+        Some(match msg {
+            ServerMsg::Welcome { .. } => return None,
+            ServerMsg::Joined { room, nick, members, count, .. } => {
+                let line = format!("* joined #{room} as {nick}; here: {}", name_list(&members, count));
+                self.known.insert(room, members.iter().map(|n| n.to_lowercase()).collect());
+                line
+            }
+            ServerMsg::Left { room, .. } => {
+                self.known.remove(&room);
+                format!("* left #{room}")
+            }
+            ServerMsg::Presence { room, joined, left, away, back, .. } => {
+                let known = self.known.entry(room.clone()).or_default();
+                let me = self.me.as_deref();
+                let joined: Vec<String> = joined
+                    .into_iter()
+                    .filter(|n| me != Some(n.to_lowercase().as_str()) && known.insert(n.to_lowercase()))
+                    .collect();
+                for name in &left {
+                    known.remove(&name.to_lowercase());
+                }
+                let lines: Vec<String> =
+                    [(joined, "joined"), (left, "left"), (away, "is away in"), (back, "is back in")]
+                        .into_iter()
+                        .filter(|(names, _)| !names.is_empty())
+                        .map(|(names, what)| format!("* {} {what} #{room}", name_list(&names, names.len() as u64)))
+                        .collect();
+                if lines.is_empty() {
+                    return None;
+                }
+                lines.join("\n")
+            }
+            // a page of names asked for by a client that shows a member panel; not this one
+            ServerMsg::Members { .. } => return None,
+            // a terminal has no room to show who is typing without getting in the way
+            ServerMsg::Typing { .. } => return None,
+            ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
+            ServerMsg::History { messages, .. } if messages.is_empty() => return None,
+            ServerMsg::History { messages, .. } => messages
+                .iter()
+                .map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text))
+                .collect::<Vec<_>>()
+                .join("\n"),
+            ServerMsg::Ack { .. } => return None,
+            ServerMsg::Lagged { room, from_seq } => {
+                format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")
+            }
+            ServerMsg::Sum { sum, .. } => sum.to_string(),
+            ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
+        })
     }
 }
 
-fn chat_line(msg: ServerMsg) -> Option<String> {
-    Some(match msg {
-        ServerMsg::Welcome { .. } => return None,
-        ServerMsg::Joined { room, nick, members, .. } => {
-            format!("* joined #{room} as {nick}; here: {}", members.join(", "))
-        }
-        ServerMsg::Left { room, .. } => format!("* left #{room}"),
-        ServerMsg::MemberJoined { room, nick } => format!("* {nick} joined #{room}"),
-        ServerMsg::MemberLeft { room, nick } => format!("* {nick} left #{room}"),
-        ServerMsg::MemberState { room, nick, away: true } => format!("* {nick} is away in #{room}"),
-        ServerMsg::MemberState { room, nick, away: false } => format!("* {nick} is back in #{room}"),
-        // a terminal has no room to show who is typing without getting in the way
-        ServerMsg::Typing { .. } => return None,
-        ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
-        ServerMsg::History { messages, .. } if messages.is_empty() => return None,
-        ServerMsg::History { messages, .. } => {
-            messages.iter().map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text)).collect::<Vec<_>>().join("\n")
-        }
-        ServerMsg::Ack { .. } => return None,
-        ServerMsg::Lagged { room, from_seq } => {
-            format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")
-        }
-        ServerMsg::Sum { sum, .. } => sum.to_string(),
-        ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
-    })
+/// Names for a line: all of a few, or the first ones and how many more.
+fn name_list(names: &[String], total: u64) -> String {
+    const SHOWN: usize = 5;
+    let shown = names.len().min(SHOWN);
+    let list = names[..shown].join(", ");
+    match total.saturating_sub(shown as u64) {
+        0 => list,
+        more => format!("{list} and {more} more"),
+    }
 }
 
 #[cfg(test)]
@@ -62,6 +117,21 @@ mod tests {
     #[test]
     fn a_message_type_from_a_newer_hub_is_skipped_and_the_rest_of_the_frame_is_shown() {
         let frame = r#"[{"type":"member_joined","room":"lobby","nick":"bob"},{"type":"typing","room":"lobby","nicks":["bob"]},{"type":"message","room":"lobby","seq":8,"author":"bob","text":"hi","ts":1}]"#;
-        assert_eq!(readable(Mode::Chat, frame).as_deref(), Some("* bob joined #lobby\n[#lobby] <bob> hi"));
+        assert_eq!(Renderer::new(Some("ada")).readable(Mode::Chat, frame).as_deref(), Some("[#lobby] <bob> hi"));
+    }
+
+    #[test]
+    fn a_presence_frame_is_a_line_per_change_without_our_own_arrival() {
+        let mut renderer = Renderer::new(Some("ada"));
+        let joined = r#"{"type":"joined","room":"lobby","nick":"ada","members":["ada","Bob"],"count":2}"#;
+        assert_eq!(renderer.readable(Mode::Chat, joined).as_deref(), Some("* joined #lobby as ada; here: ada, Bob"));
+        let frame = r#"{"type":"presence","room":"lobby","count":9,"joined":["Ada","bob","c","d","e","f","g","h"],"left":["zed"],"away":["x"]}"#;
+        assert_eq!(
+            renderer.readable(Mode::Chat, frame).as_deref(),
+            Some("* c, d, e, f, g and 1 more joined #lobby\n* zed left #lobby\n* x is away in #lobby"),
+            "ada and bob were here already"
+        );
+        let again = r#"{"type":"presence","room":"lobby","count":9,"joined":["c"]}"#;
+        assert_eq!(renderer.readable(Mode::Chat, again), None);
     }
 }

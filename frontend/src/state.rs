@@ -167,6 +167,11 @@ impl Chat {
         self.change(|m| m.load_older(room));
     }
 
+    /// "Show more" in the member panel.
+    pub(crate) fn load_more_members(&self, room: &str) {
+        self.change(|m| m.load_more_members(room));
+    }
+
     pub(crate) fn load_gap(&self, room: &str, key: u64) {
         self.change(|m| m.load_gap(room, key));
     }

@@ -465,3 +465,55 @@ async fn one_person_in_two_tabs_is_one_member_who_types_reloads_and_leaves_after
     alice.close().await.ok();
     bob.close().await.ok();
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_asked() {
+    use futures_util::SinkExt;
+    const OTHERS: usize = 150;
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy(), "--max-connections-per-ip", "400"]).await;
+    let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
+    let mut others = Vec::new();
+    for i in 0..OTHERS {
+        let mut ws = hubbub_client::connect(&url, &[]).await.expect("a socket");
+        hubbub_client::join_and_wait(&mut ws, &hubbub_client::join("lobby", &format!("m{i:03}")), WAIT)
+            .await
+            .expect("joined");
+        others.push(ws);
+    }
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-big-room").await;
+    join(&alice, &hub.url, "alice").await;
+
+    // the first page of names, the room's size, and a way to the rest
+    let heading = || async { texts(&alice, ".members h3").await.join("") };
+    eventually("the room's size", || async { (heading().await == "Members (151)").then_some(()) }).await;
+    assert_eq!(members(&alice).await.len(), 100, "a first page of names");
+    let more = alice.find(Locator::Css(".members .more-members")).await.expect("a 'show more' button");
+    assert_eq!(more.text().await.unwrap(), "Show more (51 not shown)");
+    more.click().await.unwrap();
+    eventually("every name, once, in order", || async {
+        let shown = members(&alice).await;
+        let mut sorted = shown.clone();
+        sorted.sort_by_key(|n| n.to_lowercase());
+        sorted.dedup();
+        (shown.len() == OTHERS + 1 && shown == sorted).then_some(())
+    })
+    .await;
+    assert!(alice.find(Locator::Css(".members .more-members")).await.is_err(), "nothing more to show");
+
+    // twenty leave at once: one line in the log, not twenty, and the size follows
+    for ws in &mut others[..20] {
+        ws.send(tokio_tungstenite::tungstenite::Message::text(hubbub_shared::encode(
+            &hubbub_shared::ClientMsg::Leave { id: None, room: "lobby".into() },
+        )))
+        .await
+        .unwrap();
+    }
+    eventually("the size after the leaves", || async { (heading().await == "Members (131)").then_some(()) }).await;
+    let left: Vec<String> = texts(&alice, ".notice").await.into_iter().filter(|t| t.ends_with(" left.")).collect();
+    assert!(left.len() <= 3, "batched, not a line per person: {left:?}");
+    assert!(left.iter().any(|t| t.ends_with(" others left.")), "{left:?}");
+    assert_eq!(members(&alice).await.len(), OTHERS + 1 - 20);
+    drop(others);
+}

@@ -20,7 +20,7 @@ pub use protocol::{ChatMessage, ClientMsg, ErrorCode, Limits, ServerMsg};
 pub use validate::{ChatText, Invalid, Nick, RoomName};
 
 /// Version of this protocol, sent in `welcome` so a page can refuse a server it does not speak.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The WebSocket subprotocol the hub offers (`Sec-WebSocket-Protocol`).
-pub const SUBPROTOCOL: &str = "hubbub.v1";
+pub const SUBPROTOCOL: &str = "hubbub.v2";

@@ -33,7 +33,19 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         limit: Option<u32>,
     },
-    /// Leave `room`; the others see `member_left`.
+    /// More of a joined room's member list: up to `limit` (clamped to 1–500, default 100)
+    /// members whose names sort after `after` (case-insensitively), or the first ones without
+    /// it; reply `members`.
+    Members {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
+    /// Leave `room`; the others see the person among `left` in the next `presence`.
     Leave {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -81,6 +93,7 @@ impl ClientMsg {
             | ClientMsg::History { id, .. }
             | ClientMsg::Resume { id, .. }
             | ClientMsg::Leave { id, .. }
+            | ClientMsg::Members { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
             ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } => None,
@@ -113,9 +126,10 @@ pub enum ServerMsg {
     /// First frame on every connection. `epoch` names the hub's database; cursors from
     /// another epoch are stale.
     Welcome { protocol: u32, epoch: String, limits: Limits },
-    /// Reply to `join`: the canonical names and the current member list (sender included),
-    /// each person once however many connections they have; `away` names the members shown as
-    /// away.
+    /// Reply to `join`: the canonical names, how many people are in the room (`count`, sender
+    /// included, each person once however many connections they have) and the first page of
+    /// them (`members`, sorted case-insensitively; `members` requests fetch more); `away` names
+    /// those of the page shown as away.
     Joined {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
@@ -124,6 +138,7 @@ pub enum ServerMsg {
         members: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         away: Vec<String>,
+        count: u64,
     },
     /// Reply to `leave`.
     Left {
@@ -131,13 +146,40 @@ pub enum ServerMsg {
         id: Option<String>,
         room: String,
     },
-    /// Someone else joined a room this connection is in (their first connection arrived).
-    MemberJoined { room: String, nick: String },
-    /// Someone left a room this connection is in: by `leave` from their last connection, or
-    /// when every connection of theirs has been gone for the presence grace period.
-    MemberLeft { room: String, nick: String },
-    /// A member became away (every connection hidden for 5 minutes) or active again.
-    MemberState { room: String, nick: String, away: bool },
+    /// A page of a room's member list, sorted case-insensitively: the reply to `members`
+    /// (`after` echoes the request's), or, unasked and without `after`, a fresh first page for a
+    /// reader whose `presence` frames were dropped (it replaces what the client had). `more`
+    /// says members sort after the last one; `away` names those of the page shown as away.
+    Members {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        members: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        away: Vec<String>,
+        count: u64,
+        more: bool,
+    },
+    /// What changed in a room's member list since the last `presence` frame, sent at most a few
+    /// times a second: people who joined (their first connection arrived), who left (on
+    /// purpose from their last connection, or gone for the grace period), who became away
+    /// (every connection hidden for 5 minutes) or came back; `count` is the room's size after.
+    /// A join and a leave within one frame cancel out. Droppable for a reader who is behind:
+    /// it gets an unasked `members` snapshot instead.
+    Presence {
+        room: String,
+        count: u64,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        away: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        back: Vec<String>,
+    },
     /// Who is typing in `room` now (the whole set, each time it changes; the page leaves out
     /// its own nickname). Ephemeral: dropped for a reader who is behind.
     Typing { room: String, nicks: Vec<String> },

@@ -370,6 +370,16 @@ impl PageModel {
         vec![Effect::SaveOutbox]
     }
 
+    /// Asks for the next page of the member list, after the last name loaded.
+    pub fn load_more_members(&mut self, room: &str) -> Vec<Effect> {
+        let Some(r) = self.room(room) else { return Vec::new() };
+        if r.members_not_loaded() == 0 {
+            return Vec::new();
+        }
+        let after = r.members.last().cloned();
+        vec![Effect::Send(ClientMsg::Members { id: None, room: room.to_owned(), after, limit: None })]
+    }
+
     /// Asks for the page of messages before the oldest one the room's log has.
     pub fn load_older(&mut self, room: &str) -> Vec<Effect> {
         let Some(before) = self.room(room).and_then(Room::oldest_seq) else { return Vec::new() };
@@ -415,35 +425,29 @@ impl PageModel {
                 self.epoch = Some(epoch);
                 Vec::new()
             }
-            ServerMsg::Joined { id, room, nick, members, away } => self.joined(id, room, nick, members, away),
+            ServerMsg::Joined { id, room, nick, members, away, count } => {
+                self.joined(id, room, nick, (members, away, count))
+            }
             ServerMsg::Left { room, .. } => {
                 self.forget_room(&room);
                 vec![Effect::SaveSession]
             }
-            ServerMsg::MemberJoined { room, nick } => {
-                let key = self.take_key();
-                if let Some(r) = self.room_mut(&room) {
-                    r.members.push(nick.clone());
-                    r.members.sort_by_key(|n| n.to_lowercase());
-                    r.note(key, EntryKind::Notice(format!("{nick} joined.")));
+            ServerMsg::Presence { room, count, joined, left, away, back } => {
+                let Some(r) = self.room_mut(&room) else { return Vec::new() };
+                let notices = r.presence(count, joined, left, away, back);
+                for notice in notices {
+                    let key = self.take_key();
+                    if let Some(r) = self.room_mut(&room) {
+                        r.note(key, EntryKind::Notice(notice));
+                    }
                 }
                 Vec::new()
             }
-            ServerMsg::MemberLeft { room, nick } => {
-                let key = self.take_key();
+            ServerMsg::Members { room, after, members, away, count, .. } => {
                 if let Some(r) = self.room_mut(&room) {
-                    r.members.retain(|n| *n != nick);
-                    r.away.retain(|n| *n != nick);
-                    r.typing.retain(|n| *n != nick);
-                    r.note(key, EntryKind::Notice(format!("{nick} left.")));
-                }
-                Vec::new()
-            }
-            ServerMsg::MemberState { room, nick, away } => {
-                if let Some(r) = self.room_mut(&room) {
-                    r.away.retain(|n| *n != nick);
-                    if away {
-                        r.away.push(nick);
+                    match after {
+                        None => r.first_members(members, away, count),
+                        Some(_) => r.more_members(members, away, count),
                     }
                 }
                 Vec::new()
@@ -483,8 +487,7 @@ impl PageModel {
         id: Option<String>,
         room: String,
         nick: String,
-        members: Vec<String>,
-        away: Vec<String>,
+        (members, away, count): (Vec<String>, Vec<String>, u64),
     ) -> Vec<Effect> {
         if id.is_some() && id == self.pending_join {
             self.pending_join = None;
@@ -498,16 +501,14 @@ impl PageModel {
                     "Reconnected.".to_owned()
                 };
                 existing.nick = nick;
-                existing.members = members;
-                existing.away = away;
+                existing.first_members(members, away, count);
                 existing.refused = None;
                 existing.note(key, EntryKind::Notice(notice));
                 Vec::new()
             }
             None => {
                 let mut joined = Room::new(room.clone(), nick.clone());
-                joined.members = members;
-                joined.away = away;
+                joined.first_members(members, away, count);
                 joined.note(key, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
                 self.rooms.push(joined);
                 self.active = Some(room);

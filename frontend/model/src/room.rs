@@ -46,9 +46,13 @@ pub struct Room {
     pub name: String,
     /// The nickname the hub confirmed for us here.
     pub nick: String,
-    /// Each person once, sorted as the hub sorts them.
+    /// The members the page has loaded, each person once, sorted as the hub sorts them
+    /// (case-insensitively): the first page from `joined`, more with "show more". In a big room
+    /// this is a prefix of the whole list plus anyone who joined within it.
     pub members: Vec<String>,
-    /// The members shown as away.
+    /// How many people are in the room (all of them, loaded or not).
+    pub member_count: u64,
+    /// The loaded members shown as away.
     pub away: Vec<String>,
     /// Who else is typing here (never ourselves).
     pub typing: Vec<String>,
@@ -68,6 +72,7 @@ impl Room {
             name,
             nick,
             members: Vec::new(),
+            member_count: 0,
             away: Vec::new(),
             typing: Vec::new(),
             log: Vec::new(),
@@ -86,6 +91,87 @@ impl Room {
             [a, b, c] => format!("{a}, {b} and {c} are typing…"),
             _ => "Several people are typing…".to_owned(),
         })
+    }
+
+    /// How many members the hub has that the page has not loaded yet.
+    pub fn members_not_loaded(&self) -> u64 {
+        self.member_count.saturating_sub(self.members.len() as u64)
+    }
+
+    /// A first page of members (from `joined`, or a fresh one for a page that missed changes):
+    /// it replaces what was loaded.
+    pub(crate) fn first_members(&mut self, members: Vec<String>, away: Vec<String>, count: u64) {
+        self.members = members;
+        self.away = away;
+        self.member_count = count;
+    }
+
+    /// A further page of members, after the ones loaded.
+    pub(crate) fn more_members(&mut self, members: Vec<String>, away: Vec<String>, count: u64) {
+        for name in members {
+            self.insert_member(name);
+        }
+        for name in away {
+            if !self.away.contains(&name) {
+                self.away.push(name);
+            }
+        }
+        self.member_count = count;
+    }
+
+    /// Applies a `presence` frame; returns what to say in the log ("alice joined."), if
+    /// anything. Not news: our own arrival, and anyone the list already had (a frame may repeat
+    /// what the `joined` reply showed, for people who arrived within the same tick).
+    pub(crate) fn presence(
+        &mut self,
+        count: u64,
+        joined: Vec<String>,
+        left: Vec<String>,
+        away: Vec<String>,
+        back: Vec<String>,
+    ) -> Vec<String> {
+        let all_loaded = self.members_not_loaded() == 0;
+        let last_loaded = self.members.last().map(|n| n.to_lowercase());
+        let listed = |name: &String| self.members.iter().any(|n| n.to_lowercase() == name.to_lowercase());
+        // past the loaded part of a big room the page cannot tell: it says what the hub said
+        let unknown =
+            |name: &String| !all_loaded && last_loaded.as_ref().is_none_or(|last| name.to_lowercase() > *last);
+        let news_joined: Vec<String> = joined.iter().filter(|n| **n != self.nick && !listed(n)).cloned().collect();
+        let news_left: Vec<String> =
+            left.iter().filter(|n| **n != self.nick && (listed(n) || unknown(n))).cloned().collect();
+        let mut notices = Vec::new();
+        for name in &left {
+            self.members.retain(|n| n != name);
+            self.away.retain(|n| n != name);
+            self.typing.retain(|n| n != name);
+        }
+        // a newcomer beyond the loaded part of the list is fetched with that part, in order
+        for name in &joined {
+            if all_loaded || last_loaded.as_ref().is_some_and(|last| name.to_lowercase() <= *last) {
+                self.insert_member(name.clone());
+            }
+        }
+        self.member_count = count;
+        self.away.retain(|n| !back.contains(n));
+        for name in away {
+            if self.members.contains(&name) && !self.away.contains(&name) {
+                self.away.push(name);
+            }
+        }
+        if let Some(names) = name_list(&news_joined) {
+            notices.push(format!("{names} joined."));
+        }
+        if let Some(names) = name_list(&news_left) {
+            notices.push(format!("{names} left."));
+        }
+        notices
+    }
+
+    fn insert_member(&mut self, name: String) {
+        let key = name.to_lowercase();
+        if let Err(at) = self.members.binary_search_by(|n| n.to_lowercase().cmp(&key)) {
+            self.members.insert(at, name);
+        }
     }
 
     /// The oldest message's seq, where "load older" continues from.
@@ -145,4 +231,15 @@ impl Room {
             self.log.drain(..self.log.len() - MAX_LOG);
         }
     }
+}
+
+/// "alice", "alice and bob", "alice, bob and carol", "alice, bob and 5 others".
+fn name_list(names: &[String]) -> Option<String> {
+    Some(match names {
+        [] => return None,
+        [one] => one.clone(),
+        [a, b] => format!("{a} and {b}"),
+        [a, b, c] => format!("{a}, {b} and {c}"),
+        [a, b, rest @ ..] => format!("{a}, {b} and {} others", rest.len()),
+    })
 }

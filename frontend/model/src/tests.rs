@@ -37,8 +37,34 @@ fn in_lobby() -> PageModel {
         nick: "alice".into(),
         members: vec!["alice".into()],
         away: vec![],
+        count: 1,
     });
     page
+}
+
+/// A `presence` frame of the lobby.
+fn presence(count: u64, joined: &[&str], left: &[&str], away: &[&str], back: &[&str]) -> ServerMsg {
+    let names = |n: &[&str]| n.iter().map(|n| n.to_string()).collect();
+    ServerMsg::Presence {
+        room: "lobby".into(),
+        count,
+        joined: names(joined),
+        left: names(left),
+        away: names(away),
+        back: names(back),
+    }
+}
+
+fn notices(page: &PageModel) -> Vec<String> {
+    page.room("lobby")
+        .unwrap()
+        .log
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EntryKind::Notice(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 fn seqs(page: &PageModel, room: &str) -> Vec<u64> {
@@ -282,6 +308,7 @@ fn a_refused_rejoin_offers_another_nickname_or_removing_the_room() {
         nick: "alice2".into(),
         members: vec!["alice".into(), "alice2".into()],
         away: vec![],
+        count: 2,
     });
     assert_eq!(page.room("lobby").unwrap().refused, None);
 
@@ -334,7 +361,7 @@ fn who_is_typing_is_shown_without_ourselves_up_to_three_names() {
     assert_eq!(line(&page).as_deref(), Some("bob, carol and dave are typing…"));
     page.apply(typing(&["bob", "carol", "dave", "erin"]));
     assert_eq!(line(&page).as_deref(), Some("Several people are typing…"));
-    page.apply(ServerMsg::MemberLeft { room: "lobby".into(), nick: "erin".into() });
+    page.apply(presence(4, &[], &["erin"], &[], &[]));
     assert_eq!(line(&page).as_deref(), Some("bob, carol and dave are typing…"));
     page.apply(typing(&[]));
     assert_eq!(line(&page), None);
@@ -357,10 +384,10 @@ fn typing_is_told_at_most_every_three_seconds_and_again_after_a_send() {
 #[test]
 fn away_members_are_marked_and_the_page_tells_the_hub_when_it_is_hidden() {
     let mut page = in_lobby();
-    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
-    page.apply(ServerMsg::MemberState { room: "lobby".into(), nick: "bob".into(), away: true });
+    page.apply(presence(2, &["bob"], &[], &[], &[]));
+    page.apply(presence(2, &[], &[], &["bob"], &[]));
     assert_eq!(page.room("lobby").unwrap().away, ["bob"]);
-    page.apply(ServerMsg::MemberState { room: "lobby".into(), nick: "bob".into(), away: false });
+    page.apply(presence(2, &[], &[], &[], &["bob"]));
     assert!(page.room("lobby").unwrap().away.is_empty());
 
     assert_eq!(page.set_hidden(true), [Effect::Send(ClientMsg::Visibility { hidden: true })]);
@@ -375,13 +402,18 @@ fn away_members_are_marked_and_the_page_tells_the_hub_when_it_is_hidden() {
 #[test]
 fn members_come_and_go_with_a_notice_and_leaving_picks_another_room() {
     let mut page = in_lobby();
-    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "Bob".into() });
-    page.apply(ServerMsg::MemberJoined { room: "lobby".into(), nick: "carol".into() });
+    page.apply(presence(3, &["alice", "Bob", "carol"], &[], &[], &[]));
     assert_eq!(page.room("lobby").unwrap().members, ["alice", "Bob", "carol"]);
-    page.apply(ServerMsg::MemberLeft { room: "lobby".into(), nick: "Bob".into() });
+    page.apply(presence(2, &[], &["Bob"], &[], &[]));
     assert_eq!(page.room("lobby").unwrap().members, ["alice", "carol"]);
-    let notices = page.room("lobby").unwrap().log.iter().filter(|e| matches!(e.kind, EntryKind::Notice(_))).count();
-    assert_eq!(notices, 4, "joined, Bob joined, carol joined, Bob left");
+    page.apply(presence(5, &["dave", "erin", "frank"], &[], &[], &[]));
+    page.apply(presence(9, &["g", "h", "i", "j"], &[], &[], &[]));
+    page.apply(presence(9, &["carol", "dave"], &["nobody-we-saw"], &[], &[]));
+    assert_eq!(
+        notices(&page)[1..],
+        ["Bob and carol joined.", "Bob left.", "dave, erin and frank joined.", "g, h and 2 others joined."],
+        "our own arrival is not news, nor people the list has, nor leaves of people it never had"
+    );
 
     page.request_join("rust", "alice", TOKEN);
     page.apply(ServerMsg::Joined {
@@ -390,6 +422,7 @@ fn members_come_and_go_with_a_notice_and_leaving_picks_another_room() {
         nick: "alice".into(),
         members: vec![],
         away: vec![],
+        count: 1,
     });
     assert_eq!(page.active_room(), Some("rust"));
     assert_eq!(page.apply(ServerMsg::Left { id: None, room: "rust".into() }), [Effect::SaveSession]);
@@ -440,4 +473,59 @@ fn the_log_keeps_the_newest_entries_only() {
     let log = &page.room("lobby").unwrap().log;
     assert_eq!(log.len(), MAX_LOG);
     assert_eq!(log.last().unwrap().seq(), Some(MAX_LOG as u64 + 20));
+}
+
+#[test]
+fn a_big_room_loads_its_member_list_in_pages_and_newcomers_past_the_loaded_part_wait_for_it() {
+    let mut page = in_lobby();
+    let names = |range: std::ops::Range<u32>| range.map(|i| format!("p{i:03}")).collect::<Vec<_>>();
+    page.apply(ServerMsg::Members {
+        id: None,
+        room: "lobby".into(),
+        after: None,
+        members: names(0..100),
+        away: vec!["p005".into()],
+        count: 300,
+        more: true,
+    });
+    let room = page.room("lobby").unwrap();
+    assert_eq!((room.members.len(), room.members_not_loaded(), &room.away[..]), (100, 200, &["p005".to_owned()][..]));
+
+    // someone joins who sorts within what is loaded, someone past it
+    page.apply(presence(302, &["a-new", "zed"], &[], &[], &[]));
+    let room = page.room("lobby").unwrap();
+    assert_eq!((room.members[0].as_str(), room.members.len(), room.member_count), ("a-new", 101, 302));
+    assert!(!room.members.contains(&"zed".to_owned()), "zed comes with the page that reaches him");
+
+    let effects = page.load_more_members("lobby");
+    assert_eq!(
+        effects,
+        [Effect::Send(ClientMsg::Members { id: None, room: "lobby".into(), after: Some("p099".into()), limit: None })]
+    );
+    let mut rest = names(100..300);
+    rest.push("zed".into());
+    page.apply(ServerMsg::Members {
+        id: None,
+        room: "lobby".into(),
+        after: Some("p099".into()),
+        members: rest,
+        away: vec![],
+        count: 302,
+        more: false,
+    });
+    let room = page.room("lobby").unwrap();
+    assert_eq!((room.members.len(), room.members_not_loaded()), (302, 0));
+    assert_eq!(page.load_more_members("lobby"), [], "nothing more to load");
+
+    // a fresh first page (after missed changes) replaces the list
+    page.apply(ServerMsg::Members {
+        id: None,
+        room: "lobby".into(),
+        after: None,
+        members: names(0..100),
+        away: vec![],
+        count: 250,
+        more: true,
+    });
+    assert_eq!(page.room("lobby").unwrap().members, names(0..100));
 }

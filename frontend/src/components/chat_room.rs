@@ -23,6 +23,12 @@ pub(crate) fn ChatRoom(
     let members = room_slice(chat, &room, |r| r.members.clone());
     let nick = room_slice(chat, &room, |r| r.nick.clone());
     let away = room_slice(chat, &room, |r| r.away.clone());
+    let member_count = room_slice(chat, &room, |r| r.member_count);
+    let not_loaded = room_slice(chat, &room, |r| r.members_not_loaded());
+    let show_more = {
+        let room = room.clone();
+        move |_| chat.load_more_members(&room)
+    };
     let refused = room_slice(chat, &room, |r| r.refused.clone());
 
     let scroll_to_bottom = move || {
@@ -107,7 +113,7 @@ pub(crate) fn ChatRoom(
                     </Show>
                 </div>
                 <aside class="members" aria-label="Members">
-                    <h3>"Members (" {move || members.with(|m| m.as_ref().map_or(0, Vec::len))} ")"</h3>
+                    <h3>"Members (" {move || member_count.get().unwrap_or_default()} ")"</h3>
                     <ul>
                         <For each=move || members.get().unwrap_or_default() key=|n| n.clone() let:name>
                             {
@@ -126,6 +132,12 @@ pub(crate) fn ChatRoom(
                             }
                         </For>
                     </ul>
+                    // a big room's list comes in pages: the rest on request
+                    <Show when=move || not_loaded.get().is_some_and(|n| n != 0)>
+                        <button class="more-members" on:click=show_more.clone()>
+                            "Show more (" {move || not_loaded.get().unwrap_or_default()} " not shown)"
+                        </button>
+                    </Show>
                 </aside>
             </div>
             {

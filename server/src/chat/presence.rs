@@ -13,18 +13,34 @@
 //! theirs has been gone for the grace period (a reload or a blip announces nothing). A join
 //! without an identity is a person of its own.
 //!
+//! **Rooms of 10,000.** A join or a leave costs the room O(1) when it happens: the joiner gets
+//! the member count and a first page of names (read in order from a sorted index), and the change
+//! is only *noted*. [`Presence::tick`], a few times a second, sends each room whose member list
+//! changed one `presence` frame with every join, leave and away change since the last one, so a
+//! wave of 5,000 joins costs each member a few frames, not 5,000 notices. Those frames are
+//! droppable like live messages: a reader who is behind misses one and gets a fresh first page
+//! (an unasked `members`) at a later tick instead. `typing` works the same way.
+//!
 //! `LocalPresence` keeps all state behind one `std::sync::Mutex` that is never held across an
-//! `.await`: every operation is a short, synchronous critical section. Replies and broadcasts
-//! are pushed into the members' outbound queues *inside* that section, so everyone sees a room's
-//! events in the same order, and a joiner's `joined` reply always precedes the room's next
-//! message. Time-driven changes (grace expiry, away, typing expiry) happen in [`Presence::tick`],
-//! which the application calls a few times a second.
+//! `.await`: every operation is a short, synchronous critical section. Replies are pushed into
+//! the members' outbound queues *inside* that section, so a joiner's `joined` reply always
+//! precedes the room's next message.
 
 use super::nick_rules;
 use crate::net::{ConnId, Outbound};
 use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
-use std::{collections::HashMap, sync::Mutex, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    ops::Bound,
+    sync::Mutex,
+    time::Duration,
+};
 use tokio::time::Instant;
+
+/// Members in `joined` and in an unasked `members` snapshot; the default page of `members`.
+pub(crate) const MEMBER_PAGE: usize = 100;
+/// Most members one `members` request returns.
+pub(crate) const MAX_MEMBER_PAGE: usize = 500;
 
 /// The durations presence works with (`--presence-grace-ms`, `--away-after-ms`,
 /// `--typing-ttl-ms`).
@@ -55,18 +71,33 @@ pub(crate) struct JoinRequest<'a> {
     pub(crate) reply_id: Option<String>,
 }
 
+/// A `members` request of a connection in the room.
+#[derive(Debug)]
+pub(crate) struct MembersRequest<'a> {
+    pub(crate) room: &'a RoomName,
+    /// The last name the client has; `None`: from the start.
+    pub(crate) after: Option<String>,
+    /// Clamped already to 1–[`MAX_MEMBER_PAGE`].
+    pub(crate) limit: usize,
+    pub(crate) out: &'a Outbound,
+    pub(crate) reply_id: Option<String>,
+}
+
 /// Who is in which room, and telling them when that changes.
 pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
     /// Adds the connection to the room (creating it): as another connection of a member with
-    /// the same identity and nickname, or as a new member, announced to the others with
-    /// `member_joined`. Replies `joined` with the member list; or refuses (nickname taken by
-    /// someone else, or confusable with theirs).
+    /// the same identity and nickname, or as a new member, announced to the others in the next
+    /// `presence`. Replies `joined` with the count and the first page of members; or refuses
+    /// (nickname taken by someone else, or confusable with theirs).
     fn join(&self, request: JoinRequest<'_>) -> Result<(), Invalid>;
 
     /// Removes `conn` from `room`. With `reply` it is a leave on purpose: the connection gets
-    /// `left`, and when it was the person's last one, the room hears `member_left` at once.
+    /// `left`, and when it was the person's last one, the next `presence` names them as left.
     /// Without (the connection closed), a person with no connection left leaves after the grace.
     fn leave(&self, conn: ConnId, room: &RoomName, reply: Option<(&Outbound, Option<String>)>);
+
+    /// Replies `members`: a page of the member list.
+    fn members(&self, request: MembersRequest<'_>);
 
     /// The person on `conn` is typing in `room` (`true`), or stopped by sending (`false`).
     fn typing(&self, conn: ConnId, room: &RoomName, typing: bool);
@@ -74,8 +105,9 @@ pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
     /// The page on `conn` became hidden or visible.
     fn visibility(&self, conn: ConnId, room: &RoomName, hidden: bool);
 
-    /// Applies what time decides: people whose grace ran out leave, people become away or
-    /// active, typing signals expire.
+    /// Applies what time decides (people whose grace ran out leave, people become away or
+    /// active, typing signals expire), then tells each room what changed since the last tick:
+    /// one `presence` frame and one `typing` frame at most.
     fn tick(&self, now: Instant);
 
     /// Number of rooms with at least one member (for `/metrics`).
@@ -95,18 +127,38 @@ type MemberId = u64;
 #[derive(Debug, Default)]
 struct Room {
     members: HashMap<MemberId, Member>,
+    /// Members by [`Nick::key`] (unique in a room, since look-alikes are refused): sorted, so a
+    /// page of names is a range read.
+    by_name: BTreeMap<String, MemberId>,
+    /// Members by [`nick_rules::look_alike_key`]: a join checks its nickname in O(1).
+    by_look_alike: HashMap<String, MemberId>,
     /// Every connection in the room, flat: a broadcast walks this map alone (as it did before
     /// people had several connections), and members in their grace period cost it nothing.
     conns: HashMap<ConnId, RoomConn>,
     next_member: MemberId,
+    /// Names whose state changed since the last `presence` frame, by [`Nick::key`], with what
+    /// the room was last told about them: [`Room::flush`] compares with now.
+    pending: HashMap<String, Option<Shown>>,
+    /// Who is typing, until when.
+    typing: HashMap<MemberId, Instant>,
     /// The names the last `typing` frame carried: a frame goes out only when this changes.
     typing_sent: Vec<String>,
+    /// Connections whose last `presence` frame was dropped (they read too slowly): each gets a
+    /// fresh first page once its queue has room.
+    stale: HashSet<ConnId>,
+}
+
+/// What a room is shown of one name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Shown {
+    nick: String,
+    away: bool,
 }
 
 #[derive(Debug)]
 struct Member {
     nick: Nick,
-    /// [`nick_rules::look_alike_key`] of `nick`, computed once: every join compares against it.
+    /// [`nick_rules::look_alike_key`] of `nick`, computed once.
     look_alike: String,
     /// The person's secret, if their page sent one; `None` makes every connection a person.
     identity: Option<String>,
@@ -114,10 +166,8 @@ struct Member {
     conns: Vec<ConnId>,
     /// Since when the person has had no connection here: they leave when the grace runs out.
     gone_since: Option<Instant>,
-    /// Whether the room was last told the person is away.
+    /// Whether the person is away now (what the next `presence` tells, if it changed).
     away: bool,
-    /// Until when the person counts as typing.
-    typing_until: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -128,16 +178,50 @@ struct RoomConn {
     hidden_since: Option<Instant>,
 }
 
+/// The changes one `presence` frame carries.
+#[derive(Debug, Default)]
+struct Changes {
+    joined: Vec<String>,
+    left: Vec<String>,
+    away: Vec<String>,
+    back: Vec<String>,
+}
+
 impl Room {
-    fn names(&self, filter: impl Fn(&Member) -> bool) -> Vec<String> {
-        let mut names: Vec<String> = self.members.values().filter(|m| filter(m)).map(|m| m.nick.to_string()).collect();
-        names.sort_by_key(|n| n.to_lowercase());
-        names
+    /// What the room is shown of the name with this key now.
+    fn shown(&self, key: &str) -> Option<Shown> {
+        let member = &self.members[self.by_name.get(key)?];
+        Some(Shown { nick: member.nick.to_string(), away: member.away })
     }
 
-    /// The member whose nickname looks like `look_alike`, if any.
-    fn holder_of(&self, look_alike: &str) -> Option<MemberId> {
-        self.members.iter().find(|(_, m)| m.look_alike == look_alike).map(|(id, _)| *id)
+    /// Notes that the name with this key is about to change, remembering what the room was last
+    /// told about it (the first time since the last `presence` frame only).
+    fn touch(&mut self, key: String) {
+        if !self.pending.contains_key(&key) {
+            let before = self.shown(&key);
+            self.pending.insert(key, before);
+        }
+    }
+
+    /// Up to `limit` members sorting after `after` (a [`Nick::key`]), with those of them who
+    /// are away, and whether more follow.
+    fn page(&self, after: Option<&str>, limit: usize) -> (Vec<String>, Vec<String>, bool) {
+        let start = after.map_or(Bound::Unbounded, |key| Bound::Excluded(key.to_owned()));
+        let mut range = self.by_name.range((start, Bound::Unbounded));
+        let mut names = Vec::new();
+        let mut away = Vec::new();
+        for (_, id) in range.by_ref().take(limit) {
+            let member = &self.members[id];
+            names.push(member.nick.to_string());
+            if member.away {
+                away.push(member.nick.to_string());
+            }
+        }
+        (names, away, range.next().is_some())
+    }
+
+    fn count(&self) -> u64 {
+        self.members.len() as u64
     }
 
     fn should_be_away(&self, member: &Member, now: Instant, away_after: Duration) -> bool {
@@ -160,48 +244,110 @@ impl Room {
         }
     }
 
-    /// Serialises once and queues the same bytes for every connection except those of `skip`.
-    fn broadcast(&self, msg: &ServerMsg, skip: Option<MemberId>) {
-        let frame = axum::extract::ws::Message::Text(encode(msg).into());
-        for conn in self.conns.values() {
-            if Some(conn.member) != skip {
-                conn.out.push_frame(frame.clone());
-            }
+    fn add_member(&mut self, member: Member) -> MemberId {
+        let id = self.next_member;
+        self.next_member += 1;
+        let key = member.nick.key();
+        self.touch(key.clone());
+        self.by_name.insert(key, id);
+        self.by_look_alike.insert(member.look_alike.clone(), id);
+        self.members.insert(id, member);
+        id
+    }
+
+    /// Removes a member (with any connections left); the next `presence` tells the room.
+    fn remove_member(&mut self, id: MemberId) {
+        let Some(key) = self.members.get(&id).map(|m| m.nick.key()) else { return };
+        self.touch(key.clone());
+        let member = self.members.remove(&id).expect("found just now");
+        self.by_name.remove(&key);
+        self.by_look_alike.remove(&member.look_alike);
+        self.typing.remove(&id);
+        for conn in &member.conns {
+            self.conns.remove(conn);
+            self.stale.remove(conn);
         }
     }
 
-    /// Removes a member (with any connections left) and tells the others.
-    fn remove_member(&mut self, room: &RoomName, id: MemberId) {
-        if let Some(member) = self.members.remove(&id) {
-            for conn in &member.conns {
-                self.conns.remove(conn);
-            }
-            self.broadcast(&ServerMsg::MemberLeft { room: room.to_string(), nick: member.nick.to_string() }, None);
-        }
-    }
-
-    /// Sends the typing set when it changed since the last frame. Droppable: a reader who is
-    /// behind misses it and gets the next one.
-    fn send_typing(&mut self, room: &RoomName, now: Instant) {
-        let typing = self.names(|m| m.typing_until.is_some_and(|until| until > now));
-        if typing == self.typing_sent {
-            return;
-        }
-        let frame = typing_frame(room, &typing);
-        for conn in self.conns.values() {
-            conn.out.push_ephemeral(frame.clone());
-        }
-        self.typing_sent = typing;
-    }
-
-    /// Tells the room when a member became away or active.
-    fn update_away(&mut self, room: &RoomName, id: MemberId, now: Instant, away_after: Duration) {
+    /// Marks a member away or active by what their connections say now.
+    fn update_away(&mut self, id: MemberId, now: Instant, away_after: Duration) {
         let Some(member) = self.members.get(&id) else { return };
         let away = self.should_be_away(member, now, away_after);
         if away != member.away {
-            let msg = ServerMsg::MemberState { room: room.to_string(), nick: member.nick.to_string(), away };
+            self.touch(member.nick.key());
             self.members.get_mut(&id).expect("found just now").away = away;
-            self.broadcast(&msg, None);
+        }
+    }
+
+    /// What changed for the names noted since the last frame; clears the notes. A name that
+    /// left and came back (or the reverse) within one tick is no change at all.
+    fn changes(&mut self) -> Changes {
+        let mut changes = Changes::default();
+        let pending = std::mem::take(&mut self.pending);
+        for (key, before) in pending {
+            let after = self.shown(&key);
+            match (before, after) {
+                (None, None) => {}
+                (Some(before), None) => changes.left.push(before.nick),
+                (before, Some(after)) => {
+                    let renamed = before.as_ref().is_some_and(|b| b.nick != after.nick);
+                    if renamed {
+                        changes.left.push(before.as_ref().expect("renamed").nick.clone());
+                    }
+                    if before.is_none() || renamed {
+                        if after.away {
+                            changes.away.push(after.nick.clone());
+                        }
+                        changes.joined.push(after.nick);
+                    } else if before.is_some_and(|b| b.away != after.away) {
+                        if after.away { changes.away.push(after.nick) } else { changes.back.push(after.nick) }
+                    }
+                }
+            }
+        }
+        for names in [&mut changes.joined, &mut changes.left, &mut changes.away, &mut changes.back] {
+            names.sort_by_key(|n| n.to_lowercase());
+        }
+        changes
+    }
+
+    /// Sends one `presence` frame with what changed since the last one (if anything did), the
+    /// `typing` set if it changed, and a fresh first page to readers who missed a `presence`.
+    fn flush(&mut self, room: &RoomName, now: Instant) {
+        let Changes { joined, left, away, back } = self.changes();
+        if !(joined.is_empty() && left.is_empty() && away.is_empty() && back.is_empty()) {
+            let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
+            let frame = axum::extract::ws::Message::Text(encode(&msg).into());
+            for (id, conn) in &self.conns {
+                if !conn.out.push_ephemeral(frame.clone()) {
+                    self.stale.insert(*id);
+                }
+            }
+        }
+        if !self.stale.is_empty() {
+            let (members, away, more) = self.page(None, MEMBER_PAGE);
+            let snapshot = ServerMsg::Members {
+                id: None,
+                room: room.to_string(),
+                after: None,
+                members,
+                away,
+                count: self.count(),
+                more,
+            };
+            let frame = axum::extract::ws::Message::Text(encode(&snapshot).into());
+            let conns = &self.conns;
+            self.stale.retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(frame.clone())));
+        }
+        self.typing.retain(|_, until| *until > now);
+        let mut typing: Vec<String> = self.typing.keys().map(|id| self.members[id].nick.to_string()).collect();
+        typing.sort_by_key(|n| n.to_lowercase());
+        if typing != self.typing_sent {
+            let frame = typing_frame(room, &typing);
+            for conn in self.conns.values() {
+                conn.out.push_ephemeral(frame.clone());
+            }
+            self.typing_sent = typing;
         }
     }
 }
@@ -250,14 +396,14 @@ impl Presence for LocalPresence {
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
         let look_alike = nick_rules::look_alike_key(&nick);
-        let id = match entry.holder_of(&look_alike) {
+        let id = match entry.by_look_alike.get(&look_alike).copied() {
             // the same person, from another tab (or back within the grace): one member
             Some(id)
                 if identity.is_some()
                     && entry.members[&id].identity == identity
                     && entry.members[&id].nick.key() == nick.key() =>
             {
-                let member = entry.members.get_mut(&id).expect("found just now");
+                let member = entry.members.get_mut(&id).expect("indexed");
                 member.conns.push(conn);
                 member.gone_since = None;
                 id
@@ -272,39 +418,29 @@ impl Presence for LocalPresence {
                         format!("{nick} looks too much like {}, who is in {room}.", holder.nick),
                     )
                 };
-                // an empty room was just created by `entry`: do not leave it behind
-                if entry.members.is_empty() {
-                    rooms.remove(room);
-                }
                 return Err(Invalid { code, reason });
             }
-            None => {
-                let id = entry.next_member;
-                entry.next_member += 1;
-                let member = Member {
-                    nick: nick.clone(),
-                    look_alike,
-                    identity,
-                    conns: vec![conn],
-                    gone_since: None,
-                    away: false,
-                    typing_until: None,
-                };
-                entry.members.insert(id, member);
-                entry.broadcast(&ServerMsg::MemberJoined { room: room.to_string(), nick: nick.to_string() }, Some(id));
-                id
-            }
+            None => entry.add_member(Member {
+                nick: nick.clone(),
+                look_alike,
+                identity,
+                conns: vec![conn],
+                gone_since: None,
+                away: false,
+            }),
         };
         entry.conns.insert(conn, RoomConn { member: id, out: out.clone(), hidden_since: hidden.then_some(now) });
+        // a visible tab makes an away person active again (before the reply, which shows it)
+        entry.update_away(id, now, self.times.away_after);
+        let (members, away, _) = entry.page(None, MEMBER_PAGE);
         out.push(&ServerMsg::Joined {
             id: reply_id,
             room: room.to_string(),
             nick: entry.members[&id].nick.to_string(),
-            members: entry.names(|_| true),
-            away: entry.names(|m| m.away),
+            members,
+            away,
+            count: entry.count(),
         });
-        // a visible tab makes an away person active again
-        entry.update_away(room, id, now, self.times.away_after);
         if !entry.typing_sent.is_empty() {
             out.push_ephemeral(typing_frame(room, &entry.typing_sent));
         }
@@ -316,38 +452,48 @@ impl Presence for LocalPresence {
         let mut rooms = self.lock();
         let Some(entry) = rooms.get_mut(room) else { return };
         let Some(RoomConn { member: id, .. }) = entry.conns.remove(&conn) else { return };
+        entry.stale.remove(&conn);
         if let Some((out, reply_id)) = &reply {
             out.push(&ServerMsg::Left { id: reply_id.clone(), room: room.to_string() });
         }
         let member = entry.members.get_mut(&id).expect("connections name members");
         member.conns.retain(|c| *c != conn);
         if member.conns.is_empty() {
-            member.typing_until = None;
+            entry.typing.remove(&id);
             if reply.is_some() || self.times.grace.is_zero() {
-                entry.remove_member(room, id);
+                entry.remove_member(id);
             } else {
-                member.gone_since = Some(now);
+                entry.members.get_mut(&id).expect("found just now").gone_since = Some(now);
             }
-            entry.send_typing(room, now);
         } else {
             // the tabs left behind may all be hidden
-            entry.update_away(room, id, now, self.times.away_after);
+            entry.update_away(id, now, self.times.away_after);
         }
-        if entry.members.is_empty() {
-            rooms.remove(room);
-        }
+        // an empty room stays until the next tick has told anyone still to be told (nobody is
+        // left to tell, so that tick forgets it)
+    }
+
+    fn members(&self, request: MembersRequest<'_>) {
+        let MembersRequest { room, after, limit, out, reply_id } = request;
+        let rooms = self.lock();
+        let (members, away, more, count) = match rooms.get(room) {
+            Some(entry) => {
+                let (members, away, more) = entry.page(after.as_deref().map(str::to_lowercase).as_deref(), limit);
+                (members, away, more, entry.count())
+            }
+            None => (Vec::new(), Vec::new(), false, 0),
+        };
+        out.push(&ServerMsg::Members { id: reply_id, room: room.to_string(), after, members, away, count, more });
     }
 
     fn typing(&self, conn: ConnId, room: &RoomName, typing: bool) {
-        let now = Instant::now();
-        let ttl = self.times.typing_ttl;
+        let until = Instant::now() + self.times.typing_ttl;
         self.with_member(conn, room, |entry, id| {
-            let member = entry.members.get_mut(&id).expect("connections name members");
-            let was_typing = member.typing_until.is_some_and(|until| until > now);
-            member.typing_until = typing.then_some(now + ttl);
-            // a refresh, or a send by someone not typing, changes nothing anyone sees
-            if was_typing != typing {
-                entry.send_typing(room, now);
+            // the next tick tells the room, if what it shows changed
+            if typing {
+                entry.typing.insert(id, until);
+            } else {
+                entry.typing.remove(&id);
             }
         });
     }
@@ -359,7 +505,7 @@ impl Presence for LocalPresence {
             if let Some(c) = entry.conns.get_mut(&conn) {
                 c.hidden_since = if hidden { c.hidden_since.or(Some(now)) } else { None };
             }
-            entry.update_away(room, id, now, away_after);
+            entry.update_away(id, now, away_after);
         });
     }
 
@@ -374,7 +520,7 @@ impl Presence for LocalPresence {
                 .map(|(id, _)| *id)
                 .collect();
             for id in gone {
-                entry.remove_member(room, id);
+                entry.remove_member(id);
             }
             // only pages that are hidden can make anyone away (or keep them so)
             let maybe_away: Vec<MemberId> = entry
@@ -386,17 +532,15 @@ impl Presence for LocalPresence {
                 .map(|(id, _)| *id)
                 .collect();
             for id in maybe_away {
-                entry.update_away(room, id, now, times.away_after);
+                entry.update_away(id, now, times.away_after);
             }
-            if !entry.typing_sent.is_empty() {
-                entry.send_typing(room, now);
-            }
+            entry.flush(room, now);
         }
         rooms.retain(|_, entry| !entry.members.is_empty());
     }
 
     fn room_count(&self) -> usize {
-        self.lock().len()
+        self.lock().values().filter(|entry| !entry.members.is_empty()).count()
     }
 }
 
@@ -453,8 +597,22 @@ mod tests {
         })
     }
 
-    fn left(nick: &str) -> ServerMsg {
-        ServerMsg::MemberLeft { room: "lobby".into(), nick: nick.into() }
+    /// The `presence` frame of the lobby with `count` members and these changes.
+    fn presence_of(count: u64, joined: &[&str], left: &[&str], away: &[&str], back: &[&str]) -> ServerMsg {
+        let names = |n: &[&str]| n.iter().map(|n| n.to_string()).collect();
+        ServerMsg::Presence {
+            room: "lobby".into(),
+            count,
+            joined: names(joined),
+            left: names(left),
+            away: names(away),
+            back: names(back),
+        }
+    }
+
+    async fn tick_after(p: &LocalPresence, wait: Duration) {
+        tokio::time::advance(wait).await;
+        p.tick(Instant::now());
     }
 
     #[tokio::test(start_paused = true)]
@@ -462,18 +620,20 @@ mod tests {
         let p = presence();
         let (mut bob, mut tab1, mut tab2, mut stranger) = (tab(1), tab(2), tab(3), tab(4));
         join(&p, &bob, "bob", Some("b")).unwrap();
+        tick_after(&p, Duration::ZERO).await;
         join(&p, &tab1, "alice", Some("a")).unwrap();
         join(&p, &tab2, "alice", Some("a")).unwrap();
-        let ServerMsg::Joined { members, .. } = tab2.heard().remove(0) else { panic!() };
-        assert_eq!(members, ["alice", "bob"], "alice once");
+        let ServerMsg::Joined { members, count, .. } = tab2.heard().remove(0) else { panic!() };
+        assert_eq!((members, count), (vec!["alice".to_owned(), "bob".to_owned()], 2), "alice once");
         let err = join(&p, &stranger, "alice", Some("someone else")).unwrap_err();
         assert_eq!(err.code, ErrorCode::NickTaken);
         assert!(stranger.heard().is_empty());
-        assert_eq!(bob.heard().len(), 2, "joined, then alice joined once: {:?}", bob.heard());
+        bob.heard();
+        tick_after(&p, Duration::ZERO).await;
+        assert_eq!(bob.heard(), [presence_of(2, &["alice"], &[], &[], &[])], "alice joined once");
 
         p.leave(tab1.conn, &lobby(), None);
-        tokio::time::advance(GRACE * 2).await;
-        p.tick(Instant::now());
+        tick_after(&p, GRACE * 2).await;
         assert!(bob.heard().is_empty(), "alice still has a tab open");
         tab1.heard();
     }
@@ -484,40 +644,134 @@ mod tests {
         let (mut bob, alice, alice_again) = (tab(1), tab(2), tab(3));
         join(&p, &bob, "bob", Some("b")).unwrap();
         join(&p, &alice, "alice", Some("a")).unwrap();
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
 
         p.leave(alice.conn, &lobby(), None);
-        tokio::time::advance(GRACE / 2).await;
-        p.tick(Instant::now());
+        tick_after(&p, GRACE / 2).await;
         join(&p, &alice_again, "alice", Some("a")).unwrap();
-        tokio::time::advance(GRACE * 2).await;
-        p.tick(Instant::now());
+        tick_after(&p, GRACE * 2).await;
         assert!(bob.heard().is_empty(), "the reload was quiet");
 
         p.leave(alice_again.conn, &lobby(), None);
-        tokio::time::advance(GRACE - Duration::from_millis(1)).await;
-        p.tick(Instant::now());
+        tick_after(&p, GRACE - Duration::from_millis(1)).await;
         assert!(bob.heard().is_empty(), "still within the grace");
-        tokio::time::advance(Duration::from_millis(1)).await;
-        p.tick(Instant::now());
-        assert_eq!(bob.heard(), [left("alice")]);
+        tick_after(&p, Duration::from_millis(1)).await;
+        assert_eq!(bob.heard(), [presence_of(1, &[], &["alice"], &[], &[])]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn leaving_on_purpose_from_the_last_tab_is_announced_at_once() {
+    async fn leaving_on_purpose_from_the_last_tab_is_announced_at_the_next_tick() {
         let p = presence();
         let (mut bob, mut alice) = (tab(1), tab(2));
         join(&p, &bob, "bob", None).unwrap();
         join(&p, &alice, "alice", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
         alice.heard();
         p.leave(alice.conn, &lobby(), Some((&alice.out, None)));
         assert_eq!(alice.heard(), [ServerMsg::Left { id: None, room: "lobby".into() }]);
-        assert_eq!(bob.heard(), [left("alice")]);
-        p.leave(bob.conn, &lobby(), None);
-        tokio::time::advance(GRACE).await;
-        p.tick(Instant::now());
+        tick_after(&p, Duration::ZERO).await;
+        assert_eq!(bob.heard(), [presence_of(1, &[], &["alice"], &[], &[])], "no grace for a leave on purpose");
+        assert!(alice.heard().is_empty(), "a connection that left hears no more of the room");
+        p.leave(bob.conn, &lobby(), Some((&bob.out, None)));
         assert_eq!(p.room_count(), 0, "an empty room is forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_join_and_a_leave_within_one_tick_cancel_out_and_a_new_spelling_is_a_new_name() {
+        let p = presence();
+        let (mut bob, alice, alice2) = (tab(1), tab(2), tab(3));
+        join(&p, &bob, "bob", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        bob.heard();
+        join(&p, &alice, "alice", None).unwrap();
+        p.leave(alice.conn, &lobby(), Some((&alice.out, None)));
+        tick_after(&p, Duration::ZERO).await;
+        assert!(bob.heard().is_empty(), "came and went between two ticks: nothing to tell");
+
+        join(&p, &alice, "alice", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        bob.heard();
+        p.leave(alice.conn, &lobby(), Some((&alice.out, None)));
+        join(&p, &alice2, "Alice", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        assert_eq!(bob.heard(), [presence_of(2, &["Alice"], &["alice"], &[], &[])]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wave_of_joins_is_one_frame_per_tick_and_the_list_comes_in_pages() {
+        let p = presence();
+        let mut bob = tab(0);
+        join(&p, &bob, "bob", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        bob.heard();
+        let people: Vec<Tab> = (1..=1000).map(tab).collect();
+        for (i, t) in people.iter().enumerate() {
+            join(&p, t, &format!("p{i:04}"), None).unwrap();
+        }
+        tick_after(&p, Duration::ZERO).await;
+        let heard = bob.heard();
+        assert_eq!(heard.len(), 1, "one frame for a thousand joins");
+        let ServerMsg::Presence { count, joined, .. } = &heard[0] else { panic!("{heard:?}") };
+        assert_eq!((*count, joined.len()), (1001, 1000));
+
+        let mut last = tab(2000);
+        join(&p, &last, "zed", None).unwrap();
+        let ServerMsg::Joined { members, count, .. } = last.heard().remove(0) else { panic!() };
+        assert_eq!((members.len(), count), (MEMBER_PAGE, 1002), "a first page, and how many there are");
+        assert_eq!(members[..2], ["bob", "p0000"]);
+
+        // page through the rest as the member panel does
+        let mut all = members;
+        loop {
+            let after = all.last().cloned();
+            p.members(MembersRequest {
+                room: &lobby(),
+                after: after.clone(),
+                limit: 300,
+                out: &last.out,
+                reply_id: None,
+            });
+            let ServerMsg::Members { members, more, after: echoed, count, .. } = last.heard().remove(0) else {
+                panic!()
+            };
+            assert_eq!((echoed, count), (after, 1002));
+            all.extend(members);
+            if !more {
+                break;
+            }
+        }
+        let mut sorted = all.clone();
+        sorted.sort_by_key(|n| n.to_lowercase());
+        sorted.dedup();
+        assert_eq!((all.len(), sorted), (1002, all), "every member once, in order");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_missed_a_presence_frame_gets_a_fresh_first_page() {
+        let p = presence();
+        let (out, rx, _) = Outbound::new(1, Arc::new(Stats::default()));
+        let (mut slow, alice) = (Tab { conn: 1, out, rx }, tab(2));
+        join(&p, &slow, "slow", None).unwrap();
+        // the `joined` reply is still unread: the queue is at its live capacity of one
+        join(&p, &alice, "alice", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        let first = slow.heard();
+        assert!(matches!(first[..], [ServerMsg::Joined { .. }]), "the presence frame was dropped: {first:?}");
+        tick_after(&p, Duration::ZERO).await;
+        let snapshot = ServerMsg::Members {
+            id: None,
+            room: "lobby".into(),
+            after: None,
+            members: vec!["alice".into(), "slow".into()],
+            away: vec![],
+            count: 2,
+            more: false,
+        };
+        assert_eq!(slow.heard(), [snapshot]);
+        tick_after(&p, Duration::ZERO).await;
+        assert!(slow.heard().is_empty(), "once is enough");
     }
 
     #[tokio::test(start_paused = true)]
@@ -527,30 +781,29 @@ mod tests {
         join(&p, &bob, "bob", Some("b")).unwrap();
         join(&p, &tab1, "alice", Some("a")).unwrap();
         join(&p, &tab2, "alice", Some("a")).unwrap();
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
-        let state = |away| ServerMsg::MemberState { room: "lobby".into(), nick: "alice".into(), away };
 
         p.visibility(tab1.conn, &lobby(), true);
-        tokio::time::advance(AWAY * 2).await;
-        p.tick(Instant::now());
+        tick_after(&p, AWAY * 2).await;
         assert!(bob.heard().is_empty(), "one tab is still visible");
 
         p.visibility(tab2.conn, &lobby(), true);
-        tokio::time::advance(AWAY - Duration::from_secs(1)).await;
-        p.tick(Instant::now());
+        tick_after(&p, AWAY - Duration::from_secs(1)).await;
         assert!(bob.heard().is_empty(), "not yet five minutes for the second tab");
-        tokio::time::advance(Duration::from_secs(1)).await;
-        p.tick(Instant::now());
-        assert_eq!(bob.heard(), [state(true)]);
+        tick_after(&p, Duration::from_secs(1)).await;
+        assert_eq!(bob.heard(), [presence_of(2, &[], &[], &["alice"], &[])]);
 
         let mut late = tab(4);
         join(&p, &late, "carol", None).unwrap();
         let ServerMsg::Joined { away, .. } = late.heard().remove(0) else { panic!() };
         assert_eq!(away, ["alice"], "a joiner sees who is away");
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
 
         p.visibility(tab1.conn, &lobby(), false);
-        assert_eq!(bob.heard(), [state(false)], "back at once");
+        tick_after(&p, Duration::ZERO).await;
+        assert_eq!(bob.heard(), [presence_of(3, &[], &[], &[], &["alice"])], "back at the next tick");
     }
 
     #[tokio::test(start_paused = true)]
@@ -559,6 +812,7 @@ mod tests {
         let (mut bob, alice) = (tab(1), tab(2));
         join(&p, &bob, "bob", None).unwrap();
         join(&p, &alice, "alice", None).unwrap();
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
         let typing = |nicks: &[&str]| ServerMsg::Typing {
             room: "lobby".into(),
@@ -566,19 +820,21 @@ mod tests {
         };
 
         p.typing(alice.conn, &lobby(), true);
+        tick_after(&p, Duration::ZERO).await;
         assert_eq!(bob.heard(), [typing(&["alice"])]);
         p.typing(alice.conn, &lobby(), true);
+        tick_after(&p, Duration::ZERO).await;
         assert!(bob.heard().is_empty(), "a refresh changes nothing visible");
         p.typing(alice.conn, &lobby(), false);
+        tick_after(&p, Duration::ZERO).await;
         assert_eq!(bob.heard(), [typing(&[])], "cleared by the send");
 
         p.typing(alice.conn, &lobby(), true);
+        tick_after(&p, Duration::ZERO).await;
         bob.heard();
-        tokio::time::advance(TYPING - Duration::from_millis(1)).await;
-        p.tick(Instant::now());
+        tick_after(&p, TYPING - Duration::from_millis(1)).await;
         assert!(bob.heard().is_empty());
-        tokio::time::advance(Duration::from_millis(1)).await;
-        p.tick(Instant::now());
+        tick_after(&p, Duration::from_millis(1)).await;
         assert_eq!(bob.heard(), [typing(&[])], "expired after 6 s without a refresh");
     }
 }

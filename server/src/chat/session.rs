@@ -2,7 +2,10 @@
 //! (`crate::net::connection`) reads frames and hands the text here; replies go to the
 //! connection's outbound queue.
 
-use super::{ChatDeps, Refusal, history, nick_rules, presence::JoinRequest};
+use super::{
+    ChatDeps, Refusal, history, nick_rules,
+    presence::{JoinRequest, MAX_MEMBER_PAGE, MEMBER_PAGE, MembersRequest},
+};
 use crate::{
     net::{Close, ConnId, Endpoint, Outbound, rate::TokenBucket},
     store::Append,
@@ -83,7 +86,8 @@ impl Endpoint for ChatSession {
     }
 
     fn on_closing(&mut self) {
-        // leaving announces `member_left` to every room this connection was in
+        // the person leaves every room this connection was in (after the grace, if it was their
+        // last connection there)
         for (room, _) in self.rooms.drain() {
             self.deps.presence.leave(self.conn, &room, None);
         }
@@ -151,6 +155,12 @@ impl ChatSession {
                 let limit = limit.unwrap_or(self.deps.config.history_page as u32).clamp(1, MAX_HISTORY_LIMIT);
                 let older = history::send_older(self.deps.log.clone(), room, before, limit as usize, id, out.clone());
                 self.deps.tasks.spawn(older);
+                Ok(())
+            }
+            ClientMsg::Members { id, room, after, limit } => {
+                let room = self.member_of(&room)?;
+                let limit = limit.map_or(MEMBER_PAGE, |l| l as usize).clamp(1, MAX_MEMBER_PAGE);
+                self.deps.presence.members(MembersRequest { room: &room, after, limit, out, reply_id: id });
                 Ok(())
             }
             ClientMsg::Resume { id, room, since } => {
@@ -319,6 +329,7 @@ mod tests {
                 Just("resume"),
                 Just("typing"),
                 Just("visibility"),
+                Just("members"),
                 Just("lobby")
             ]
             .prop_map(Value::from),
@@ -336,6 +347,8 @@ mod tests {
                 Just("since".to_owned()),
                 Just("before".to_owned()),
                 Just("hidden".to_owned()),
+                Just("after".to_owned()),
+                Just("limit".to_owned()),
                 "\\PC{0,8}",
             ];
             prop_oneof![

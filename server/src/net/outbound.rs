@@ -9,7 +9,7 @@
 //!   dropped and the room is marked as lagged; the writer then tells the client
 //!   `lagged {room, from_seq}` and the client catches up from history (`resume`). One slow
 //!   phone never stalls the room, and it loses nothing for good.
-//! - **control** frames: replies, acks, presence, echoes. Never dropped; a client that lets
+//! - **control** frames: replies, acks, echoes. Never dropped; a client that lets
 //!   `CONTROL_FACTOR × capacity` frames pile up is closed as too slow (4001).
 //!
 //! A client that reads nothing at all is dropped at the writer's write deadline.
@@ -110,11 +110,15 @@ impl Outbound {
         self.send(frame);
     }
 
-    /// Queues an ephemeral frame (who is typing): dropped silently when the live capacity is
-    /// reached, since the next one supersedes it and nothing needs catching up.
-    pub(crate) fn push_ephemeral(&self, frame: Message) {
+    /// Queues an ephemeral frame (who is typing, who joined): dropped when the live capacity
+    /// is reached, since a later one supersedes it. Says whether it was queued, so presence can
+    /// send a reader who missed changes a fresh snapshot instead.
+    pub(crate) fn push_ephemeral(&self, frame: Message) -> bool {
         if self.shared.queued.load(Ordering::Relaxed) < self.capacity {
             self.send(frame);
+            true
+        } else {
+            false
         }
     }
 

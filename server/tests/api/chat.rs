@@ -12,7 +12,7 @@ async fn joining_returns_the_member_list_and_announces_the_newcomer() {
 
     let (_bob, members) = app.joined("Lobby", "bob").await;
     assert_eq!(members, ["alice", "bob"], "room names ignore case and the list includes the joiner");
-    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
+    assert_eq!(alice.sees_join("bob").await, 2, "announced with the room's new size");
 }
 
 #[tokio::test]
@@ -20,7 +20,6 @@ async fn a_message_reaches_everyone_in_the_room_including_its_author_with_server
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
-    alice.next().await; // bob joined
 
     // Act: the payload tries to claim another author; the protocol has no field for it
     alice.send_raw(r#"{"type":"send","room":"lobby","text":"hi <b>bob</b>","author":"mallory","seq":99,"ts":1}"#).await;
@@ -39,7 +38,6 @@ async fn messages_arrive_in_one_order_for_everyone_with_growing_sequence_numbers
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
-    alice.next().await;
 
     // both talk at once
     for i in 0..50 {
@@ -134,16 +132,16 @@ async fn leaving_or_dropping_the_connection_is_announced_once() {
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
     let (carol, _) = app.joined("lobby", "carol").await;
-    alice.next().await; // bob
-    alice.next().await; // carol
+    alice.sees_join("carol").await;
 
     bob.send(&ClientMsg::Leave { id: None, room: "lobby".into() }).await;
-    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "bob".into() });
+    assert_eq!(alice.sees_leave("bob").await, 2);
 
     // an abnormal drop: no close frame, just the TCP connection gone
     drop(carol);
-    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "carol".into() });
-    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "announced once");
+    assert_eq!(alice.sees_leave("carol").await, 1);
+    assert!(alice.is_quiet_for(Duration::from_millis(600)).await);
+    assert_eq!(alice.presence_so_far(), [], "announced once");
     app.wait_for_health("connections", 2).await;
 }
 
@@ -154,7 +152,7 @@ async fn one_connection_can_talk_in_several_rooms() {
     alice.join("lobby", "alice").await;
     alice.join("kitchen", "chef").await;
     let (mut bob, _) = app.joined("kitchen", "bob").await;
-    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "kitchen".into(), nick: "bob".into() });
+    alice.sees_join("bob").await;
 
     alice.say("kitchen", "dinner!").await;
     let ServerMsg::Message(m) = bob.next().await else { panic!() };
@@ -181,7 +179,7 @@ async fn a_join_with_the_same_identity_is_another_tab_of_the_same_person_and_ano
     tab1.send(&join("secret-1")).await;
     assert!(matches!(tab1.next().await, ServerMsg::Joined { .. }));
     assert!(matches!(tab1.next().await, ServerMsg::History { .. }));
-    assert_eq!(alice.next().await, ServerMsg::MemberJoined { room: "lobby".into(), nick: "bob".into() });
+    alice.sees_join("bob").await;
 
     // someone else cannot claim bob, even with a token
     let mut other = app.client().await;
@@ -194,7 +192,8 @@ async fn a_join_with_the_same_identity_is_another_tab_of_the_same_person_and_ano
     let ServerMsg::Joined { members, .. } = tab2.next().await else { panic!("second tab refused") };
     assert_eq!(members, ["alice", "bob"], "bob once");
     assert!(matches!(tab2.next().await, ServerMsg::History { .. }));
-    assert!(alice.is_quiet_for(Duration::from_millis(200)).await, "no leave/join noise");
+    assert!(alice.is_quiet_for(Duration::from_millis(600)).await, "no leave/join noise");
+    assert_eq!(alice.presence_so_far(), [], "no leave/join noise");
 
     // every tab gets every message, and what one tab sends shows once in each
     alice.say("lobby", "hi bob").await;
@@ -212,7 +211,8 @@ async fn a_join_with_the_same_identity_is_another_tab_of_the_same_person_and_ano
 
     // one tab closing is not bob leaving
     drop(tab1);
-    assert!(alice.is_quiet_for(Duration::from_millis(300)).await, "a tab closing is not bob leaving");
+    assert!(alice.is_quiet_for(Duration::from_millis(600)).await, "a tab closing is not bob leaving");
+    assert_eq!(alice.presence_so_far(), [], "a tab closing is not bob leaving");
     app.wait_for_health("connections", 3).await;
 }
 
@@ -259,7 +259,6 @@ async fn messages_queued_together_arrive_as_one_array_frame_in_order() {
     let app = spawn_app().await;
     let (mut reader, _) = app.joined("lobby", "reader").await;
     let (mut writer, _) = app.joined("lobby", "writer").await;
-    reader.next().await; // writer joined
 
     // Act: a burst, committed in a few group commits, so the hub queues many at once
     for i in 0..200 {

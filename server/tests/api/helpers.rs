@@ -104,13 +104,16 @@ pub struct Client {
     pub ws: Ws,
     /// Messages read ahead while waiting for a particular one (see `join`).
     pending: std::collections::VecDeque<ServerMsg>,
+    /// `presence` frames, kept apart: they come at the hub's next tick, batched, in an order
+    /// relative to other messages no test should depend on (see `next_presence`).
+    presence: std::collections::VecDeque<ServerMsg>,
 }
 
 impl Client {
     /// Opens the socket with extra request headers and reads the `welcome`.
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, ConnectError> {
         let ws = hubbub_client::connect(url, headers).await?;
-        let mut client = Client { ws, pending: Default::default() };
+        let mut client = Client { ws, pending: Default::default(), presence: Default::default() };
         match client.next().await {
             ServerMsg::Welcome { .. } => Ok(client),
             other => panic!("expected welcome, got {other:?}"),
@@ -124,7 +127,7 @@ impl Client {
 
     /// Wraps a socket that has already been greeted.
     pub fn from_ws(ws: Ws) -> Client {
-        Client { ws, pending: Default::default() }
+        Client { ws, pending: Default::default(), presence: Default::default() }
     }
 
     /// A client whose socket buffers little, so the hub's queue for it fills quickly.
@@ -135,7 +138,7 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
             .await
             .expect("handshake");
-        let mut client = Client { ws, pending: Default::default() };
+        let mut client = Client { ws, pending: Default::default(), presence: Default::default() };
         assert!(matches!(client.next().await, ServerMsg::Welcome { .. }));
         client
     }
@@ -184,23 +187,78 @@ impl Client {
         tokio::time::timeout(WAIT, self.ws.next()).await.expect("a frame within the wait")
     }
 
-    /// The next protocol message, skipping pings and pongs; panics on a close.
+    /// The next protocol message other than `presence`, skipping pings and pongs; panics on a
+    /// close.
     pub async fn next(&mut self) -> ServerMsg {
-        match self.pending.pop_front() {
-            Some(msg) => msg,
-            None => self.read().await,
+        loop {
+            if let Some(msg) = self.pending.pop_front() {
+                return msg;
+            }
+            self.read().await;
         }
     }
 
-    async fn read(&mut self) -> ServerMsg {
+    /// The next `presence` frame (other messages read meanwhile wait for `next`).
+    pub async fn next_presence(&mut self) -> ServerMsg {
+        loop {
+            if let Some(msg) = self.presence.pop_front() {
+                return msg;
+            }
+            self.read().await;
+        }
+    }
+
+    /// Reads `presence` frames until one names `nick` among those who joined; returns the
+    /// room's count it gave.
+    pub async fn sees_join(&mut self, nick: &str) -> u64 {
+        self.sees(|msg| {
+            matches!(msg, ServerMsg::Presence { joined, count, .. } if joined.iter().any(|n| n == nick))
+                .then(|| count_of(msg))
+        })
+        .await
+    }
+
+    /// Reads `presence` frames until one names `nick` among those who left.
+    pub async fn sees_leave(&mut self, nick: &str) -> u64 {
+        self.sees(|msg| {
+            matches!(msg, ServerMsg::Presence { left, .. } if left.iter().any(|n| n == nick)).then(|| count_of(msg))
+        })
+        .await
+    }
+
+    /// Reads `presence` frames until one names `nick` as away (`true`) or back (`false`).
+    pub async fn sees_state(&mut self, nick: &str, to_away: bool) {
+        self.sees(|msg| match msg {
+            ServerMsg::Presence { away, back, .. } => {
+                (if to_away { away } else { back }).iter().any(|n| n == nick).then_some(0)
+            }
+            _ => None,
+        })
+        .await;
+    }
+
+    async fn sees(&mut self, wanted: impl Fn(&ServerMsg) -> Option<u64>) -> u64 {
+        loop {
+            let msg = self.next_presence().await;
+            if let Some(count) = wanted(&msg) {
+                return count;
+            }
+        }
+    }
+
+    /// Reads one frame (waiting for it): its messages go to `pending` or `presence`.
+    async fn read(&mut self) {
         loop {
             match self.next_frame().await {
                 Some(Ok(Message::Text(t))) => {
-                    // a frame may carry several messages (a JSON array): the rest wait in `pending`
-                    let mut msgs = decode_server_frame(&t).expect("the hub sends valid messages").into_iter();
-                    let Some(first) = msgs.next() else { continue };
-                    self.pending.extend(msgs);
-                    return first;
+                    // a frame may carry several messages (a JSON array)
+                    for msg in decode_server_frame(&t).expect("the hub sends valid messages") {
+                        match msg {
+                            ServerMsg::Presence { .. } => self.presence.push_back(msg),
+                            other => self.pending.push_back(other),
+                        }
+                    }
+                    return;
                 }
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
                 other => panic!("expected a message, got {other:?}"),
@@ -220,19 +278,41 @@ impl Client {
         }
     }
 
-    /// True when nothing but pings arrives within `quiet`.
+    /// True when nothing but pings and `presence` frames arrives within `quiet` (those are kept:
+    /// see `presence_so_far`).
     pub async fn is_quiet_for(&mut self, quiet: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + quiet;
         loop {
             match tokio::time::timeout_at(deadline, self.ws.next()).await {
                 Err(_) => return true,
                 Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let msgs = decode_server_frame(&t).expect("the hub sends valid messages");
+                    if msgs.iter().all(|m| matches!(m, ServerMsg::Presence { .. })) {
+                        self.presence.extend(msgs);
+                        continue;
+                    }
+                    eprintln!("unexpected frame: {t}");
+                    return false;
+                }
                 Ok(other) => {
                     eprintln!("unexpected frame: {other:?}");
                     return false;
                 }
             }
         }
+    }
+
+    /// The `presence` frames read and not yet taken.
+    pub fn presence_so_far(&mut self) -> Vec<ServerMsg> {
+        self.presence.drain(..).collect()
+    }
+}
+
+fn count_of(msg: &ServerMsg) -> u64 {
+    match msg {
+        ServerMsg::Presence { count, .. } => *count,
+        _ => 0,
     }
 }
 

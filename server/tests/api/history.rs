@@ -59,7 +59,6 @@ async fn the_same_id_sent_three_times_is_stored_once_and_acknowledged_three_time
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
-    alice.next().await; // bob joined
     for _ in 0..3 {
         alice.send(&send("lobby", "same-id", "only once")).await;
     }

@@ -31,9 +31,9 @@ async fn the_hubbub_subprotocol_is_selected_when_offered() {
     let app = spawn_app().await;
     let mut request =
         tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(app.ws_url()).unwrap();
-    request.headers_mut().insert("sec-websocket-protocol", "hubbub.v1".parse().unwrap());
+    request.headers_mut().insert("sec-websocket-protocol", "hubbub.v2".parse().unwrap());
     let (_ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
-    assert_eq!(response.headers()["sec-websocket-protocol"], "hubbub.v1");
+    assert_eq!(response.headers()["sec-websocket-protocol"], "hubbub.v2");
 }
 
 #[tokio::test]

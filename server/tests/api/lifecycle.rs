@@ -2,7 +2,7 @@
 
 use crate::helpers::*;
 use futures_util::{SinkExt, StreamExt};
-use hubbub_shared::{ServerMsg, close};
+use hubbub_shared::close;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::{
     Message,
@@ -14,7 +14,7 @@ async fn a_client_close_is_answered_and_the_member_removed() {
     let app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
-    alice.next().await;
+    alice.sees_join("bob").await;
 
     bob.ws.send(Message::Close(Some(CloseFrame { code: CloseCode::Normal, reason: "bye".into() }))).await.unwrap();
     // the hub answers the close; then the stream ends
@@ -32,7 +32,7 @@ async fn a_client_close_is_answered_and_the_member_removed() {
     assert_eq!(reply.map(|f| u16::from(f.code)), Some(close::NORMAL));
     assert!(matches!(tokio::time::timeout(WAIT, bob.ws.next()).await, Ok(None)), "then the TCP connection ends");
 
-    assert_eq!(alice.next().await, ServerMsg::MemberLeft { room: "lobby".into(), nick: "bob".into() });
+    alice.sees_leave("bob").await;
     assert!(alice.is_quiet_for(Duration::from_millis(200)).await);
     app.wait_for_health("connections", 1).await;
 }
@@ -42,7 +42,6 @@ async fn shutdown_sends_every_client_1001_and_stops_accepting() {
     let mut app = spawn_app().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
     let (mut bob, _) = app.joined("lobby", "bob").await;
-    alice.next().await;
 
     app.shut_down();
     assert_eq!(alice.expect_close().await, close::GOING_AWAY);
