@@ -2,7 +2,8 @@
 # Installs what `make run` and `make test` need, idempotently, one progress line per step.
 #
 #   scripts/setup.sh run    toolchain for building and serving the page
-#   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests
+#   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests and
+#                           PostgreSQL for the cluster tests (each test starts its own server)
 #   scripts/setup.sh bench  the peers for `make bench` (Go and gorilla's chat example)
 #
 # On a machine that already has everything this takes a few seconds. It writes
@@ -111,11 +112,14 @@ else
 fi
 fi
 
-# --- 3. for tests only: the browser, and the Autobahn runner -------------------------------
+# --- 3. for tests only: the browser, PostgreSQL, and the Autobahn runner -------------------
 KOSOKU_VERSION=0.1.0
 if [ "$mode" = test ]; then
   # the emoji font keeps screenshots of emoji readable
   apt_ensure chromium chromium-driver fonts-noto-color-emoji
+  # the cluster tests run their own throwaway servers (server/tests/support/postgres.rs); the
+  # package starts nothing here (no systemd)
+  apt_ensure postgresql
   venv=target/kosoku-venv
   if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -qx "Version: $KOSOKU_VERSION"; then
     step "kosoku $KOSOKU_VERSION present (Autobahn test cases)"

@@ -17,7 +17,7 @@ use crate::{
         guard::{ip_limit::IpLimiter, origin::OriginPolicy},
     },
     stats::Stats,
-    store::{MessageLog, sqlite::SqliteLog},
+    store::{MessageLog, postgres::PgLog, sqlite::SqliteLog},
 };
 use anyhow::Context;
 use std::{
@@ -56,24 +56,33 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
-    /// Chooses and starts the engines: the one place that knows which ones run. Today the
-    /// embedded pair, SQLite for the message log and in-process fan-out and presence.
-    pub(crate) fn new(config: Config) -> anyhow::Result<Self> {
+    /// Chooses and starts the engines: the one place that knows which ones run. The message log
+    /// is SQLite (embedded, the default) or PostgreSQL (`--database`); fan-out and presence are
+    /// in-process.
+    pub(crate) async fn new(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let stats: Arc<Stats> = Arc::default();
         let tracker = TaskTracker::new();
         let presence = Arc::new(LocalPresence::new(config.presence()));
         let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(presence.clone()));
-        let log: Arc<dyn MessageLog> = Arc::new(
-            SqliteLog::open(
-                &config.db,
-                config.db_sync,
-                std::time::Duration::from_millis(config.db_busy_timeout_ms),
-                stats.clone(),
-                broker::after_commit(fanout),
-            )
-            .with_context(|| format!("cannot open the database {}", config.db.display()))?,
-        );
+        let on_commit = broker::after_commit(fanout);
+        let log: Arc<dyn MessageLog> = match &config.database {
+            Some(url) => Arc::new(
+                PgLog::open(url, stats.clone(), on_commit)
+                    .await
+                    .with_context(|| format!("cannot open the PostgreSQL database {}", redacted(url)))?,
+            ),
+            None => Arc::new(
+                SqliteLog::open(
+                    &config.db,
+                    config.db_sync,
+                    std::time::Duration::from_millis(config.db_busy_timeout_ms),
+                    stats.clone(),
+                    on_commit,
+                )
+                .with_context(|| format!("cannot open the database {}", config.db.display()))?,
+            ),
+        };
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -103,6 +112,16 @@ impl AppState {
     }
 }
 
+/// A database URL without its password, for messages and logs.
+fn redacted(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.rsplit_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
 /// A bound, not yet serving hub (zero2prod's `Application`): tests and `main` build it, read
 /// the address it got, then run it until their shutdown future resolves.
 #[derive(Debug)]
@@ -119,7 +138,7 @@ impl Application {
         if !config.static_dir.join("index.html").is_file() {
             tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
         }
-        Ok(Self { listener, state: AppState::new(config)? })
+        Ok(Self { listener, state: AppState::new(config).await? })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

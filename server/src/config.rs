@@ -20,6 +20,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_DB", default_value = "data/hubbub.db")]
     pub db: PathBuf,
 
+    /// PostgreSQL for the history instead of the SQLite file (cluster mode: any number of hubs
+    /// share it), e.g. `postgres://hubbub@db.internal/hubbub`. Without it: `--db`.
+    #[arg(long, env = "HUBBUB_DATABASE")]
+    pub database: Option<String>,
+
     /// Durability of each commit: `full` fsyncs every group commit, so an acknowledged message
     /// survives power loss; `normal` survives a crash of the process only.
     #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Durability::Full)]

@@ -29,7 +29,8 @@
 //!   - `nick_rules.rs`: nicknames against impersonation.
 //! - `store/`: the `MessageLog` seam (append with group commit → seq, pages, head, epoch,
 //!   dedupe). **A chat message is stored here**: `sqlite.rs` (one writer thread, group commits)
-//!   and `migrations.rs`.
+//!   and `migrations.rs`, or with `--database` `postgres.rs` (a writer task, group commits that
+//!   lock each room's row, shared by many hubs).
 //! - `broker/`: the `Fanout` seam, who hears a committed message. **It fans out here**:
 //!   `after_commit` publishes then acks, `local.rs` delivers to this process's members.
 //! - `stats.rs`: the counters behind `/metrics` and `/healthz`.

@@ -289,7 +289,7 @@ mod tests {
         static DEPS: OnceLock<(tokio::runtime::Runtime, ChatDeps)> = OnceLock::new();
         DEPS.get_or_init(|| {
             let runtime = tokio::runtime::Runtime::new().unwrap();
-            let deps = AppState::new(Config::for_tests()).unwrap().chat;
+            let deps = runtime.block_on(AppState::new(Config::for_tests())).unwrap().chat;
             (runtime, deps)
         })
     }

@@ -2,8 +2,9 @@
 //! anyone hears of it, and every history page, resume and head comes from here.
 //!
 //! [`MessageLog`] is the seam: the chat logic talks to `Arc<dyn MessageLog>` and never learns
-//! which engine is behind it. Today's engine is SQLite ([`sqlite::SqliteLog`]); a PostgreSQL
-//! one plugs in beside it, chosen at start-up (`crate::app`).
+//! which engine is behind it: SQLite ([`sqlite::SqliteLog`], the embedded default) or
+//! PostgreSQL ([`postgres::PgLog`], `--database`, shared by many hubs), chosen at start-up
+//! (`crate::app`).
 //!
 //! The contract every engine keeps:
 //! - **group commit, then hand over in order**: appends are committed in batches, and only after
@@ -16,6 +17,7 @@
 //! - **an epoch** naming the database, so a cursor from another database is recognised.
 
 mod migrations;
+pub(crate) mod postgres;
 pub(crate) mod sqlite;
 
 use crate::net::Outbound;
@@ -40,9 +42,25 @@ pub(crate) enum StoreError {
     /// The file system failed before the database could be opened (folder, temp file, thread).
     #[error("storage is unavailable: {0}")]
     Io(#[from] std::io::Error),
+    /// PostgreSQL refused or failed, or could not be reached.
+    #[error("storage is unavailable: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database did not answer in time.
+    #[error("storage is unavailable: timed out {0}")]
+    Timeout(&'static str),
     /// The writer has stopped (the hub is shutting down).
     #[error("the storage writer has stopped")]
     Stopped,
+}
+
+/// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
+fn public_id(stored: &str) -> Option<String> {
+    stored.strip_prefix("c:").map(str::to_owned)
+}
+
+/// A sequence number as the databases store it (signed 64-bit).
+fn db_seq(n: u64) -> i64 {
+    n.min(i64::MAX as u64) as i64
 }
 
 /// A chat message to store.

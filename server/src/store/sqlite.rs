@@ -8,7 +8,9 @@
 //! Reads (history pages, heads) use a second connection on tokio's blocking pool; WAL lets
 //! them run beside the writer.
 
-use super::{Append, Committed, Durability, MessageLog, NotStored, OnCommit, Range, StoreError, migrations};
+use super::{
+    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Range, StoreError, db_seq, migrations, public_id,
+};
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
 use hubbub_shared::{ChatMessage, RoomName};
@@ -122,7 +124,7 @@ impl MessageLog for SqliteLog {
                 "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
             };
             let mut stmt = conn.prepare_cached(sql)?;
-            let bounds = params![room, clamp(range.after), clamp(range.up_to), range.limit as i64];
+            let bounds = params![room, db_seq(range.after), db_seq(range.up_to), range.limit as i64];
             let rows = stmt.query_map(bounds, |r| message_from_row(&room, r))?;
             let mut page = rows.collect::<Result<Vec<_>, _>>()?;
             if range.newest {
@@ -168,16 +170,6 @@ fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatM
         ts: r.get::<_, i64>(3)? as u64,
         id: public_id(&r.get::<_, String>(4)?),
     })
-}
-
-/// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
-fn public_id(stored: &str) -> Option<String> {
-    stored.strip_prefix("c:").map(str::to_owned)
-}
-
-/// Sequence numbers are stored as SQLite's signed 64-bit integers.
-fn clamp(n: u64) -> i64 {
-    n.min(i64::MAX as u64) as i64
 }
 
 fn open_connection(location: &Path, durability: Durability, busy_timeout: Duration) -> rusqlite::Result<Connection> {

@@ -9,5 +9,8 @@ mod history;
 mod http;
 mod lifecycle;
 mod limits;
+#[path = "../support/postgres.rs"]
+mod pg;
+mod postgres;
 mod presence;
 mod services;

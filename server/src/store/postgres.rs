@@ -1,0 +1,355 @@
+//! The cluster's message log: PostgreSQL (`--database postgres://…`), shared by any number of
+//! hubs.
+//!
+//! The contract is the SQLite engine's (see the module docs of `crate::store`): a writer task
+//! per hub owns one connection and commits in groups, handing each outcome to `on_commit` only
+//! after `COMMIT` returned. What changes with several hubs writing to one database:
+//!
+//! - **`seq` per room.** A batch first upserts its rooms' rows in `rooms`, in name order; that
+//!   locks each row until the transaction ends, so a second hub writing to the same room waits
+//!   its turn and reads the head the first one committed. Rooms are locked in name order in
+//!   every hub, so two hubs never wait for each other in a cycle. No head is cached between
+//!   batches: another hub may have moved it.
+//! - **Dedupe by client id** is checked after taking the room's lock, so a resend that reached
+//!   two hubs at once is stored by one and found by the other.
+//! - **Failures.** A batch that fails (PostgreSQL down, connection lost, the commit timed out)
+//!   is reported as not stored, message by message; the next batch connects again. A commit
+//!   whose reply was lost may in fact have been stored: the sender was not acknowledged, so it
+//!   resends with the same id and gets the stored copy's `seq`.
+//!
+//! Reads (history pages, heads, the health check) share a second connection; tokio-postgres
+//! pipelines concurrent queries over it.
+
+use super::{Append, Committed, MessageLog, NotStored, OnCommit, Range, StoreError, db_seq, public_id};
+use crate::stats::Stats;
+use futures_util::{FutureExt, future::BoxFuture};
+use hubbub_shared::{ChatMessage, RoomName};
+use std::{
+    collections::{BTreeMap, HashMap},
+    str::FromStr,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+use tokio::sync::mpsc;
+use tokio_postgres::{Client, NoTls};
+
+/// Most appends committed in one transaction.
+const MAX_BATCH: usize = 1024;
+/// How long connecting may take before the operation counts as failed.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long one group commit may take: past it the batch is reported as not stored.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Schema versions, oldest first, from `server/migrations/postgres/`. Never edit one that has
+/// shipped: add the next.
+const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+/// Any fixed number: the advisory lock that makes hubs starting together migrate one at a time.
+const MIGRATION_LOCK: i64 = 0x6875_6262_7562; // "hubbub"
+
+#[derive(Debug)]
+enum Write {
+    Append(Append),
+    /// Commit everything queued before this, then stop.
+    Close,
+}
+
+#[derive(Debug)]
+pub(crate) struct PgLog {
+    writes: mpsc::UnboundedSender<Write>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    reader: Arc<Connector>,
+    epoch: String,
+}
+
+/// A connection made on first use and made again after it broke.
+#[derive(Debug)]
+struct Connector {
+    config: tokio_postgres::Config,
+    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+}
+
+impl Connector {
+    fn new(url: &str) -> Result<Connector, StoreError> {
+        let mut config = tokio_postgres::Config::from_str(url)?;
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        config.application_name("hubbub");
+        Ok(Connector { config, client: tokio::sync::Mutex::new(None) })
+    }
+
+    /// A fresh connection; its driver runs as a task of its own until the connection ends.
+    async fn connect(&self) -> Result<Client, StoreError> {
+        let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, self.config.connect(NoTls))
+            .await
+            .map_err(|_| StoreError::Timeout("connecting to PostgreSQL"))??;
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::warn!(cause = %err, "PostgreSQL connection ended");
+            }
+        });
+        Ok(client)
+    }
+
+    /// The shared connection, connecting (again) when there is none or it broke.
+    async fn shared(&self) -> Result<Arc<Client>, StoreError> {
+        let mut slot = self.client.lock().await;
+        match &*slot {
+            Some(client) if !client.is_closed() => Ok(client.clone()),
+            _ => {
+                let client = Arc::new(self.connect().await?);
+                *slot = Some(client.clone());
+                Ok(client)
+            }
+        }
+    }
+}
+
+impl PgLog {
+    /// Connects, migrates (one hub at a time), reads the epoch and starts the writer task.
+    pub(crate) async fn open(url: &str, stats: Arc<Stats>, on_commit: OnCommit) -> Result<PgLog, StoreError> {
+        let reader = Arc::new(Connector::new(url)?);
+        let mut client = reader.connect().await?;
+        migrate(&mut client).await?;
+        let epoch: String = client.query_one("SELECT value FROM meta WHERE key = 'epoch'", &[]).await?.get(0);
+        *reader.client.lock().await = Some(Arc::new(client));
+        let writer_connector = Connector::new(url)?;
+        let (writes, queue) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(write_loop(writer_connector, queue, stats, on_commit));
+        Ok(PgLog { writes, writer: Mutex::new(Some(writer)), reader, epoch })
+    }
+}
+
+/// Brings the database up to the newest schema; hubs starting together take turns.
+async fn migrate(client: &mut Client) -> Result<(), StoreError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS hubbub_schema (version integer NOT NULL)").await?;
+    let done: Option<i32> = tx.query_one("SELECT max(version) FROM hubbub_schema", &[]).await?.get(0);
+    let done = done.unwrap_or(0).max(0) as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(done) {
+        tx.batch_execute(sql).await?;
+        tx.execute("INSERT INTO hubbub_schema (version) VALUES ($1)", &[&(i as i32 + 1)]).await?;
+        tracing::info!(version = i + 1, "PostgreSQL database migrated");
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+impl MessageLog for PgLog {
+    fn epoch(&self) -> &str {
+        &self.epoch
+    }
+
+    fn append(&self, append: Append) -> Result<(), StoreError> {
+        self.writes.send(Write::Append(append)).map_err(|_| StoreError::Stopped)
+    }
+
+    fn page(&self, room: &RoomName, range: Range) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>> {
+        let (reader, room) = (self.reader.clone(), room.to_string());
+        async move {
+            let sql = if range.newest {
+                "SELECT seq, author, text, ts, client_id FROM messages
+                 WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4"
+            } else {
+                "SELECT seq, author, text, ts, client_id FROM messages
+                 WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4"
+            };
+            let client = reader.shared().await?;
+            let bounds = (db_seq(range.after), db_seq(range.up_to), range.limit as i64);
+            let rows = client.query(sql, &[&room, &bounds.0, &bounds.1, &bounds.2]).await?;
+            let mut page: Vec<ChatMessage> = rows.iter().map(|r| message_from_row(&room, r)).collect();
+            if range.newest {
+                page.reverse();
+            }
+            Ok(page)
+        }
+        .boxed()
+    }
+
+    fn head(&self, room: &RoomName) -> BoxFuture<'static, Result<u64, StoreError>> {
+        let (reader, room) = (self.reader.clone(), room.to_string());
+        async move {
+            let client = reader.shared().await?;
+            let row = client.query_opt("SELECT head FROM rooms WHERE room = $1", &[&room]).await?;
+            Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+        }
+        .boxed()
+    }
+
+    fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
+        let reader = self.reader.clone();
+        async move {
+            reader.shared().await?.query_one("SELECT 1", &[]).await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn close(&self) -> BoxFuture<'static, ()> {
+        let _ = self.writes.send(Write::Close);
+        let writer = self.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
+        async move {
+            if let Some(writer) = writer {
+                let _ = writer.await;
+            }
+        }
+        .boxed()
+    }
+}
+
+/// The writer task: group commits until [`Write::Close`] or until the log is dropped.
+async fn write_loop(
+    connector: Connector,
+    mut queue: mpsc::UnboundedReceiver<Write>,
+    stats: Arc<Stats>,
+    on_commit: OnCommit,
+) {
+    let mut client: Option<Client> = None;
+    let mut closing = false;
+    while !closing && let Some(first) = queue.recv().await {
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(write) = next {
+            match write {
+                Write::Append(append) => batch.push(append),
+                Write::Close => {
+                    closing = true;
+                    break;
+                }
+            }
+            if batch.len() >= MAX_BATCH {
+                break;
+            }
+            next = queue.try_recv().ok();
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let started = std::time::Instant::now();
+        let committed = async {
+            let conn = match &mut client {
+                Some(c) if !c.is_closed() => c,
+                _ => client.insert(connector.connect().await?),
+            };
+            tokio::time::timeout(COMMIT_TIMEOUT, commit_batch(conn, &batch))
+                .await
+                .map_err(|_| StoreError::Timeout("committing to PostgreSQL"))?
+        }
+        .await;
+        stats.commit_latency.observe(started.elapsed());
+        match committed {
+            Ok(outcomes) => {
+                stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
+                for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
+                    on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
+                }
+            }
+            Err(err) => {
+                // the connection may be half-way through a transaction: start afresh next time
+                client = None;
+                tracing::error!(cause = %err, messages = batch.len(), "commit failed");
+                for append in batch {
+                    on_commit(Err(NotStored { append, reason: err.to_string() }));
+                }
+            }
+        }
+    }
+    tracing::debug!("PostgreSQL writer stopped");
+}
+
+/// Stores `batch` in one transaction; the outcomes in batch order, with "was a duplicate".
+async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    // each room's appends, in arrival order; rooms in name order (the lock order of every hub)
+    let mut by_room: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, a) in batch.iter().enumerate() {
+        by_room.entry(a.room.as_str()).or_default().push(i);
+    }
+    let mut outcomes: Vec<Option<(ChatMessage, bool)>> = (0..batch.len()).map(|_| None).collect();
+    let tx = client.transaction().await?;
+    for (room, indexes) in by_room {
+        let head: i64 = tx
+            .query_one(
+                "INSERT INTO rooms (room, head) VALUES ($1, 0)
+                 ON CONFLICT (room) DO UPDATE SET head = rooms.head RETURNING head",
+                &[&room],
+            )
+            .await?
+            .get(0);
+        // resends: stored before (by any hub), or earlier in this very batch
+        let ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_id.as_str()).collect();
+        let rows = tx
+            .query(
+                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = $1 AND client_id = ANY($2)",
+                &[&room, &ids],
+            )
+            .await?;
+        let mut stored: HashMap<String, ChatMessage> =
+            rows.iter().map(|r| (r.get::<_, String>(4), message_from_row(room, r))).collect();
+        let mut seq = head;
+        let mut new = NewRows::default();
+        for i in indexes {
+            let a = &batch[i];
+            if let Some(message) = stored.get(&a.client_id) {
+                outcomes[i] = Some((message.clone(), true));
+                continue;
+            }
+            seq += 1;
+            let message = ChatMessage {
+                room: room.to_owned(),
+                seq: seq as u64,
+                author: a.author.clone(),
+                text: a.text.clone(),
+                ts: now as u64,
+                id: public_id(&a.client_id),
+            };
+            new.push(seq, a, now);
+            stored.insert(a.client_id.clone(), message.clone());
+            outcomes[i] = Some((message, false));
+        }
+        if seq > head {
+            tx.execute(
+                "INSERT INTO messages (room, seq, author, text, ts, client_id)
+                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])",
+                &[&room, &new.seqs, &new.authors, &new.texts, &new.ts, &new.client_ids],
+            )
+            .await?;
+            tx.execute("UPDATE rooms SET head = $2 WHERE room = $1", &[&room, &seq]).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(outcomes.into_iter().map(|o| o.expect("every append has an outcome")).collect())
+}
+
+/// The new messages of one room, as columns for one `INSERT … UNNEST`.
+#[derive(Debug, Default)]
+struct NewRows<'a> {
+    seqs: Vec<i64>,
+    authors: Vec<&'a str>,
+    texts: Vec<&'a str>,
+    ts: Vec<i64>,
+    client_ids: Vec<&'a str>,
+}
+
+impl<'a> NewRows<'a> {
+    fn push(&mut self, seq: i64, a: &'a Append, ts: i64) {
+        self.seqs.push(seq);
+        self.authors.push(&a.author);
+        self.texts.push(&a.text);
+        self.ts.push(ts);
+        self.client_ids.push(&a.client_id);
+    }
+}
+
+/// A message from a row of `SELECT seq, author, text, ts, client_id`.
+fn message_from_row(room: &str, r: &tokio_postgres::Row) -> ChatMessage {
+    ChatMessage {
+        room: room.to_owned(),
+        seq: r.get::<_, i64>(0).max(0) as u64,
+        author: r.get(1),
+        text: r.get(2),
+        ts: r.get::<_, i64>(3).max(0) as u64,
+        id: public_id(r.get(4)),
+    }
+}
