@@ -262,7 +262,10 @@ pub(crate) async fn step(bins: &Binaries, common: &Common, o: &StepOptions) -> a
             clients += o.step;
         }
         let mut row = best.unwrap_or_else(|| Run::new("step", kind.name(), 0));
-        row.note = Some(format!("{}; stopped: {stopped_by}", row.note.unwrap_or_default()));
+        row.note = Some(match row.note {
+            Some(note) => format!("{note}; stopped: {stopped_by}"),
+            None => format!("{} broadcasts/s; not even {} clients held; stopped: {stopped_by}", o.rate, o.start),
+        });
         runs.push(row);
     }
     Ok(runs)
