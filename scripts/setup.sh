@@ -3,7 +3,7 @@
 #
 #   scripts/setup.sh run    toolchain for building and serving the page
 #   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests and
-#                           PostgreSQL for the cluster tests (each test starts its own server)
+#                           PostgreSQL and Redis for the cluster tests (each test starts its own)
 #   scripts/setup.sh bench  the peers for `make bench` (Go and gorilla's chat example)
 #
 # On a machine that already has everything this takes a few seconds. It writes
@@ -117,9 +117,9 @@ KOSOKU_VERSION=0.1.0
 if [ "$mode" = test ]; then
   # the emoji font keeps screenshots of emoji readable
   apt_ensure chromium chromium-driver fonts-noto-color-emoji
-  # the cluster tests run their own throwaway servers (server/tests/support/postgres.rs); the
-  # package starts nothing here (no systemd)
-  apt_ensure postgresql
+  # the cluster tests run their own throwaway servers (server/tests/support/); the packages
+  # start nothing here (no systemd)
+  apt_ensure postgresql redis-server
   venv=target/kosoku-venv
   if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -qx "Version: $KOSOKU_VERSION"; then
     step "kosoku $KOSOKU_VERSION present (Autobahn test cases)"

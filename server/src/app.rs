@@ -10,7 +10,7 @@
 
 use crate::{
     Config,
-    broker::{self, Fanout, local::LocalFanout},
+    broker::{self, Fanout, local::LocalFanout, redis::RedisFanout},
     chat::{ChatDeps, presence::LocalPresence},
     net::{
         self,
@@ -57,15 +57,25 @@ pub(crate) struct AppState {
 
 impl AppState {
     /// Chooses and starts the engines: the one place that knows which ones run. The message log
-    /// is SQLite (embedded, the default) or PostgreSQL (`--database`); fan-out and presence are
-    /// in-process.
+    /// is SQLite (embedded, the default) or PostgreSQL (`--database`); fan-out is in-process, or
+    /// through Redis between hubs (`--redis`); presence is in-process.
     pub(crate) async fn new(config: Config) -> anyhow::Result<Self> {
         let config = Arc::new(config);
         let stats: Arc<Stats> = Arc::default();
         let tracker = TaskTracker::new();
         let presence = Arc::new(LocalPresence::new(config.presence()));
-        let fanout: Arc<dyn Fanout> = Arc::new(LocalFanout::new(presence.clone()));
-        let on_commit = broker::after_commit(fanout);
+        let redis = match &config.redis {
+            Some(url) => Some(Arc::new(
+                RedisFanout::start(url, presence.clone(), stats.clone())
+                    .with_context(|| format!("cannot use Redis at {}", redacted(url)))?,
+            )),
+            None => None,
+        };
+        let fanout: Arc<dyn Fanout> = match &redis {
+            Some(redis) => redis.clone(),
+            None => Arc::new(LocalFanout::new(presence.clone())),
+        };
+        let on_commit = broker::after_commit(fanout.clone());
         let log: Arc<dyn MessageLog> = match &config.database {
             Some(url) => Arc::new(
                 PgLog::open(url, stats.clone(), on_commit)
@@ -83,6 +93,9 @@ impl AppState {
                 .with_context(|| format!("cannot open the database {}", config.db.display()))?,
             ),
         };
+        if let Some(redis) = &redis {
+            redis.set_log(log.clone());
+        }
         let started_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
@@ -91,6 +104,7 @@ impl AppState {
             config: config.clone(),
             log,
             presence,
+            fanout,
             stats: stats.clone(),
             tasks: tracker.clone(),
             started_at,
@@ -154,15 +168,20 @@ impl Application {
             shutdown.await;
             trigger.cancel();
         });
-        // presence changes that time decides (grace, away, typing expiry), a few times a second
+        // presence changes that time decides (grace, away, typing expiry), a few times a second;
+        // then fan-out forgets the rooms nobody here is in any more
         state.tracker.spawn({
-            let (presence, stop) = (state.chat.presence.clone(), state.shutdown.clone());
+            let (presence, fanout, stop) =
+                (state.chat.presence.clone(), state.chat.fanout.clone(), state.shutdown.clone());
             async move {
                 let mut tick = tokio::time::interval(PRESENCE_TICK);
                 tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
-                        _ = tick.tick() => presence.tick(tokio::time::Instant::now()),
+                        _ = tick.tick() => {
+                            presence.tick(tokio::time::Instant::now());
+                            fanout.sweep();
+                        }
                         _ = stop.cancelled() => break,
                     }
                 }

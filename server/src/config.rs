@@ -25,6 +25,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_DATABASE")]
     pub database: Option<String>,
 
+    /// Redis for fan-out between hubs (cluster mode, with `--database`), e.g.
+    /// `redis://redis.internal:6379`. Without it: in-process fan-out (one hub).
+    #[arg(long, env = "HUBBUB_REDIS")]
+    pub redis: Option<String>,
+
     /// Durability of each commit: `full` fsyncs every group commit, so an acknowledged message
     /// survives power loss; `normal` survives a crash of the process only.
     #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Durability::Full)]

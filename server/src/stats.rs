@@ -112,6 +112,11 @@ pub(crate) struct Stats {
     pub(crate) ip_cap_refusals: Counter,
     /// Connection tasks that panicked (caught, logged, counted; the process goes on).
     pub(crate) panics: Counter,
+    /// Redis commands of the fan-out that failed (a publish the other hubs then read from the
+    /// log, a lost subscription).
+    pub(crate) fanout_errors: Counter,
+    /// Ranges of a room read from the log because they did not arrive through Redis.
+    pub(crate) gap_repairs: Counter,
     /// Close frames the hub sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
     /// How long group commits take (BEGIN to COMMIT, fsync included).
@@ -125,7 +130,7 @@ impl Stats {
 
     /// Every single-valued series: (Prometheus name, type, help, value). One table, so
     /// `/metrics` and `/healthz` cannot drift apart. `rooms` comes from the hub.
-    fn series(&self, rooms: usize) -> [(&'static str, &'static str, &'static str, i64); 13] {
+    fn series(&self, rooms: usize) -> [(&'static str, &'static str, &'static str, i64); 15] {
         let count = |c: &Counter| c.get() as i64;
         [
             ("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get()),
@@ -170,6 +175,18 @@ impl Stats {
                 "counter",
                 "Handshakes refused over the per-address cap.",
                 count(&self.ip_cap_refusals),
+            ),
+            (
+                "hubbub_fanout_errors_total",
+                "counter",
+                "Redis fan-out commands that failed (cluster mode).",
+                count(&self.fanout_errors),
+            ),
+            (
+                "hubbub_gap_repairs_total",
+                "counter",
+                "Room ranges read from the log because Redis did not bring them (cluster mode).",
+                count(&self.gap_repairs),
             ),
         ]
     }

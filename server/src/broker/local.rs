@@ -3,7 +3,8 @@
 
 use super::Fanout;
 use crate::chat::presence::LocalPresence;
-use hubbub_shared::ChatMessage;
+use futures_util::{FutureExt, future::BoxFuture};
+use hubbub_shared::{ChatMessage, RoomName};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -21,5 +22,16 @@ impl LocalFanout {
 impl Fanout for LocalFanout {
     fn publish(&self, message: ChatMessage) {
         self.rooms.deliver(message);
+    }
+
+    /// Every commit of this process is delivered at once: nothing to wait for.
+    fn watch(&self, _room: &RoomName) -> BoxFuture<'static, ()> {
+        futures_util::future::ready(()).boxed()
+    }
+
+    fn sweep(&self) {}
+
+    fn problem(&self) -> Option<String> {
+        None
     }
 }

@@ -1,21 +1,34 @@
 //! Fan-out: who hears a committed message. The message log decides *what* happened (stored,
 //! with this seq); the broker decides *who is told*.
 //!
-//! [`Fanout`] is the seam: today's engine is in-process ([`local::LocalFanout`]: the members
-//! connected to this process); a Redis engine (pub/sub per room between hubs) plugs in beside
-//! it, chosen at start-up (`crate::app`), without the chat logic changing.
+//! [`Fanout`] is the seam: in-process ([`local::LocalFanout`]: the members connected to this
+//! process, the embedded default) or Redis ([`redis::RedisFanout`], `--redis`: pub/sub per room
+//! between hubs), chosen at start-up (`crate::app`), without the chat logic changing.
 
 pub(crate) mod local;
+pub(crate) mod redis;
 
 use crate::store::{Committed, NotStored, OnCommit};
-use hubbub_shared::{ChatMessage, ErrorCode, ServerMsg};
+use futures_util::future::BoxFuture;
+use hubbub_shared::{ChatMessage, ErrorCode, RoomName, ServerMsg};
 use std::sync::Arc;
 
 /// Delivers committed messages to the members of their room.
 pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
     /// Delivers `message` to every member of its room, the author included. Called in commit
-    /// order, which is the room's seq order; it must not block (it runs on the log's writer).
+    /// order, which is this hub's share of the room's seq order; it must not block (it runs on
+    /// the log's writer).
     fn publish(&self, message: ChatMessage);
+
+    /// Resolves once every message committed from now on in `room` (by any hub) will reach this
+    /// hub's members: a join awaits it before reading the joiner's history.
+    fn watch(&self, room: &RoomName) -> BoxFuture<'static, ()>;
+
+    /// Forgets the rooms this hub has no member in any more (called a few times a second).
+    fn sweep(&self);
+
+    /// Why fan-out is degraded right now (Redis away), if it is; for `/healthz`.
+    fn problem(&self) -> Option<String>;
 }
 
 /// What happens once the log decided on a message: a new one is published, then the sender

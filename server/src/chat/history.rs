@@ -20,6 +20,9 @@ pub(crate) async fn send_since(
     id: Option<String>,
     out: Outbound,
 ) {
+    // first make sure the room's live messages reach this hub, then read: every message is in
+    // the history or arrives live (or both: clients keep one copy per seq)
+    deps.fanout.watch(&room).await;
     let log = &deps.log;
     let head = match log.head(&room).await {
         Ok(head) => head,

@@ -8,7 +8,7 @@ pub(crate) mod nick_rules;
 pub(crate) mod presence;
 pub(crate) mod session;
 
-use crate::{Config, stats::Stats, store::MessageLog};
+use crate::{Config, broker::Fanout, stats::Stats, store::MessageLog};
 use hubbub_shared::{ErrorCode, Invalid};
 use presence::Presence;
 use std::sync::Arc;
@@ -24,6 +24,8 @@ pub(crate) struct ChatDeps {
     pub(crate) log: Arc<dyn MessageLog>,
     /// Who is in which room.
     pub(crate) presence: Arc<dyn Presence>,
+    /// Who hears a committed message (a join waits for its room to be watched).
+    pub(crate) fanout: Arc<dyn Fanout>,
     pub(crate) stats: Arc<Stats>,
     /// History reads run as tasks tracked here, so shutdown waits for them.
     pub(crate) tasks: TaskTracker,

@@ -364,6 +364,11 @@ impl LocalPresence {
         LocalPresence { rooms: Mutex::default(), times }
     }
 
+    /// The rooms with at least one member here.
+    pub(crate) fn room_names(&self) -> std::collections::HashSet<String> {
+        self.lock().iter().filter(|(_, e)| !e.members.is_empty()).map(|(room, _)| room.to_string()).collect()
+    }
+
     /// Delivers a committed message to every connection in its room here, the author's included.
     pub(crate) fn deliver(&self, message: ChatMessage) {
         let Ok(room) = RoomName::parse(&message.room) else { return };

@@ -116,16 +116,21 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
-/// Liveness, storage health and a few counters, as JSON; 503 when the database fails.
+/// Liveness, storage and fan-out health and a few counters, as JSON. 503 when the database
+/// fails (nothing can be sent); 200 but `degraded` when only fan-out between hubs is (Redis
+/// away: this hub still serves its members, so a load balancer should keep it).
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let storage = state.chat.log.check().await;
     if let Err(e) = &storage {
         tracing::warn!(cause = %e, "health check: storage unavailable");
     }
+    let fanout = state.chat.fanout.problem();
     let status = if storage.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let mut body = state.stats.summary(state.chat.presence.room_count());
-    body.insert("status".into(), if storage.is_ok() { "ok" } else { "degraded" }.into());
+    let healthy = storage.is_ok() && fanout.is_none();
+    body.insert("status".into(), if healthy { "ok" } else { "degraded" }.into());
     body.insert("storage".into(), if storage.is_ok() { "ok" } else { "unavailable" }.into());
+    body.insert("fanout".into(), fanout.unwrap_or_else(|| "ok".to_owned()).into());
     let body = Json(serde_json::Value::Object(body));
     (status, body)
 }

@@ -3,6 +3,7 @@
 //! protocol over real sockets.
 
 mod chat;
+mod cluster;
 mod frames;
 mod helpers;
 mod history;
@@ -13,4 +14,6 @@ mod limits;
 mod pg;
 mod postgres;
 mod presence;
+#[path = "../support/redis.rs"]
+mod redis;
 mod services;

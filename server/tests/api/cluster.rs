@@ -1,0 +1,109 @@
+//! Two hubs on one real PostgreSQL and one real `redis-server` (`--database` + `--redis`): the
+//! members of a room on either hub hear every message of the room once, in `seq` order, while
+//! both hubs store into it at once; and a Redis outage loses nothing (the other hub catches up
+//! from the database when Redis is back).
+
+use crate::{helpers::*, pg::Postgres, redis::Redis};
+use hubbub_shared::{ClientMsg, ServerMsg};
+use std::time::Duration;
+
+async fn hub(pg: &str, redis: &str) -> TestApp {
+    let (pg, redis) = (pg.to_owned(), redis.to_owned());
+    spawn_app_with(move |c| {
+        c.database = Some(pg);
+        c.redis = Some(redis);
+    })
+    .await
+}
+
+/// The seqs of the next `n` chat messages `client` hears.
+async fn heard(client: &mut Client, n: usize) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    while seqs.len() < n {
+        if let ServerMsg::Message(m) = client.next().await {
+            seqs.push(m.seq);
+        }
+    }
+    seqs
+}
+
+#[tokio::test]
+async fn members_on_two_hubs_hear_every_message_once_in_order_while_both_hubs_store_into_the_room() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database().await;
+    let (a, b) = (hub(&url, &redis.url()).await, hub(&url, &redis.url()).await);
+    let (mut alice, _) = a.joined("lobby", "alice").await;
+    let (mut bob, _) = b.joined("lobby", "bob").await;
+    let (mut carol, _) = a.joined("lobby", "carol").await;
+    let (mut dave, _) = b.joined("lobby", "dave").await;
+
+    // Act: a sender on each hub, at the same time
+    for i in 0..60 {
+        alice.send(&ClientMsg::Send { id: Some(format!("a{i}")), room: "lobby".into(), text: format!("a{i}") }).await;
+        bob.send(&ClientMsg::Send { id: Some(format!("b{i}")), room: "lobby".into(), text: format!("b{i}") }).await;
+    }
+
+    // Assert: everyone, on either hub, hears 1..=120 once and in order
+    for (who, client) in [("alice", &mut alice), ("bob", &mut bob), ("carol", &mut carol), ("dave", &mut dave)] {
+        assert_eq!(heard(client, 120).await, (1..=120).collect::<Vec<_>>(), "{who}");
+    }
+    assert!(dave.is_quiet_for(Duration::from_millis(300)).await, "and nothing twice");
+    for hub in [&a, &b] {
+        let health = hub.health().await;
+        assert_eq!(health["fanout"], "ok");
+        assert_eq!(health["gap_repairs"], 0, "Redis carried every message; none was read back from the log");
+    }
+}
+
+#[tokio::test]
+async fn redis_away_for_a_while_loses_nothing_and_the_other_hub_catches_up_when_it_is_back() {
+    let (pg, mut redis) = (Postgres::start(), Redis::start());
+    let url = pg.database().await;
+    let (a, b) = (hub(&url, &redis.url()).await, hub(&url, &redis.url()).await);
+    let (mut alice, _) = a.joined("lobby", "alice").await;
+    let (mut bob, _) = b.joined("lobby", "bob").await;
+    alice.say("lobby", "before").await;
+    assert_eq!(heard(&mut bob, 1).await, [1]);
+
+    // Act: Redis goes away; alice keeps talking
+    redis.kill();
+    for i in 0..5 {
+        alice.send(&ClientMsg::Send { id: Some(format!("d{i}")), room: "lobby".into(), text: format!("d{i}") }).await;
+    }
+
+    // Assert: stored and acknowledged all the same, and heard on her own hub
+    let mut acked = Vec::new();
+    while acked.len() < 5 {
+        match alice.next().await {
+            ServerMsg::Ack { seq, .. } => acked.push(seq),
+            ServerMsg::Message(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(acked, [2, 3, 4, 5, 6]);
+    let health = a.health().await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(health["fanout"].as_str().unwrap().starts_with("redis"), "{health}");
+
+    // ... and once Redis is back, bob's hub catches up from the database, in order
+    redis.restart();
+    assert_eq!(heard(&mut bob, 5).await, [2, 3, 4, 5, 6]);
+    bob.say("lobby", "back").await;
+    loop {
+        if let ServerMsg::Message(m) = alice.next().await
+            && m.text == "back"
+        {
+            break assert_eq!(m.seq, 7);
+        }
+    }
+    let mut healthy = false;
+    for _ in 0..50 {
+        if a.health().await["status"] == "ok" {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healthy, "healthy again once Redis answers");
+    assert!(b.health().await["gap_repairs"].as_u64() >= Some(1));
+}
