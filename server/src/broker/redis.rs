@@ -47,6 +47,12 @@ const GAP_CHECK: Duration = Duration::from_millis(50);
 const WATCH_WAIT: Duration = Duration::from_secs(2);
 /// Messages read from the log per repair step.
 const REPAIR_PAGE: usize = 200;
+/// How often a room that was busy lately is compared with the log's head: a hub that died
+/// between a commit and its publish leaves no gap behind until the room's next message, so
+/// without this check the other hubs' members would wait for that message to see the lost one.
+const HEAD_CHECK: Duration = Duration::from_secs(1);
+/// How long after its last message a room is still checked that way.
+const HEAD_CHECK_WINDOW: Duration = Duration::from_secs(30);
 
 /// What travels on a room's channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,6 +77,8 @@ struct Sequencer {
     gap_since: Option<Instant>,
     /// A read from the log is under way for this room.
     repairing: bool,
+    /// When the room last had a message: quiet rooms are not compared with the log's head.
+    last_message: Option<Instant>,
 }
 
 impl Sequencer {
@@ -79,6 +87,7 @@ impl Sequencer {
         if self.next.is_some_and(|next| message.seq < next) {
             return Vec::new(); // delivered already (or in the joiner's history)
         }
+        self.last_message = Some(Instant::now());
         self.ahead.insert(message.seq, message);
         self.drain()
     }
@@ -248,12 +257,20 @@ impl Inner {
         }
     }
 
-    /// Every watched room, read from the log from where it stands (after a reconnect).
-    fn catch_up_all(self: &Arc<Self>) {
+    /// Every watched room, read from the log from where it stands (after a reconnect); or,
+    /// with `recent`, the rooms whose last message is within it but [`GAP_WAIT`] old: a room
+    /// still busy shows a lost message as a gap soon enough.
+    fn catch_up(self: &Arc<Self>, recent: Option<Duration>) {
+        let now = Instant::now();
         let rooms: Vec<String> = self
             .lock()
             .iter_mut()
             .filter(|(_, s)| s.next.is_some() && !s.repairing)
+            .filter(|(_, s)| {
+                recent.is_none_or(|recent| {
+                    s.last_message.is_some_and(|t| (GAP_WAIT..recent).contains(&now.duration_since(t)))
+                })
+            })
             .map(|(room, s)| {
                 s.repairing = true;
                 room.clone()
@@ -393,9 +410,10 @@ async fn subscribe_loop(
         backoff = Duration::from_millis(100);
         me.health.set(None);
         tracing::info!(rooms = watched.len(), "subscribed to Redis");
-        me.catch_up_all();
+        me.catch_up(None);
         drop(me);
         let mut gaps = tokio::time::interval(GAP_CHECK);
+        let mut heads = tokio::time::interval(HEAD_CHECK);
         loop {
             tokio::select! {
                 request = control.recv() => match request {
@@ -425,6 +443,10 @@ async fn subscribe_loop(
                 _ = gaps.tick() => {
                     let Some(me) = inner.upgrade() else { return };
                     me.repair_gaps();
+                }
+                _ = heads.tick() => {
+                    let Some(me) = inner.upgrade() else { return };
+                    me.catch_up(Some(HEAD_CHECK_WINDOW));
                 }
             }
         }

@@ -2,6 +2,9 @@
 // each test binary uses part of these fixtures
 #![allow(unreachable_pub, dead_code)]
 
+pub mod postgres;
+pub mod redis;
+
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
