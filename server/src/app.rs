@@ -64,6 +64,10 @@ impl AppState {
         let stats: Arc<Stats> = Arc::default();
         let tracker = TaskTracker::new();
         let presence = Arc::new(LocalPresence::new(config.presence()));
+        if config.redis.is_some() && config.database.is_none() {
+            // every hub would number the rooms of its own SQLite file: the seqs would collide
+            anyhow::bail!("--redis needs --database: hubs that fan out to each other must share one history");
+        }
         let redis = match &config.redis {
             Some(url) => Some(Arc::new(
                 RedisFanout::start(url, presence.clone(), stats.clone())

@@ -107,3 +107,11 @@ async fn redis_away_for_a_while_loses_nothing_and_the_other_hub_catches_up_when_
     assert!(healthy, "healthy again once Redis answers");
     assert!(b.health().await["gap_repairs"].as_u64() >= Some(1));
 }
+
+#[tokio::test]
+async fn redis_without_a_shared_database_is_refused_at_start() {
+    let mut config = hubbub_server::Config::for_tests();
+    config.redis = Some("redis://127.0.0.1:1".into());
+    let err = hubbub_server::Application::build(config).await.expect_err("refused");
+    assert!(format!("{err:#}").contains("--redis needs --database"), "{err:#}");
+}
