@@ -49,6 +49,9 @@ pub(crate) struct AppState {
     pub(crate) stats: Arc<Stats>,
     /// Cancelled when the process should stop; every connection watches it and sends 1001.
     pub(crate) shutdown: CancellationToken,
+    /// Cancelled as soon as the shutdown signal arrives (before `shutdown`): the listener stops
+    /// accepting and `/readyz` says not ready.
+    pub(crate) draining: CancellationToken,
     /// Every connection task and history read, so shutdown can wait for them.
     pub(crate) tracker: TaskTracker,
     /// The last connection id handed out; ids only name connections in logs and presence.
@@ -120,6 +123,7 @@ impl AppState {
             chat,
             stats,
             shutdown: CancellationToken::new(),
+            draining: CancellationToken::new(),
             tracker,
             conn_ids: Arc::default(),
         })
@@ -166,7 +170,7 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains as described in the module docs.
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let state = self.state;
-        let stop_accepting = CancellationToken::new();
+        let stop_accepting = state.draining.clone();
         let trigger = stop_accepting.clone();
         tokio::spawn(async move {
             shutdown.await;

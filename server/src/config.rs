@@ -59,7 +59,8 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,
 
-    /// Chat messages (any request) a connection may send per second, on average ...
+    /// Requests (any message) a chat connection (`/ws`) may send per second, on average ...
+    /// (the echo and add sockets have no rate limit)
     #[arg(long, env = "HUBBUB_MESSAGES_PER_SEC", default_value_t = 10.0)]
     pub messages_per_sec: f64,
 
@@ -67,8 +68,8 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_MESSAGE_BURST", default_value_t = 30.0)]
     pub message_burst: f64,
 
-    /// Refusals in a row (no accepted message between them) before the connection is closed
-    /// for abuse (4003).
+    /// Refusals in a row (no accepted message between them) before a chat connection is
+    /// closed for abuse (4003).
     #[arg(long, env = "HUBBUB_RATE_LIMIT_STRIKES", default_value_t = 50)]
     pub rate_limit_strikes: u32,
 
@@ -94,7 +95,9 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_WRITE_TIMEOUT_MS", default_value_t = 10_000)]
     pub write_timeout_ms: u64,
 
-    /// Messages queued per connection before it counts as too slow and is closed (code 4001).
+    /// Live chat messages queued per connection: past it they are dropped for that reader only,
+    /// who is told `lagged` and catches up with `resume`. Replies and acks are never dropped; a
+    /// reader that lets 4 × this many pile up is closed as too slow (4001).
     #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 

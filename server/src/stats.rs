@@ -119,11 +119,24 @@ pub(crate) struct Stats {
     pub(crate) gap_repairs: Counter,
     /// Close frames the hub sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
+    /// Why the last group commit failed, while no commit has succeeded since: `/healthz` and
+    /// `/readyz` report the database by what commits do, not only by whether it answers.
+    commit_failure: Mutex<Option<String>>,
     /// How long group commits take (BEGIN to COMMIT, fsync included).
     pub(crate) commit_latency: Histogram,
 }
 
 impl Stats {
+    /// Records how the last group commit went.
+    pub(crate) fn commit_outcome(&self, failure: Option<String>) {
+        *self.commit_failure.lock().unwrap_or_else(|p| p.into_inner()) = failure;
+    }
+
+    /// Why commits are failing right now, if they are.
+    pub(crate) fn commit_failure(&self) -> Option<String> {
+        self.commit_failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     pub(crate) fn closed_with(&self, code: u16) {
         *self.closes.lock().unwrap_or_else(|p| p.into_inner()).entry(code).or_insert(0) += 1;
     }

@@ -30,6 +30,23 @@ pub const NO_JOIN: u16 = 4004;
 /// Too many messages or frames, long after being told (`rate_limited`) to slow down.
 pub const RATE_LIMITED: u16 = 4003;
 
+/// Every code the hub sends (1006 is a browser's report of a lost connection, never sent).
+/// `docs/protocol.md`'s close-code table lists exactly these (checked by the server's tests).
+pub const SENT: [u16; 12] = [
+    NORMAL,
+    GOING_AWAY,
+    PROTOCOL_ERROR,
+    UNSUPPORTED_DATA,
+    INVALID_PAYLOAD,
+    MESSAGE_TOO_BIG,
+    INTERNAL_ERROR,
+    IDLE_TIMEOUT,
+    SLOW_CONSUMER,
+    WRITE_TIMEOUT,
+    RATE_LIMITED,
+    NO_JOIN,
+];
+
 /// A short, human description of a close code, for the page's connection status.
 pub fn describe(code: u16) -> &'static str {
     match code {
@@ -47,5 +64,20 @@ pub fn describe(code: u16) -> &'static str {
         RATE_LIMITED => "too many messages",
         NO_JOIN => "no room joined in time",
         _ => "closed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_the_hub_sends_has_its_own_description() {
+        let mut seen = std::collections::HashSet::new();
+        for code in SENT {
+            let text = describe(code);
+            assert_ne!(text, "closed", "{code} has no description");
+            assert!(seen.insert(text), "{code} shares its description");
+        }
     }
 }

@@ -321,6 +321,11 @@ impl Writer {
                     tracing::info!(code = close::WRITE_TIMEOUT, "write deadline passed; dropping connection");
                     self.stats.write_timeouts.inc();
                     closing.cancel();
+                    // offered, within the close grace: a socket this stuck rarely takes it, but
+                    // one that only stalled does, and the client learns why
+                    self.stats.closed_with(close::WRITE_TIMEOUT);
+                    let frame = CloseFrame { code: close::WRITE_TIMEOUT, reason: "write timeout".into() };
+                    let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
                     return;
                 }
                 Err(WriteError::Gone) => {

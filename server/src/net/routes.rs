@@ -28,6 +28,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/ws/echo", get(socket))
         .route("/ws/add", get(socket))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback_service(page)
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
@@ -116,14 +117,35 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body)
 }
 
-/// Liveness, storage and fan-out health and a few counters, as JSON. 503 when the database
-/// fails (nothing can be sent); 200 but `degraded` when only fan-out between hubs is (Redis
-/// away: this hub still serves its members, so a load balancer should keep it).
-async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    let storage = state.chat.log.check().await;
-    if let Err(e) = &storage {
+/// Whether the database works: it answers, and the last group commit did not fail.
+async fn storage_problem(state: &AppState) -> Option<String> {
+    if let Err(e) = state.chat.log.check().await {
         tracing::warn!(cause = %e, "health check: storage unavailable");
+        return Some(e.to_string());
     }
+    state.stats.commit_failure()
+}
+
+/// Whether a load balancer should send new connections here: 503 while draining (a shutdown
+/// began) or while the database fails.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let reason =
+        if state.draining.is_cancelled() { Some("draining".to_owned()) } else { storage_problem(&state).await };
+    match reason {
+        None => (StatusCode::OK, Json(serde_json::json!({ "ready": true }))),
+        Some(reason) => {
+            (StatusCode::SERVICE_UNAVAILABLE, Json(serde_json::json!({ "ready": false, "reason": reason })))
+        }
+    }
+}
+
+/// Liveness, storage and fan-out health and a few counters, as JSON. 503 when the database
+/// fails (it does not answer, or the last group commit failed: nothing can be sent); 200 but
+/// `degraded` when only fan-out between hubs is (Redis away: this hub still serves its members,
+/// so a load balancer should keep it).
+async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
+    let problem = storage_problem(&state).await;
+    let storage: Result<(), String> = problem.clone().map_or(Ok(()), Err);
     let fanout = state.chat.fanout.problem();
     let status = if storage.is_ok() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     let mut body = state.stats.summary(state.chat.presence.room_count());
@@ -131,6 +153,9 @@ async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     body.insert("status".into(), if healthy { "ok" } else { "degraded" }.into());
     body.insert("storage".into(), if storage.is_ok() { "ok" } else { "unavailable" }.into());
     body.insert("fanout".into(), fanout.unwrap_or_else(|| "ok".to_owned()).into());
+    if let Some(problem) = problem {
+        body.insert("storage_error".into(), problem.into());
+    }
     let body = Json(serde_json::Value::Object(body));
     (status, body)
 }

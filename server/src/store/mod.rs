@@ -42,15 +42,25 @@ pub(crate) enum StoreError {
     /// The file system failed before the database could be opened (folder, temp file, thread).
     #[error("storage is unavailable: {0}")]
     Io(#[from] std::io::Error),
-    /// PostgreSQL refused or failed, or could not be reached.
+    /// PostgreSQL refused or failed, or could not be reached; with the server's own message.
     #[error("storage is unavailable: {0}")]
-    Postgres(#[from] tokio_postgres::Error),
+    Postgres(String),
     /// The database did not answer in time.
     #[error("storage is unavailable: timed out {0}")]
     Timeout(&'static str),
     /// The writer has stopped (the hub is shutting down).
     #[error("the storage writer has stopped")]
     Stopped,
+}
+
+impl From<tokio_postgres::Error> for StoreError {
+    /// tokio-postgres shows a server error as just "db error": keep what the server said.
+    fn from(err: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(match err.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => err.to_string(),
+        })
+    }
 }
 
 /// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.

@@ -240,6 +240,7 @@ async fn write_loop(
         stats.commit_latency.observe(started.elapsed());
         match committed {
             Ok(outcomes) => {
+                stats.commit_outcome(None);
                 stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
                 for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
                     on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
@@ -249,6 +250,7 @@ async fn write_loop(
                 // the connection may be half-way through a transaction: start afresh next time
                 client = None;
                 tracing::error!(cause = %err, messages = batch.len(), "commit failed");
+                stats.commit_outcome(Some(err.to_string()));
                 for append in batch {
                     on_commit(Err(NotStored { append, reason: err.to_string() }));
                 }

@@ -213,6 +213,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
         stats.commit_latency.observe(started.elapsed());
         match committed {
             Ok(outcomes) => {
+                stats.commit_outcome(None);
                 stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
                 for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
                     on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
@@ -222,6 +223,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
                 // nothing of the batch was stored: the cached heads may be ahead of the disk
                 heads.clear();
                 tracing::error!(cause = %err, messages = batch.len(), "commit failed");
+                stats.commit_outcome(Some(err.to_string()));
                 for append in batch {
                     on_commit(Err(NotStored { append, reason: err.to_string() }));
                 }

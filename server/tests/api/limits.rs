@@ -151,7 +151,9 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
     })
     .await
     .expect("the slow reader's connection ends");
-    assert_eq!(ended, None, "a socket stuck past the write deadline gets no close frame");
+    // the hub offers close 4002 for 2 s after the deadline: it gets through when the reader
+    // comes back within them (as here, usually), else the connection just ends
+    assert!(matches!(ended, Some(close::WRITE_TIMEOUT) | None), "{ended:?}");
     drop(slow);
     app.wait_for_health("panics", 0).await;
 }

@@ -4,6 +4,7 @@
 
 mod chat;
 mod cluster;
+mod docs;
 mod frames;
 mod helpers;
 mod history;

@@ -124,3 +124,37 @@ async fn postgres_down_refuses_sends_then_they_work_again_and_nothing_acknowledg
     assert_eq!(history.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=6).collect::<Vec<_>>());
     assert_eq!(app.health().await["status"], "ok");
 }
+
+#[tokio::test]
+async fn health_and_readiness_follow_the_commits_not_only_whether_the_database_answers() {
+    let pg = Postgres::start();
+    let url = pg.database().await;
+    let app = hub_on(&url).await;
+    let (mut alice, _) = app.joined("lobby", "alice").await;
+    alice.send(&send("ok-1", "fine")).await;
+    assert_eq!(acks(&mut alice, &["ok-1".to_owned()]).await[0].1, 1);
+    let (status, _, _) = http_get(app.addr, "/readyz", &[]).await;
+    assert_eq!(status, 200);
+
+    // Arrange: the database answers every SELECT, but refuses to store anything
+    let (admin, driver) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(driver);
+    admin.batch_execute("ALTER TABLE messages ADD CONSTRAINT no_writes CHECK (false) NOT VALID").await.unwrap();
+
+    // Act + Assert: the failed commit is what health reports
+    alice.send(&send("refused-1", "not stored")).await;
+    assert_eq!(acks(&mut alice, &["refused-1".to_owned()]).await[0].1, 0, "storage_unavailable");
+    let (status, _, body) = http_get(app.addr, "/healthz", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("no_writes"), "says why: {body}");
+    let (status, _, body) = http_get(app.addr, "/readyz", &[]).await;
+    assert_eq!(status, 503, "{body}");
+
+    // ... and the next commit that works clears it, without a restart
+    admin.batch_execute("ALTER TABLE messages DROP CONSTRAINT no_writes").await.unwrap();
+    alice.send(&send("refused-1", "not stored")).await;
+    assert_eq!(acks(&mut alice, &["refused-1".to_owned()]).await[0].1, 2);
+    assert_eq!(app.health().await["status"], "ok");
+    let (status, _, _) = http_get(app.addr, "/readyz", &[]).await;
+    assert_eq!(status, 200);
+}
