@@ -120,6 +120,8 @@ if [ "$mode" = test ]; then
   # the cluster tests run their own throwaway servers (server/tests/support/); the packages
   # start nothing here (no systemd)
   apt_ensure postgresql redis-server
+  # the reverse-proxy test runs nginx with the configuration docs/operations.md prints
+  apt_ensure nginx-light
   venv=target/kosoku-venv
   if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -qx "Version: $KOSOKU_VERSION"; then
     step "kosoku $KOSOKU_VERSION present (Autobahn test cases)"

@@ -14,7 +14,7 @@ use crate::{
     chat::{ChatDeps, presence::LocalPresence},
     net::{
         self,
-        guard::{ip_limit::IpLimiter, origin::OriginPolicy},
+        guard::{ip_limit::IpLimiter, origin::OriginPolicy, proxy::TrustedProxies},
     },
     stats::Stats,
     store::{MessageLog, postgres::PgLog, sqlite::SqliteLog},
@@ -45,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) origins: Arc<OriginPolicy>,
     /// Sockets per client address (checked before every upgrade).
     pub(crate) ip_limiter: Arc<IpLimiter>,
+    /// Whose forwarding headers say who the client is (`--trusted-proxies`).
+    pub(crate) proxies: Arc<TrustedProxies>,
     /// Counters and gauges behind `/metrics` and `/healthz`.
     pub(crate) stats: Arc<Stats>,
     /// Cancelled when the process should stop; every connection watches it and sends 1001.
@@ -119,6 +121,7 @@ impl AppState {
         Ok(Self {
             origins: Arc::new(OriginPolicy::new(&config.allowed_origins)),
             ip_limiter: Arc::new(IpLimiter::new(config.max_connections_per_ip)),
+            proxies: Arc::new(TrustedProxies::new(&config.trusted_proxies).map_err(anyhow::Error::msg)?),
             config,
             chat,
             stats,

@@ -55,6 +55,13 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
 
+    /// Reverse proxies (CIDRs or addresses, comma separated, e.g. `127.0.0.1,10.0.0.0/8`) whose
+    /// `Forwarded` / `X-Forwarded-For` / `-Proto` / `-Host` headers name the real client, for
+    /// the per-address cap, the Origin check and the logs. From anyone else those headers are
+    /// ignored.
+    #[arg(long, env = "HUBBUB_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<String>,
+
     /// WebSocket connections one client IP address may hold at once; more get 429.
     #[arg(long, env = "HUBBUB_MAX_CONNECTIONS_PER_IP", default_value_t = 64)]
     pub max_connections_per_ip: usize,

@@ -517,3 +517,24 @@ async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_aske
     assert_eq!(members(&alice).await.len(), OTHERS + 1 - 20);
     drop(others);
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver, nginx and the trunk-built page: run by `make test`"]
+async fn two_people_chat_through_nginx_with_the_documented_configuration() {
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy(), "--trusted-proxies", "127.0.0.1"]).await;
+    let addr: std::net::SocketAddr = hub.url.trim_start_matches("http://").parse().unwrap();
+    let nginx = support::nginx::Nginx::start(addr);
+    let driver = Driver::start().await;
+    let (alice, bob) = (driver.browser("alice-nginx").await, driver.browser("bob-nginx").await);
+    // the page, its socket and everything else through the proxy only
+    join(&alice, &nginx.url(), "alice").await;
+    join(&bob, &nginx.url(), "bob").await;
+    say(&alice, "hello through nginx").await;
+    for (who, page) in [("alice", &alice), ("bob", &bob)] {
+        eventually(&format!("{who} sees it once, stored"), || async {
+            (copies(page, "hello through nginx").await == (1, 0)).then_some(())
+        })
+        .await;
+    }
+    eventually("each sees both", || async { (members(&bob).await == ["alice", "bob"]).then_some(()) }).await;
+}

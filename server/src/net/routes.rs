@@ -74,18 +74,21 @@ fn upgrade<E: super::Endpoint + 'static>(
     max_message_bytes: usize,
     make_endpoint: impl FnOnce(&AppState, super::ConnId) -> E,
 ) -> Response {
-    if let Err(origin) = state.origins.check(headers) {
+    // behind a trusted reverse proxy, the client it speaks for; else the peer itself
+    let client = state.proxies.client(peer.ip(), headers);
+    let who = client.addr;
+    if let Err(origin) = state.origins.check(headers, &client) {
         state.stats.origin_refusals.inc();
-        tracing::warn!(%peer, %origin, endpoint, "refused WebSocket from a foreign origin");
+        tracing::warn!(client = %who, %peer, %origin, endpoint, "refused WebSocket from a foreign origin");
         return (StatusCode::FORBIDDEN, "origin not allowed\n").into_response();
     }
-    let Some(slot) = state.ip_limiter.acquire(peer.ip()) else {
+    let Some(slot) = state.ip_limiter.acquire(who) else {
         state.stats.ip_cap_refusals.inc();
-        tracing::warn!(%peer, endpoint, "refused WebSocket: too many connections from this address");
+        tracing::warn!(client = %who, %peer, endpoint, "refused WebSocket: too many connections from this address");
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     };
     let conn = state.new_conn_id();
-    let span = tracing::info_span!("conn", id = conn, endpoint, %peer);
+    let span = tracing::info_span!("conn", id = conn, endpoint, client = %who, %peer);
     let tracker = state.tracker.clone();
     let read_buffer = state.config.read_buffer_bytes;
     let endpoint = make_endpoint(&state, conn);

@@ -11,10 +11,13 @@ mod history;
 mod http;
 mod lifecycle;
 mod limits;
+#[path = "../support/nginx.rs"]
+mod nginx;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod postgres;
 mod presence;
+mod proxy;
 #[path = "../support/redis.rs"]
 mod redis;
 mod services;

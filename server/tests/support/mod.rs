@@ -2,6 +2,7 @@
 // each test binary uses part of these fixtures
 #![allow(unreachable_pub, dead_code)]
 
+pub mod nginx;
 pub mod postgres;
 pub mod redis;
 

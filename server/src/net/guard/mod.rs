@@ -5,4 +5,5 @@
 pub(crate) mod csp;
 pub(crate) mod ip_limit;
 pub(crate) mod origin;
+pub(crate) mod proxy;
 pub(crate) mod rate;
