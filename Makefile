@@ -2,13 +2,22 @@
 # Both install what is missing first (scripts/setup.sh), idempotently.
 SHELL := bash
 .DEFAULT_GOAL := run
-.PHONY: run test lint bench setup page dev-server dev-page
+.PHONY: run test lint bench setup page dev-server dev-page dist
 
 ## Build the page and start Hubbub on http://127.0.0.1:3000
 run:
 	@scripts/setup.sh run
 	@scripts/build-page.sh
-	cargo run --release -p hubbub-server --bin hubbub -- --static-dir dist
+	cargo run --release -p hubbub-server --bin hubbub
+
+## One binary with the page inside, and a systemd unit, in target/dist/ (README: Deploy)
+dist:
+	@scripts/setup.sh run
+	@scripts/build-page.sh
+	cargo build --release -p hubbub-server
+	mkdir -p target/dist
+	cp target/release/hubbub deploy/hubbub.service target/dist/
+	@echo "target/dist/hubbub carries the page: copy it and hubbub.service to the server"
 
 ## Every test: lints, protocol, page model and hub (cargo test), then the real-process ones:
 ## browser, Autobahn

@@ -160,9 +160,6 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener =
             net::accept::listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
-        if !config.static_dir.join("index.html").is_file() {
-            tracing::warn!(dir = %config.static_dir.display(), "no built page here; `make run` builds it");
-        }
         Ok(Self { listener, state: AppState::new(config).await? })
     }
 

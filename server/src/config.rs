@@ -11,9 +11,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
-    /// Folder with the built page (trunk's output). Unknown paths fall back to its index.html.
-    #[arg(long, env = "HUBBUB_STATIC_DIR", default_value = "dist")]
-    pub static_dir: PathBuf,
+    /// Serve the page from this folder (trunk's output) instead of the one built into the
+    /// binary; for development. Without it: the built-in page, or `dist` when none was built
+    /// in. Unknown paths fall back to its index.html.
+    #[arg(long, env = "HUBBUB_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
 
     /// SQLite database file for the history (created with its folder); `:memory:` keeps
     /// nothing across restarts.

@@ -538,3 +538,33 @@ async fn two_people_chat_through_nginx_with_the_documented_configuration() {
     }
     eventually("each sees both", || async { (members(&bob).await == ["alice", "bob"]).then_some(()) }).await;
 }
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn the_binary_carries_the_page_and_serves_it_without_a_folder() {
+    // no --static-dir, and no `dist` in the working directory (server/): only the built-in page
+    assert!(!std::path::Path::new("dist").exists());
+    let hub = Hub::start(&[]).await;
+    let addr: std::net::SocketAddr = hub.url.trim_start_matches("http://").parse().unwrap();
+    let dist = dist_dir();
+    let index = std::fs::read_to_string(dist.join("index.html")).unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(
+        &mut stream,
+        format!("GET / HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut raw).await.unwrap();
+    assert!(raw.ends_with(&index), "the built index.html, from inside the binary");
+
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-embedded").await;
+    join(&alice, &hub.url, "alice").await;
+    say(&alice, "served from the binary").await;
+    eventually("the message is stored", || async {
+        (copies(&alice, "served from the binary").await == (1, 0)).then_some(())
+    })
+    .await;
+}

@@ -9,6 +9,7 @@ pub(crate) mod connection;
 pub(crate) mod echo;
 pub(crate) mod guard;
 pub(crate) mod outbound;
+pub(crate) mod page;
 pub(crate) mod routes;
 
 pub(crate) use connection::{Close, Endpoint};

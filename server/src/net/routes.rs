@@ -1,28 +1,31 @@
 //! HTTP surface: the chat socket, the health check, and the page itself.
 
-use super::{add::Add, connection, echo::Echo};
+use super::{add::Add, connection, echo::Echo, page::Page};
 use crate::{AppState, chat::session::ChatSession};
 use axum::{
     Json, Router,
     extract::{ConnectInfo, MatchedPath, State, WebSocketUpgrade},
-    http::{HeaderMap, HeaderValue, StatusCode, header},
+    http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
 };
 use hubbub_shared::SUBPROTOCOL;
-use std::net::SocketAddr;
-use tower_http::{
-    services::{ServeDir, ServeFile},
-    set_header::SetResponseHeaderLayer,
-    trace::TraceLayer,
-};
+use std::{net::SocketAddr, sync::Arc};
+use tower_http::{set_header::SetResponseHeaderLayer, trace::TraceLayer};
 use tracing::Instrument;
 
 pub(crate) fn router(state: AppState) -> Router {
-    let static_dir = &state.config.static_dir;
-    // unknown paths get index.html so that client-side routes survive a reload
-    let page = ServeDir::new(static_dir).fallback(ServeFile::new(static_dir.join("index.html")));
-    let csp = HeaderValue::from_str(&super::guard::csp::policy(static_dir)).expect("the policy is ASCII");
+    let page = Arc::new(Page::load(state.config.static_dir.as_deref()));
+    if page.index_html().is_none() {
+        tracing::warn!(from = %page.source, "no built page; `make run` builds it");
+    } else {
+        tracing::info!(from = %page.source, "serving the page");
+    }
+    let csp = HeaderValue::from_str(&super::guard::csp::policy(page.index_html())).expect("the policy is ASCII");
+    let page = move |uri: Uri, headers: HeaderMap| {
+        let page = page.clone();
+        async move { page.respond(&uri, &headers) }
+    };
     Router::new()
         .route("/ws", get(socket))
         .route("/ws/echo", get(socket))
@@ -30,7 +33,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .fallback_service(page)
+        .fallback(get(page))
         .layer(SetResponseHeaderLayer::overriding(header::CONTENT_SECURITY_POLICY, csp))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -318,6 +318,12 @@ fn count_of(msg: &ServerMsg) -> u64 {
 
 /// A bare HTTP/1.1 GET; returns status, raw header block and body.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let (status, head, body) = http_get_bytes(addr, path, headers).await;
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The same, with the body as bytes (compressed bodies are not text).
+pub async fn http_get_bytes(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).await.expect("connect");
     let mut request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (name, value) in headers {
@@ -327,8 +333,8 @@ pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) ->
     stream.write_all(request.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(WAIT, stream.read_to_end(&mut raw)).await.expect("response in time").expect("read");
-    let raw = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").map_or(raw.len(), |at| at + 4);
+    let head = String::from_utf8_lossy(&raw[..split]).trim_end().to_owned();
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("a status line");
-    (status, head.to_owned(), body.to_owned())
+    (status, head, raw[split..].to_vec())
 }

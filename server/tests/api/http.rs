@@ -42,7 +42,7 @@ async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
     std::fs::write(dir.path().join("index.html"), "<!doctype html><title>Hubbub</title>").unwrap();
     std::fs::write(dir.path().join("app.wasm"), b"\0asm").unwrap();
     let static_dir = dir.path().to_owned();
-    let app = spawn_app_with(move |c| c.static_dir = static_dir).await;
+    let app = spawn_app_with(move |c| c.static_dir = Some(static_dir)).await;
 
     let (status, head, body) = http_get(app.addr, "/", &[]).await;
     assert_eq!(status, 200);
@@ -61,6 +61,48 @@ async fn the_page_is_served_with_its_types_and_unknown_paths_fall_back_to_it() {
     let (status, _, body) = http_get(app.addr, "/healthz", &[]).await;
     assert_eq!(status, 200);
     assert!(body.contains(r#""status":"ok""#), "{body}");
+}
+
+#[tokio::test]
+async fn hashed_assets_are_cached_for_a_year_compressed_by_accept_encoding_and_index_html_is_revalidated() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("index.html"), "<!doctype html><title>Hubbub</title>").unwrap();
+    let script: String = (0..2000).map(|i| format!("console.log({i});\n")).collect();
+    let name = "hubbub-frontend-9779cc7a429c44ce.js";
+    std::fs::write(dir.path().join(name), &script).unwrap();
+    let static_dir = dir.path().to_owned();
+    let app = spawn_app_with(move |c| c.static_dir = Some(static_dir)).await;
+    let header = |head: &str, name: &str| {
+        head.lines().find_map(|l| {
+            l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.trim().to_owned())
+        })
+    };
+
+    let path = format!("/{name}");
+    let (status, head, plain) = http_get_bytes(app.addr, &path, &[]).await;
+    assert_eq!((status, plain.len()), (200, script.len()), "no Accept-Encoding: as it is");
+    assert_eq!(header(&head, "cache-control").as_deref(), Some("public, max-age=31536000, immutable"));
+    assert_eq!(header(&head, "content-encoding"), None);
+
+    let (_, head, br) = http_get_bytes(app.addr, &path, &[("Accept-Encoding", "gzip, deflate, br")]).await;
+    assert_eq!(header(&head, "content-encoding").as_deref(), Some("br"), "{head}");
+    let mut unpacked = Vec::new();
+    brotli::BrotliDecompress(&mut br.as_slice(), &mut unpacked).unwrap();
+    assert_eq!(unpacked, script.as_bytes());
+    assert!(br.len() * 5 < script.len(), "{} bytes of brotli for {}", br.len(), script.len());
+
+    let (_, head, gz) = http_get_bytes(app.addr, &path, &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(header(&head, "content-encoding").as_deref(), Some("gzip"), "{head}");
+    let mut unpacked = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(gz.as_slice()), &mut unpacked).unwrap();
+    assert_eq!(unpacked, script);
+
+    let (status, head, _) = http_get_bytes(app.addr, "/", &[]).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&head, "cache-control").as_deref(), Some("no-cache"));
+    let etag = header(&head, "etag").expect("an ETag");
+    let (status, _, body) = http_get_bytes(app.addr, "/", &[("If-None-Match", &etag)]).await;
+    assert_eq!((status, body.len()), (304, 0), "unchanged: not sent again");
 }
 
 /// A client socket from a given loopback source address.
