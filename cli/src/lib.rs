@@ -90,8 +90,44 @@ pub fn socket_url(base: &str, service: Service) -> Result<String, ConnectError> 
     Ok(format!("{scheme}://{rest}{path}"))
 }
 
-/// Opens a socket to `url` with extra request headers (`("Origin", "https://…")`).
+/// Opens a socket to `url` with extra request headers (`("Origin", "https://…")`); a `wss://`
+/// URL is checked against the system's root certificates.
 pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Socket, ConnectError> {
+    connect_with_ca(url, headers, None).await
+}
+
+/// The TLS settings of a `wss://` connection: the system's roots, or only the certificate
+/// authority in `ca` (a PEM file: a private CA, or a self-signed certificate).
+fn tls_config(ca: Option<&std::path::Path>) -> Result<std::sync::Arc<rustls::ClientConfig>, ConnectError> {
+    use rustls::pki_types::{CertificateDer, pem::PemObject};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some(ca) => {
+            let certs = CertificateDer::pem_file_iter(ca)
+                .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| ConnectError::BadRequest(format!("--ca {}: {e}", ca.display())))?;
+            roots.add_parsable_certificates(certs);
+        }
+        None => {
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        }
+    }
+    // named, not picked by feature flags: the workspace may enable more than one provider
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ConnectError::BadRequest(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(std::sync::Arc::new(config))
+}
+
+/// [`connect`], trusting only the certificate authority in `ca` for `wss://` when given.
+pub async fn connect_with_ca(
+    url: &str,
+    headers: &[(&str, &str)],
+    ca: Option<&std::path::Path>,
+) -> Result<Socket, ConnectError> {
     let mut request = url.into_client_request().map_err(|e| ConnectError::BadRequest(format!("bad URL {url}: {e}")))?;
     for (name, value) in headers {
         let name = HeaderName::from_bytes(name.trim().as_bytes())
@@ -101,7 +137,12 @@ pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Socket, Conn
         request.headers_mut().append(name, value);
     }
     let unreachable = |cause: String| ConnectError::Unreachable { url: url.to_owned(), cause };
-    match tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(request)).await {
+    let connector = match url.starts_with("wss://") {
+        true => Some(tokio_tungstenite::Connector::Rustls(tls_config(ca)?)),
+        false => None,
+    };
+    let handshake = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+    match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Err(_) => Err(unreachable("timed out".into())),
         Ok(Err(tungstenite::Error::Http(response))) => {
             let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
@@ -168,9 +209,11 @@ where
     }
 }
 
-/// The address in a [`LISTENING_PREFIX`] line.
+/// The address in a [`LISTENING_PREFIX`] line (or its `https://` form, with TLS).
 pub fn listening_addr(line: &str) -> Option<SocketAddr> {
-    line.trim().strip_prefix(LISTENING_PREFIX)?.parse().ok()
+    let line = line.trim();
+    let addr = line.strip_prefix(LISTENING_PREFIX).or_else(|| line.strip_prefix("hubbub listening on https://"))?;
+    addr.parse().ok()
 }
 
 /// Reads a starting `hubbub` process's stdout up to its listening line, within `wait`. Returns

@@ -57,6 +57,11 @@ struct Args {
     /// Print every frame as the raw JSON (or text) that arrived, one per line.
     #[arg(long)]
     json: bool,
+
+    /// For `wss://`: trust only this certificate authority (PEM), e.g. a self-signed hub's
+    /// certificate; without it, the system's root certificates.
+    #[arg(long, value_name = "FILE")]
+    ca: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -147,7 +152,7 @@ async fn run(args: Args) -> Result<(), Failure> {
             h.split_once(':').ok_or_else(|| fail(Exit::BadArguments, format!("header needs NAME: VALUE, got {h:?}")))
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let ws = hubbub_client::connect(&url, &headers).await?;
+    let ws = hubbub_client::connect_with_ca(&url, &headers, args.ca.as_deref()).await?;
     let (mut sink, stream) = ws.split();
     if args.mode == Mode::Chat {
         let join = hubbub_client::join(&args.room, args.nick.as_deref().unwrap_or_default());

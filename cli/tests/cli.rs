@@ -238,3 +238,33 @@ async fn bad_arguments_exit_2() {
     let (code, _) = cli(&["ftp://x", "--mode", "echo"]).finish().await;
     assert_eq!(code, 2);
 }
+
+#[tokio::test]
+async fn wss_works_with_the_hubs_own_certificate_as_ca_and_fails_without_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("hub.pem"), dir.path().join("hub.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let mut config = Config::for_tests();
+    config.tls_cert = Some(cert_path.clone());
+    config.tls_key = Some(key_path);
+    let app = Application::build(config).await.unwrap();
+    let url = format!("wss://{}", app.local_addr());
+    let (_stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(app.run_until(async move {
+        let _ = stopped.await;
+    }));
+
+    let mut ada = cli(&[&url, "--nick", "ada", "--ca", cert_path.to_str().unwrap()]);
+    assert_eq!(ada.line().await, "* joined #lobby as ada; here: ada");
+    ada.type_line("over tls").await;
+    assert_eq!(ada.line().await, "[#lobby] <ada> over tls");
+    assert_eq!(ada.finish().await.0, 0);
+
+    // the system's roots do not know a self-signed hub: a clear failure, not a hang
+    let (code, stderr) = cli(&[&url, "--nick", "bob"]).finish().await;
+    assert_ne!(code, 0);
+    assert!(stderr.to_lowercase().contains("certificate"), "{stderr}");
+}

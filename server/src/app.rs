@@ -153,6 +153,8 @@ fn redacted(url: &str) -> String {
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// `--tls-cert` and `--tls-key`, read at start-up.
+    tls: Option<net::tls::Tls>,
 }
 
 impl Application {
@@ -160,11 +162,21 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener =
             net::accept::listen(config.listen).with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Self { listener, state: AppState::new(config).await? })
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => Some(net::tls::Tls::new(cert, key)?),
+            _ => None,
+        };
+        Ok(Self { listener, state: AppState::new(config).await?, tls })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Where people reach it: `http://ADDR`, or `https://ADDR` with TLS.
+    pub fn url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.local_addr())
     }
 
     /// Serves until `shutdown` resolves, then drains as described in the module docs.
@@ -195,8 +207,27 @@ impl Application {
                 }
             }
         });
+        // a renewed certificate is read again on SIGHUP; open connections are not touched
+        #[cfg(unix)]
+        if let Some(tls) = self.tls.clone() {
+            let stop = state.shutdown.clone();
+            state.tracker.spawn(async move {
+                let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+                    return;
+                };
+                loop {
+                    tokio::select! {
+                        _ = hangups.recv() => match tls.reload() {
+                            Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
+                            Err(e) => tracing::error!(cause = %format!("{e:#}"), "SIGHUP: TLS certificate not reloaded; the old one stays"),
+                        },
+                        _ = stop.cancelled() => break,
+                    }
+                }
+            });
+        }
         let router = net::routes::router(state.clone());
-        let http = net::accept::accept_until(self.listener, router, &state.config, stop_accepting).await;
+        let http = net::accept::accept_until(self.listener, router, &state.config, self.tls, stop_accepting).await;
         // one deadline for all the waiting below
         let deadline = tokio::time::Instant::now() + state.config.shutdown_grace();
         // the listener is gone: once a client hears 1001, nobody can connect any more

@@ -11,6 +11,15 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_LISTEN", default_value = "127.0.0.1:3000")]
     pub listen: SocketAddr,
 
+    /// TLS certificate chain (PEM): with `--tls-key`, the hub serves `https://` and `wss://`.
+    /// SIGHUP reads both files again, without dropping a connection.
+    #[arg(long, env = "HUBBUB_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// TLS private key (PEM) of `--tls-cert`.
+    #[arg(long, env = "HUBBUB_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
     /// Serve the page from this folder (trunk's output) instead of the one built into the
     /// binary; for development. Without it: the built-in page, or `dist` when none was built
     /// in. Unknown paths fall back to its index.html.

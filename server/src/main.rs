@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let app = Application::build(config).await?;
     // the one line tests and people look for: which address we really got (port 0 picks one)
-    println!("hubbub listening on http://{}", app.local_addr());
+    println!("hubbub listening on {}", app.url());
     app.run_until(shutdown_signal()).await
 }
 

@@ -61,6 +61,11 @@ impl Driver {
 
     /// A fresh browser session with its own profile: a separate person.
     async fn browser(&self, name: &str) -> Client {
+        self.browser_with(name, &[]).await
+    }
+
+    /// The same, with extra Chromium flags.
+    async fn browser_with(&self, name: &str, extra: &[String]) -> Client {
         let profile =
             tempfile::Builder::new().prefix(&format!("hubbub-e2e-{name}-")).tempdir().expect("a profile folder");
         let args = [
@@ -77,6 +82,7 @@ impl Driver {
         ];
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         args.push(format!("--user-data-dir={}", profile.path().display()));
+        args.extend(extra.iter().cloned());
         self.profiles.lock().unwrap().push(profile);
         let mut caps = serde_json::Map::new();
         caps.insert("goog:chromeOptions".into(), serde_json::json!({ "binary": "/usr/bin/chromium", "args": args }));
@@ -567,4 +573,42 @@ async fn the_binary_carries_the_page_and_serves_it_without_a_folder() {
         (copies(&alice, "served from the binary").await == (1, 0)).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn the_page_and_its_socket_work_over_https_with_a_certificate_the_browser_was_told_to_trust() {
+    use base64::Engine;
+    use rcgen::PublicKeyData;
+    use sha2::Digest;
+    // a certificate made here; Chromium trusts exactly its key for this run
+    let dir = tempfile::tempdir().unwrap();
+    let rcgen::CertifiedKey { cert, signing_key } =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("hub.pem"), dir.path().join("hub.key"));
+    std::fs::write(&cert_path, cert.pem()).unwrap();
+    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
+    let spki =
+        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(signing_key.subject_public_key_info()));
+    let hub = Hub::start(&[
+        "--static-dir",
+        &dist_dir().to_string_lossy(),
+        "--tls-cert",
+        cert_path.to_str().unwrap(),
+        "--tls-key",
+        key_path.to_str().unwrap(),
+    ])
+    .await;
+    assert!(hub.url.starts_with("https://"));
+
+    let driver = Driver::start().await;
+    let alice = driver.browser_with("alice-tls", &[format!("--ignore-certificate-errors-spki-list={spki}")]).await;
+    join(&alice, &hub.url, "alice").await;
+    say(&alice, "over wss").await;
+    eventually("the message is stored and back over wss://", || async {
+        (copies(&alice, "over wss").await == (1, 0)).then_some(())
+    })
+    .await;
+    let url = alice.current_url().await.unwrap();
+    assert_eq!(url.scheme(), "https");
 }

@@ -36,6 +36,7 @@ pub(crate) async fn accept_until(
     listener: TcpListener,
     router: Router,
     config: &Config,
+    tls: Option<super::tls::Tls>,
     stop: CancellationToken,
 ) -> GracefulShutdown {
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -69,7 +70,7 @@ pub(crate) async fn accept_until(
         // chat frames are small and already batched by the writer: send them now, not
         // after Nagle waits for the previous segment's ACK
         let _ = stream.set_nodelay(true);
-        let (builder, watcher) = (builder.clone(), graceful.watcher());
+        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
         tokio::spawn(async move {
             // hyper's header timer starts at the first byte: a client that connects and
             // sends nothing is cut off here, after the same timeout
@@ -78,9 +79,25 @@ pub(crate) async fn accept_until(
                 tracing::debug!(%peer, "nothing received within the header-read timeout (or closed)");
                 return;
             }
-            let connection =
-                builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-            if let Err(e) = watcher.watch(connection.into_owned()).await {
+            let service = TowerToHyperService::new(service);
+            let served = match tls {
+                None => {
+                    watcher
+                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                        .await
+                }
+                // the handshake under the same deadline as a request head
+                Some(tls) => match tokio::time::timeout(header_timeout, tls.acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => {
+                        watcher
+                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
+                            .await
+                    }
+                    Ok(Err(e)) => return tracing::debug!(%peer, cause = %e, "TLS handshake failed"),
+                    Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                },
+            };
+            if let Err(e) = served {
                 tracing::debug!(%peer, cause = %e, "HTTP connection ended with an error");
             }
         });

@@ -11,6 +11,7 @@ pub(crate) mod guard;
 pub(crate) mod outbound;
 pub(crate) mod page;
 pub(crate) mod routes;
+pub(crate) mod tls;
 
 pub(crate) use connection::{Close, Endpoint};
 pub(crate) use guard::rate;

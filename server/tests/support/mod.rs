@@ -75,7 +75,9 @@ impl Hub {
             .expect("hubbub starts");
         let stdout = child.stdout.take().unwrap();
         let (addr, _) = hubbub_client::read_listening_line(stdout, WAIT).await.expect("hubbub prints its address");
-        Hub { child, url: format!("http://{addr}"), _db: None }
+        // with a certificate it listens for https:// (the line says so too)
+        let scheme = if args.contains(&"--tls-cert") { "https" } else { "http" };
+        Hub { child, url: format!("{scheme}://{addr}"), _db: None }
     }
 
     /// SIGTERM, as a service manager stops it; returns the exit code.
