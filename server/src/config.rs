@@ -119,13 +119,29 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE", default_value_t = 256)]
     pub outbound_queue: usize,
 
+    /// The same bound in bytes (live messages past it are dropped for that reader, who is told
+    /// `lagged`; 16 × this in replies, acks and echoes closes it, 4001): a few large messages
+    /// weigh as much as many small ones.
+    #[arg(long, env = "HUBBUB_OUTBOUND_QUEUE_BYTES", default_value_t = 1024 * 1024)]
+    pub outbound_queue_bytes: usize,
+
     /// Largest inbound WebSocket message in bytes; larger ones close the connection (1009).
     #[arg(long, env = "HUBBUB_MAX_MESSAGE_BYTES", default_value_t = 4096)]
     pub max_message_bytes: usize,
 
-    /// Largest message on the echo socket, `/ws/echo`, in bytes (Autobahn's cases reach 16 MiB).
-    #[arg(long, env = "HUBBUB_ECHO_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    /// Serve the echo socket, `/ws/echo` (the conformance suite's subject); `false`: 404.
+    #[arg(long, env = "HUBBUB_ECHO", default_value_t = true, action = clap::ArgAction::Set)]
+    pub echo: bool,
+
+    /// Largest message on the echo socket, in bytes (larger: close 1009). The conformance test
+    /// raises it to 16 MiB, which Autobahn's cases reach.
+    #[arg(long, env = "HUBBUB_ECHO_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub echo_max_message_bytes: usize,
+
+    /// Frames per second an echo connection may send, with a burst of twice that; past it the
+    /// connection is closed (4003). 0: no limit (the conformance test).
+    #[arg(long, env = "HUBBUB_ECHO_FRAMES_PER_SEC", default_value_t = 100.0)]
+    pub echo_frames_per_sec: f64,
 
     /// Longest chat text in characters (at most 1000).
     #[arg(long, env = "HUBBUB_MAX_TEXT_CHARS", default_value_t = 1000)]

@@ -21,7 +21,8 @@ async fn the_echo_socket_passes_autobahn_cases_1_to_10() {
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|_| repo_root().join("target/kosoku-venv/bin/kosoku"));
     assert!(kosoku.is_file(), "no kosoku at {}: run scripts/setup.sh test", kosoku.display());
-    let hub = Hub::start(&[]).await;
+    // the suite's cases reach 16 MiB and send thousands of frames at once: raised explicitly
+    let hub = Hub::start(&["--echo-max-message-bytes", "16777216", "--echo-frames-per-sec", "0"]).await;
     let target = hub.url.replace("http://", "ws://") + "/ws/echo";
     let reports = repo_root().join("target/autobahn");
     let _ = std::fs::remove_dir_all(&reports);

@@ -93,7 +93,8 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl
     let config = &state.config;
     let _open = state.stats.connections.hold();
     let (sink, stream) = socket.split();
-    let (out, queue, overflowed) = Outbound::new(config.outbound_queue, state.stats.clone());
+    let (out, queue, overflowed) =
+        Outbound::bounded(config.outbound_queue, config.outbound_queue_bytes, state.stats.clone());
     let (stop_tx, stop_rx) = mpsc::channel::<Stop>(1);
     // cancelled as soon as either side starts closing: the reader then leaves the rooms at
     // once (so the room hears `member_left` now, not after the close handshake) and waits only

@@ -5,7 +5,8 @@
 //! Pushing never blocks or awaits: presence and the store's writer push while holding locks.
 //! Two kinds of frames share one FIFO queue (so order is kept):
 //!
-//! - **live** room messages. Once `capacity` frames are queued, further live messages are
+//! - **live** room messages. Once `capacity` frames (or `byte_capacity` bytes: a few large
+//!   messages weigh as much as many small ones) are queued, further live messages are
 //!   dropped and the room is marked as lagged; the writer then tells the client
 //!   `lagged {room, from_seq}` and the client catches up from history (`resume`). One slow
 //!   phone never stalls the room, and it loses nothing for good.
@@ -32,12 +33,18 @@ use tokio_util::sync::CancellationToken;
 
 /// Control frames may exceed the live capacity by this factor before the client is closed.
 const CONTROL_FACTOR: usize = 4;
+/// ... and the live byte capacity by this one: a `history` reply to a resume is one control
+/// frame of up to `--resume-gap-limit` messages (megabytes), which a reader that does read must
+/// be able to receive.
+const CONTROL_BYTES_FACTOR: usize = 16;
 
 /// State shared by a connection's pushers and its writer.
 #[derive(Debug, Default)]
 struct Shared {
     /// Frames pushed and not yet taken by the writer: the queue's length, for the bounds.
     queued: AtomicUsize,
+    /// Their payload bytes, for the byte bounds.
+    queued_bytes: AtomicUsize,
     /// Rooms whose live messages were dropped, with the first dropped seq.
     lagged: Mutex<BTreeMap<String, u64>>,
     /// Wakes the writer when a room lagged, so it sends `lagged` without waiting for a frame.
@@ -51,6 +58,8 @@ pub(crate) struct Outbound {
     shared: Arc<Shared>,
     /// Live frames queued before further live messages are dropped (`--outbound-queue`).
     capacity: usize,
+    /// Live bytes queued before further live messages are dropped (`--outbound-queue-bytes`).
+    byte_capacity: usize,
     /// Cancelled once control frames overflowed; the connection's writer closes with 4001.
     overflowed: CancellationToken,
     stats: Arc<crate::stats::Stats>,
@@ -65,15 +74,38 @@ pub(crate) struct OutboundRx {
 }
 
 impl Outbound {
-    /// A new queue: the pushing handle, the writer's end, and the token cancelled when control
-    /// frames overflow (the writer then closes with 4001).
+    /// A new queue bounded in frames only (for unit tests): the pushing handle, the writer's
+    /// end, and the token cancelled when control frames overflow (the writer then closes 4001).
+    #[cfg(test)]
     pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbound, OutboundRx, CancellationToken) {
+        Outbound::bounded(capacity, usize::MAX / 8, stats)
+    }
+
+    /// [`Outbound::new`] with a bound in bytes as well as in frames.
+    pub(crate) fn bounded(
+        capacity: usize,
+        byte_capacity: usize,
+        stats: Arc<crate::stats::Stats>,
+    ) -> (Outbound, OutboundRx, CancellationToken) {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         let overflowed = CancellationToken::new();
         let rx = OutboundRx { rx, shared: shared.clone(), stats: stats.clone() };
-        let outbound = Outbound { tx, shared, capacity: capacity.max(1), overflowed: overflowed.clone(), stats };
+        let outbound = Outbound {
+            tx,
+            shared,
+            capacity: capacity.max(1),
+            byte_capacity: byte_capacity.max(1),
+            overflowed: overflowed.clone(),
+            stats,
+        };
         (outbound, rx, overflowed)
+    }
+
+    /// Whether the live bounds are reached (frames or bytes).
+    fn full(&self) -> bool {
+        self.shared.queued.load(Ordering::Relaxed) >= self.capacity
+            || self.shared.queued_bytes.load(Ordering::Relaxed) >= self.byte_capacity
     }
 
     /// Queues a control frame (a reply, ack or notice).
@@ -83,7 +115,10 @@ impl Outbound {
 
     /// Queues a control frame that is already encoded.
     pub(crate) fn push_frame(&self, frame: Message) {
-        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity * CONTROL_FACTOR {
+        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity * CONTROL_FACTOR
+            || self.shared.queued_bytes.load(Ordering::Relaxed)
+                >= self.byte_capacity.saturating_mul(CONTROL_BYTES_FACTOR)
+        {
             if !self.overflowed.is_cancelled() {
                 self.stats.slow_consumer_evictions.inc();
                 self.overflowed.cancel();
@@ -97,7 +132,7 @@ impl Outbound {
     /// room as lagged when the queue is full. Broadcasts pass the same `Message` clone to every
     /// member: the bytes are shared, not copied.
     pub(crate) fn push_live(&self, room: &str, seq: u64, frame: Message) {
-        if self.shared.queued.load(Ordering::Relaxed) >= self.capacity {
+        if self.full() {
             let mut lagged = self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner());
             if lagged.is_empty() {
                 self.stats.lagged_readers.inc();
@@ -114,7 +149,7 @@ impl Outbound {
     /// is reached, since a later one supersedes it. Says whether it was queued, so presence can
     /// send a reader who missed changes a fresh snapshot instead.
     pub(crate) fn push_ephemeral(&self, frame: Message) -> bool {
-        if self.shared.queued.load(Ordering::Relaxed) < self.capacity {
+        if !self.full() {
             self.send(frame);
             true
         } else {
@@ -123,10 +158,13 @@ impl Outbound {
     }
 
     fn send(&self, frame: Message) {
+        let bytes = size(&frame);
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
+        self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
         // an error means the connection is closing; nobody will read this
         if self.tx.send(frame).is_err() {
             self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+            self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
         } else {
             self.stats.queued_frames.inc();
         }
@@ -137,19 +175,20 @@ impl OutboundRx {
     /// The next frame, waiting for one.
     pub(crate) async fn recv(&mut self) -> Option<Message> {
         let frame = self.rx.recv().await?;
-        self.taken();
+        self.taken(&frame);
         Some(frame)
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Message> {
         let frame = self.rx.try_recv().ok()?;
-        self.taken();
+        self.taken(&frame);
         Some(frame)
     }
 
-    fn taken(&self) {
+    fn taken(&self, frame: &Message) {
         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
+        self.shared.queued_bytes.fetch_sub(size(frame), Ordering::Relaxed);
         self.stats.queued_frames.dec();
     }
 
@@ -172,6 +211,15 @@ impl Drop for OutboundRx {
         while self.rx.try_recv().is_ok() {
             self.stats.queued_frames.dec();
         }
+    }
+}
+
+/// A frame's payload size, for the byte bounds.
+fn size(frame: &Message) -> usize {
+    match frame {
+        Message::Text(t) => t.len(),
+        Message::Binary(b) => b.len(),
+        _ => 0,
     }
 }
 

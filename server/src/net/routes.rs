@@ -51,9 +51,10 @@ async fn socket(
 ) -> Response {
     let config = &state.config;
     match path.as_str() {
+        "/ws/echo" if !config.echo => (StatusCode::NOT_FOUND, "the echo socket is turned off\n").into_response(),
         "/ws/echo" => {
-            let max = config.echo_max_message_bytes;
-            upgrade(state, peer, &headers, ws, "echo", max, |_, _| Echo)
+            let (max, per_sec) = (config.echo_max_message_bytes, config.echo_frames_per_sec);
+            upgrade(state, peer, &headers, ws, "echo", max, move |_, _| Echo::new(per_sec))
         }
         "/ws/add" => {
             let max = config.max_message_bytes;

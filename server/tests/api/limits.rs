@@ -160,17 +160,38 @@ async fn a_reader_that_stops_reading_is_closed_while_a_fast_one_gets_everything_
 
 #[tokio::test]
 async fn a_reader_that_falls_behind_is_told_and_catches_up_from_history_without_loss() {
-    const MESSAGES: u64 = 200;
     // a queue of one frame: any burst makes bob lag
-    let app = spawn_app_with(|c| c.outbound_queue = 1).await;
+    falls_behind_and_catches_up(|c| c.outbound_queue = 1, 8).await;
+}
+
+#[tokio::test]
+async fn the_outbound_queue_is_bounded_in_bytes_too() {
+    // room for ten thousand frames, but only for about fifty of these 300-character messages
+    falls_behind_and_catches_up(
+        |c| {
+            c.outbound_queue = 10_000;
+            c.outbound_queue_bytes = 16 * 1024;
+        },
+        300,
+    )
+    .await;
+}
+
+/// A burst to bob, who reads while the hub is configured by `configure`: he is told he lagged,
+/// resumes, and ends with every message once.
+async fn falls_behind_and_catches_up(configure: impl FnOnce(&mut hubbub_server::Config), text_len: usize) {
+    const MESSAGES: u64 = 200;
+    let app = spawn_app_with(configure).await;
     let epoch = app.epoch().await;
     let (mut alice, _) = app.joined("lobby", "alice").await;
-    let (mut bob, _) = app.joined("lobby", "bob").await;
+    // a small receive buffer: the kernel holds little for bob, so the hub's queue fills
+    let mut bob = Client::connect_with_small_receive_buffer(app.addr).await;
+    bob.join("lobby", "bob").await;
 
     // Act: a burst, committed in groups, so the store hands bob many messages at once
     // (without ids: no acks pile up for alice, who reads nothing)
     for i in 0..MESSAGES {
-        alice.say("lobby", &format!("{i}")).await;
+        alice.say("lobby", &format!("{i:0>text_len$}")).await;
     }
     let mut seen = std::collections::BTreeSet::new();
     let mut lags = 0;

@@ -21,9 +21,9 @@ async fn next(ws: &mut Ws) -> Message {
 
 #[tokio::test]
 async fn echo_returns_text_and_binary_unchanged_and_in_order() {
-    let app = spawn_app().await;
+    let app = spawn_app_with(|c| c.echo_max_message_bytes = 2 << 20).await;
     let mut ws = raw(&app, "/ws/echo").await;
-    let big = vec![7u8; 1 << 20]; // far over the chat's 4 KiB limit
+    let big = vec![7u8; 1 << 20]; // far over the chat's 4 KiB limit, raised for this test
     let sent = [
         Message::text("hello"),
         Message::binary(vec![0u8, 159, 146, 150]),
@@ -40,13 +40,37 @@ async fn echo_returns_text_and_binary_unchanged_and_in_order() {
 
 #[tokio::test]
 async fn echo_has_its_own_size_limit_and_the_shared_close_codes() {
-    let app = spawn_app_with(|c| c.echo_max_message_bytes = 64 * 1024).await;
+    // the default: 64 KiB
+    let app = spawn_app().await;
     let mut ws = raw(&app, "/ws/echo").await;
     ws.send(Message::text("x".repeat(64 * 1024))).await.unwrap();
     assert_eq!(next(&mut ws).await.len(), 64 * 1024);
     ws.send(Message::binary(vec![1u8; 64 * 1024 + 1])).await.unwrap();
     let Message::Close(Some(frame)) = next(&mut ws).await else { panic!("expected a close") };
     assert_eq!(u16::from(frame.code), close::MESSAGE_TOO_BIG);
+}
+
+#[tokio::test]
+async fn echo_has_its_own_frame_rate_and_can_be_turned_off() {
+    let app = spawn_app_with(|c| c.echo_frames_per_sec = 50.0).await;
+    let mut ws = raw(&app, "/ws/echo").await;
+    for i in 0..1000 {
+        if ws.send(Message::text(format!("{i}"))).await.is_err() {
+            break;
+        }
+    }
+    let code = loop {
+        match next(&mut ws).await {
+            Message::Close(Some(frame)) => break u16::from(frame.code),
+            Message::Text(_) => continue,
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(code, close::RATE_LIMITED, "a flood is closed");
+
+    let off = spawn_app_with(|c| c.echo = false).await;
+    let refused = hubbub_client::connect(&format!("ws://{}/ws/echo", off.addr), &[]).await;
+    assert!(matches!(refused, Err(hubbub_client::ConnectError::Refused { status: 404, .. })), "{refused:?}");
 }
 
 #[tokio::test]
