@@ -25,6 +25,7 @@ test:
 	@scripts/setup.sh test
 	@$(MAKE) --no-print-directory lint
 	@scripts/build-page.sh
+	@scripts/page-weight.sh
 	cargo test --workspace --exclude hubbub-frontend
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
 
