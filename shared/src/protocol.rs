@@ -278,6 +278,32 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code (the docs' table is checked against this list by the server's tests).
+    pub const ALL: [ErrorCode; 22] = [
+        ErrorCode::BadJson,
+        ErrorCode::UnknownType,
+        ErrorCode::InvalidMessage,
+        ErrorCode::NickEmpty,
+        ErrorCode::NickTooLong,
+        ErrorCode::NickForbiddenChar,
+        ErrorCode::NickTaken,
+        ErrorCode::NickConfusable,
+        ErrorCode::NickReserved,
+        ErrorCode::RoomEmpty,
+        ErrorCode::RoomTooLong,
+        ErrorCode::RoomForbiddenChar,
+        ErrorCode::TextEmpty,
+        ErrorCode::TextTooLong,
+        ErrorCode::TextForbiddenChar,
+        ErrorCode::AlreadyJoined,
+        ErrorCode::NotMember,
+        ErrorCode::TooManyRooms,
+        ErrorCode::Overflow,
+        ErrorCode::InvalidCursor,
+        ErrorCode::StorageUnavailable,
+        ErrorCode::RateLimited,
+    ];
+
     /// The wire string of this code, e.g. `nick_taken`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -303,6 +329,44 @@ impl ErrorCode {
             ErrorCode::InvalidCursor => "invalid_cursor",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::RateLimited => "rate_limited",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `ErrorCode::ALL` lists every code once: a new variant does not compile here until it is
+    /// placed in this match, and then the count check asks for it in `ALL`.
+    #[test]
+    fn all_error_codes_are_listed_once() {
+        let position = |c: ErrorCode| match c {
+            ErrorCode::BadJson => 0,
+            ErrorCode::UnknownType => 1,
+            ErrorCode::InvalidMessage => 2,
+            ErrorCode::NickEmpty => 3,
+            ErrorCode::NickTooLong => 4,
+            ErrorCode::NickForbiddenChar => 5,
+            ErrorCode::NickTaken => 6,
+            ErrorCode::NickConfusable => 7,
+            ErrorCode::NickReserved => 8,
+            ErrorCode::RoomEmpty => 9,
+            ErrorCode::RoomTooLong => 10,
+            ErrorCode::RoomForbiddenChar => 11,
+            ErrorCode::TextEmpty => 12,
+            ErrorCode::TextTooLong => 13,
+            ErrorCode::TextForbiddenChar => 14,
+            ErrorCode::AlreadyJoined => 15,
+            ErrorCode::NotMember => 16,
+            ErrorCode::TooManyRooms => 17,
+            ErrorCode::Overflow => 18,
+            ErrorCode::InvalidCursor => 19,
+            ErrorCode::StorageUnavailable => 20,
+            ErrorCode::RateLimited => 21,
+        };
+        for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
+            assert_eq!(position(code), i, "{}", code.as_str());
         }
     }
 }
