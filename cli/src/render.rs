@@ -48,6 +48,7 @@ impl Renderer {
     fn chat_line(&mut self, msg: ServerMsg) -> Option<String> {
         Some(match msg {
             ServerMsg::Welcome { .. } => return None,
+            ServerMsg::Authed { name, .. } => format!("* signed in as {name}"),
             ServerMsg::Joined { room, nick, members, count, .. } => {
                 let line = format!("* joined #{room} as {nick}; here: {}", name_list(&members, count));
                 self.known.insert(room, members.iter().map(|n| n.to_lowercase()).collect());

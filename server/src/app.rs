@@ -114,6 +114,12 @@ impl AppState {
             log,
             presence,
             fanout,
+            auth: crate::chat::auth::Verifier::from_config(
+                config.auth_jwt_secret.as_deref(),
+                config.auth_jwt_public_key.as_deref(),
+                config.auth_token_url.clone(),
+            )?
+            .map(Arc::new),
             stats: stats.clone(),
             tasks: tracker.clone(),
             started_at,

@@ -20,6 +20,21 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
 
+    /// Sign-in mode with HS256 tokens signed by this shared secret (at least 32 bytes): `/ws`
+    /// then requires an `auth` message whose token's `sub` is the person and `name` their
+    /// nickname. Without this or `--auth-jwt-public-key`: anonymous, first come first served.
+    #[arg(long, env = "HUBBUB_AUTH_JWT_SECRET", hide_env_values = true)]
+    pub auth_jwt_secret: Option<String>,
+
+    /// Sign-in mode with RS256 or ES256 tokens, checked with this public key (PEM file).
+    #[arg(long, env = "HUBBUB_AUTH_JWT_PUBLIC_KEY")]
+    pub auth_jwt_public_key: Option<PathBuf>,
+
+    /// Where pages get their sign-in token (the host application's endpoint), told to them in
+    /// `welcome`.
+    #[arg(long, env = "HUBBUB_AUTH_TOKEN_URL")]
+    pub auth_token_url: Option<String>,
+
     /// Serve the page from this folder (trunk's output) instead of the one built into the
     /// binary; for development. Without it: the built-in page, or `dist` when none was built
     /// in. Unknown paths fall back to its index.html.

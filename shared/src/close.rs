@@ -29,10 +29,14 @@ pub const WRITE_TIMEOUT: u16 = 4002;
 pub const NO_JOIN: u16 = 4004;
 /// Too many messages or frames, long after being told (`rate_limited`) to slow down.
 pub const RATE_LIMITED: u16 = 4003;
+/// Sign-in mode: the connection's token was malformed, wrongly signed or expired.
+pub const AUTH_FAILED: u16 = 4005;
+/// Sign-in mode: the token expired while connected and no fresh one came (`auth` again).
+pub const TOKEN_EXPIRED: u16 = 4006;
 
 /// Every code the hub sends (1006 is a browser's report of a lost connection, never sent).
 /// `docs/protocol.md`'s close-code table lists exactly these (checked by the server's tests).
-pub const SENT: [u16; 12] = [
+pub const SENT: [u16; 14] = [
     NORMAL,
     GOING_AWAY,
     PROTOCOL_ERROR,
@@ -45,6 +49,8 @@ pub const SENT: [u16; 12] = [
     WRITE_TIMEOUT,
     RATE_LIMITED,
     NO_JOIN,
+    AUTH_FAILED,
+    TOKEN_EXPIRED,
 ];
 
 /// A short, human description of a close code, for the page's connection status.
@@ -63,6 +69,8 @@ pub fn describe(code: u16) -> &'static str {
         WRITE_TIMEOUT => "write timeout",
         RATE_LIMITED => "too many messages",
         NO_JOIN => "no room joined in time",
+        AUTH_FAILED => "sign-in refused",
+        TOKEN_EXPIRED => "sign-in expired",
         _ => "closed",
     }
 }

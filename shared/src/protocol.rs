@@ -59,6 +59,14 @@ pub enum ClientMsg {
         room: String,
         since: String,
     },
+    /// Sign-in mode (the hub says `auth` in `welcome`): the connection token from the host
+    /// application, first, and again before it expires; reply `authed`. A bad token is refused
+    /// (`invalid_token`, `token_expired`) and the connection closed (4005).
+    Auth {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        token: String,
+    },
     /// Add two integers (the seed's JSON request/response service); reply `sum`.
     Add {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +102,7 @@ impl ClientMsg {
             | ClientMsg::Resume { id, .. }
             | ClientMsg::Leave { id, .. }
             | ClientMsg::Members { id, .. }
+            | ClientMsg::Auth { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
             ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } => None,
@@ -125,7 +134,23 @@ pub struct ChatMessage {
 pub enum ServerMsg {
     /// First frame on every connection. `epoch` names the hub's database; cursors from
     /// another epoch are stale.
-    Welcome { protocol: u32, epoch: String, limits: Limits },
+    Welcome {
+        protocol: u32,
+        epoch: String,
+        limits: Limits,
+        /// Present in sign-in mode: send `auth` with a token first (from `token_url`, the host
+        /// application's endpoint, when the operator configured one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        auth: Option<AuthInfo>,
+    },
+    /// Reply to `auth`: signed in as `name` (the nickname every join uses) until `expires_at`
+    /// (ms since the Unix epoch); send a fresh `auth` before then.
+    Authed {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        name: String,
+        expires_at: u64,
+    },
     /// Reply to `join`: the canonical names, how many people are in the room (`count`, sender
     /// included, each person once however many connections they have) and the first page of
     /// them (`members`, sorted case-insensitively; `members` requests fetch more); `away` names
@@ -222,6 +247,14 @@ pub enum ServerMsg {
     },
 }
 
+/// Sign-in mode, as `welcome` announces it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthInfo {
+    /// Where a page gets its connection token (the host application's endpoint), if configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_url: Option<String>,
+}
+
 /// The hub's limits, announced in `welcome` so the page can check before sending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Limits {
@@ -275,11 +308,17 @@ pub enum ErrorCode {
     StorageUnavailable,
     /// Over the per-connection message rate; nothing was done. See `retry_after_ms`.
     RateLimited,
+    /// Sign-in mode: a request before `auth`.
+    Unauthorized,
+    /// Sign-in mode: a token that is malformed, wrongly signed or lacks `sub` or `name`.
+    InvalidToken,
+    /// Sign-in mode: a token past its `exp`.
+    TokenExpired,
 }
 
 impl ErrorCode {
     /// Every code (the docs' table is checked against this list by the server's tests).
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
@@ -302,6 +341,9 @@ impl ErrorCode {
         ErrorCode::InvalidCursor,
         ErrorCode::StorageUnavailable,
         ErrorCode::RateLimited,
+        ErrorCode::Unauthorized,
+        ErrorCode::InvalidToken,
+        ErrorCode::TokenExpired,
     ];
 
     /// The wire string of this code, e.g. `nick_taken`.
@@ -329,6 +371,9 @@ impl ErrorCode {
             ErrorCode::InvalidCursor => "invalid_cursor",
             ErrorCode::StorageUnavailable => "storage_unavailable",
             ErrorCode::RateLimited => "rate_limited",
+            ErrorCode::Unauthorized => "unauthorized",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::TokenExpired => "token_expired",
         }
     }
 }
@@ -364,6 +409,9 @@ mod tests {
             ErrorCode::InvalidCursor => 19,
             ErrorCode::StorageUnavailable => 20,
             ErrorCode::RateLimited => 21,
+            ErrorCode::Unauthorized => 22,
+            ErrorCode::InvalidToken => 23,
+            ErrorCode::TokenExpired => 24,
         };
         for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
             assert_eq!(position(code), i, "{}", code.as_str());

@@ -428,6 +428,8 @@ impl PageModel {
             ServerMsg::Joined { id, room, nick, members, away, count } => {
                 self.joined(id, room, nick, (members, away, count))
             }
+            // the page does not sign in yet (it joins anonymously): nothing to keep
+            ServerMsg::Authed { .. } => Vec::new(),
             ServerMsg::Left { room, .. } => {
                 self.forget_room(&room);
                 vec![Effect::SaveSession]

@@ -27,7 +27,7 @@ fn history(room: &str, seqs: impl IntoIterator<Item = u64>, recovered: bool) -> 
 fn in_lobby() -> PageModel {
     let mut page = PageModel::new(Session::default(), Vec::new());
     page.connected();
-    page.apply(ServerMsg::Welcome { protocol: 1, epoch: "e1".into(), limits: LIMITS });
+    page.apply(ServerMsg::Welcome { protocol: 2, epoch: "e1".into(), limits: LIMITS, auth: None });
     let effects = page.request_join("lobby", "alice", TOKEN);
     let Some(Effect::Send(ClientMsg::Join { id, .. })) = effects.first() else { panic!("{effects:?}") };
     let id = id.clone();

@@ -3,6 +3,7 @@
 //! (`nick_rules`). Nothing here knows which engines store or fan out messages: a session gets
 //! a [`ChatDeps`] with the engines behind traits.
 
+pub(crate) mod auth;
 pub(crate) mod history;
 pub(crate) mod nick_rules;
 pub(crate) mod presence;
@@ -31,6 +32,8 @@ pub(crate) struct ChatDeps {
     pub(crate) tasks: TaskTracker,
     /// Process start in ms since the epoch: makes hub-made message ids unique across runs.
     pub(crate) started_at: u64,
+    /// Sign-in mode's token checker; `None`: anonymous mode.
+    pub(crate) auth: Option<Arc<auth::Verifier>>,
 }
 
 /// A request the chat refuses: the `error` frame's code and message, and the room it concerns.

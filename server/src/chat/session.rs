@@ -3,7 +3,7 @@
 //! connection's outbound queue.
 
 use super::{
-    ChatDeps, Refusal, history, nick_rules,
+    ChatDeps, Refusal, auth, history, nick_rules,
     presence::{JoinRequest, MAX_MEMBER_PAGE, MEMBER_PAGE, MembersRequest},
 };
 use crate::{
@@ -41,6 +41,9 @@ pub(crate) struct ChatSession {
     /// Rooms where this connection said it is typing since its last send there: only those
     /// sends need to clear it, so the hot path of a send takes no presence lock.
     typing_in: HashSet<RoomName>,
+    /// Sign-in mode: who the connection's token says it is, and until when (`None` until the
+    /// first `auth`).
+    signed_in: Option<(auth::Claims, tokio::time::Instant)>,
 }
 
 impl Endpoint for ChatSession {
@@ -51,7 +54,8 @@ impl Endpoint for ChatSession {
     fn on_open(&mut self, out: &Outbound) {
         let limits = self.deps.config.limits();
         let epoch = self.deps.log.epoch().to_owned();
-        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits });
+        let auth = self.deps.auth.as_ref().map(|v| hubbub_shared::AuthInfo { token_url: v.token_url.clone() });
+        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits, auth });
     }
 
     /// Every refusal becomes one `error` frame; the connection stays (unless it keeps
@@ -71,14 +75,28 @@ impl Endpoint for ChatSession {
             }
         };
         let id = msg.id().map(str::to_owned);
+        if let ClientMsg::Auth { token, .. } = &msg {
+            return self.sign_in(token, id, out);
+        }
+        if self.deps.auth.is_some() && self.signed_in.is_none() {
+            let reason = "Sign in first: send `auth` with your token.".to_owned();
+            refuse(out, id, Refusal::general(ErrorCode::Unauthorized, reason));
+            return Ok(());
+        }
         if let Err(refusal) = self.act(msg, out) {
             refuse(out, id, refusal);
         }
         Ok(())
     }
 
-    fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.join_by
+    fn deadline(&self) -> Option<(tokio::time::Instant, Close)> {
+        let join = self.join_by.map(|by| (by, Close::new(close::NO_JOIN, "no room joined in time")));
+        let token =
+            self.signed_in.as_ref().map(|(_, until)| (*until, Close::new(close::TOKEN_EXPIRED, "sign-in expired")));
+        match (join, token) {
+            (Some(j), Some(t)) => Some(if j.0 <= t.0 { j } else { t }),
+            (j, t) => j.or(t),
+        }
     }
 
     fn on_frame(&mut self) -> Result<(), Close> {
@@ -111,6 +129,40 @@ impl ChatSession {
             join_by,
             hidden: false,
             typing_in: HashSet::new(),
+            signed_in: None,
+        }
+    }
+
+    /// `auth`: checks the token; a good one signs the connection in (again, with a later
+    /// expiry, on a refresh), a bad one is refused and closes the connection (4005).
+    fn sign_in(&mut self, token: &str, id: Option<String>, out: &Outbound) -> Result<(), Close> {
+        let Some(verifier) = &self.deps.auth else {
+            let reason = "This hub has no sign-in; just join.".to_owned();
+            refuse(out, id, Refusal::general(ErrorCode::InvalidMessage, reason));
+            return Ok(());
+        };
+        match verifier.verify(token) {
+            Ok(claims) => {
+                // a refresh is for the same person: another `sub` would change who is in the rooms
+                if let Some((current, _)) = &self.signed_in
+                    && current.sub != claims.sub
+                {
+                    let reason = "A fresh token must be for the same person.".to_owned();
+                    refuse(out, id, Refusal::general(ErrorCode::InvalidToken, reason));
+                    return Err(Close::new(close::AUTH_FAILED, "sign-in refused"));
+                }
+                let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                let left = std::time::Duration::from_secs(claims.exp).saturating_sub(now_ms);
+                let expires_at = claims.exp.saturating_mul(1000);
+                out.push(&ServerMsg::Authed { id, name: claims.name.clone(), expires_at });
+                self.signed_in = Some((claims, tokio::time::Instant::now() + left));
+                Ok(())
+            }
+            Err(invalid) => {
+                tracing::info!(code = invalid.code.as_str(), "sign-in refused");
+                refuse(out, id, Refusal::general(invalid.code, invalid.reason));
+                Err(Close::new(close::AUTH_FAILED, "sign-in refused"))
+            }
         }
     }
 
@@ -131,7 +183,15 @@ impl ChatSession {
 
     fn act(&mut self, msg: ClientMsg, out: &Outbound) -> Result<(), Refusal> {
         match msg {
-            ClientMsg::Join { id, room, nick, since, token } => self.join(id, &room, &nick, since, token, out),
+            // signed in, the token says who joins: its `name` and its `sub`
+            ClientMsg::Join { id, room, nick, since, token } => match &self.signed_in {
+                Some((claims, _)) => {
+                    let (name, person) = (claims.name.clone(), format!("sub:{}", claims.sub));
+                    self.join(id, &room, &name, since, Some(person), out)
+                }
+                None => self.join(id, &room, &nick, since, token, out),
+            },
+            ClientMsg::Auth { .. } => unreachable!("handled before"),
             ClientMsg::Leave { id, room } => {
                 let room = self.member_of(&room)?;
                 self.rooms.remove(&room);

@@ -60,9 +60,9 @@ pub(crate) trait Endpoint: Send {
     fn on_binary(&mut self, _data: Bytes, _out: &Outbound) -> Result<(), Close> {
         Err(Close::new(close::UNSUPPORTED_DATA, "binary messages are not supported here"))
     }
-    /// A moment by which the client must have done something (the chat: joined a room); the
-    /// connection is closed with 4004 when it passes. `None`: no deadline.
-    fn deadline(&self) -> Option<tokio::time::Instant> {
+    /// A moment by which the client must have done something (the chat: joined a room, or
+    /// renewed its sign-in token), and the close it gets when that passes. `None`: no deadline.
+    fn deadline(&self) -> Option<(tokio::time::Instant, Close)> {
         None
     }
     /// Any frame arrived, control frames included; `Err` closes the connection (a flood).
@@ -197,7 +197,7 @@ impl<E: Endpoint> Reader<E> {
         match (self.closing.is_cancelled(), self.endpoint.deadline()) {
             (true, _) => CLOSE_GRACE,
             (false, None) => self.idle_timeout,
-            (false, Some(by)) => self.idle_timeout.min(by.saturating_duration_since(tokio::time::Instant::now())),
+            (false, Some((by, _))) => self.idle_timeout.min(by.saturating_duration_since(tokio::time::Instant::now())),
         }
     }
 
@@ -212,8 +212,9 @@ impl<E: Endpoint> Reader<E> {
         let refused = |result: Result<(), Close>| result.err().map_or(Step::Read, |c| Step::Stop(Stop::Close(c)));
         match next {
             Err(_elapsed) if closing => Step::End,
-            Err(_elapsed) if self.endpoint.deadline().is_some_and(|by| tokio::time::Instant::now() >= by) => {
-                Step::Stop(Stop::Close(Close::new(close::NO_JOIN, "no room joined in time")))
+            Err(_elapsed) if self.endpoint.deadline().is_some_and(|(by, _)| tokio::time::Instant::now() >= by) => {
+                let (_, close) = self.endpoint.deadline().expect("checked just now");
+                Step::Stop(Stop::Close(close))
             }
             Err(_elapsed) => Step::Stop(Stop::Close(Close::new(close::IDLE_TIMEOUT, "idle timeout"))),
             Ok(None) => Step::End,

@@ -2,6 +2,7 @@
 //! Black-box tests of the hub: each starts a real server on 127.0.0.1:0 and speaks the
 //! protocol over real sockets.
 
+mod auth;
 mod chat;
 mod cluster;
 mod docs;
