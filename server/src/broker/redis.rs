@@ -242,35 +242,28 @@ impl Inner {
 
     /// Starts a repair for every room whose gap has been open for [`GAP_WAIT`].
     fn repair_gaps(self: &Arc<Self>) {
-        let now = Instant::now();
-        let due: Vec<String> = self
-            .lock()
-            .iter_mut()
-            .filter(|(_, s)| !s.repairing && s.gap_since.is_some_and(|t| now.duration_since(t) >= GAP_WAIT))
-            .map(|(room, s)| {
-                s.repairing = true;
-                room.clone()
-            })
-            .collect();
-        for room in due {
-            tokio::spawn(self.clone().repair(room));
-        }
+        self.repair_where(|s, now| s.gap_since.is_some_and(|t| now.duration_since(t) >= GAP_WAIT));
     }
 
     /// Every watched room, read from the log from where it stands (after a reconnect); or,
     /// with `recent`, the rooms whose last message is within it but [`GAP_WAIT`] old: a room
     /// still busy shows a lost message as a gap soon enough.
     fn catch_up(self: &Arc<Self>, recent: Option<Duration>) {
+        self.repair_where(|s, now| {
+            s.next.is_some()
+                && recent.is_none_or(|recent| {
+                    s.last_message.is_some_and(|t| (GAP_WAIT..recent).contains(&now.duration_since(t)))
+                })
+        });
+    }
+
+    /// Starts a repair for every room `due` picks that has none under way.
+    fn repair_where(self: &Arc<Self>, due: impl Fn(&Sequencer, Instant) -> bool) {
         let now = Instant::now();
         let rooms: Vec<String> = self
             .lock()
             .iter_mut()
-            .filter(|(_, s)| s.next.is_some() && !s.repairing)
-            .filter(|(_, s)| {
-                recent.is_none_or(|recent| {
-                    s.last_message.is_some_and(|t| (GAP_WAIT..recent).contains(&now.duration_since(t)))
-                })
-            })
+            .filter(|(_, s)| !s.repairing && due(s, now))
             .map(|(room, s)| {
                 s.repairing = true;
                 room.clone()

@@ -93,10 +93,8 @@ impl Endpoint for ChatSession {
         let join = self.join_by.map(|by| (by, Close::new(close::NO_JOIN, "no room joined in time")));
         let token =
             self.signed_in.as_ref().map(|(_, until)| (*until, Close::new(close::TOKEN_EXPIRED, "sign-in expired")));
-        match (join, token) {
-            (Some(j), Some(t)) => Some(if j.0 <= t.0 { j } else { t }),
-            (j, t) => j.or(t),
-        }
+        // whichever comes first
+        join.into_iter().chain(token).min_by_key(|(at, _)| *at)
     }
 
     fn on_frame(&mut self) -> Result<(), Close> {

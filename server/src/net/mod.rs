@@ -10,6 +10,7 @@ pub(crate) mod echo;
 pub(crate) mod guard;
 pub(crate) mod outbound;
 pub(crate) mod page;
+mod page_files;
 pub(crate) mod routes;
 pub(crate) mod tls;
 

@@ -58,8 +58,9 @@ impl Page {
     }
 
     fn from_dir(dir: &Path) -> Page {
-        let mut files = Vec::new();
-        read_dir(dir, dir, &mut files);
+        let files = super::page_files::files_under(dir)
+            .into_iter()
+            .filter_map(|(name, path)| Some((name, bytes::Bytes::from(std::fs::read(path).ok()?))));
         Page::from_files(files, dir.display().to_string())
     }
 
@@ -162,19 +163,6 @@ impl Asset {
                 })
             })
             .clone()
-    }
-}
-
-fn read_dir(root: &Path, dir: &Path, out: &mut Vec<(String, bytes::Bytes)>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            read_dir(root, &path, out);
-        } else if let (Ok(relative), Ok(bytes)) = (path.strip_prefix(root), std::fs::read(&path)) {
-            let name = relative.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
-            out.push((name, bytes.into()));
-        }
     }
 }
 

@@ -316,6 +316,25 @@ fn count_of(msg: &ServerMsg) -> u64 {
     }
 }
 
+/// A WebSocket handshake to `/ws` at `to` from the loopback source address `source` (to stand
+/// for several clients), with extra request headers; its `welcome` is still unread.
+pub async fn handshake_from(
+    source: std::net::Ipv4Addr,
+    to: SocketAddr,
+    headers: &[(&'static str, &str)],
+) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind((source, 0).into()).unwrap();
+    let stream = socket.connect(to).await.unwrap();
+    let mut request = format!("ws://{to}/ws").into_client_request().unwrap();
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse().unwrap());
+    }
+    let (ws, _) = tokio_tungstenite::client_async(request, MaybeTlsStream::Plain(stream)).await?;
+    Ok(ws)
+}
+
 /// A bare HTTP/1.1 GET; returns status, raw header block and body.
 pub async fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     let (status, head, body) = http_get_bytes(addr, path, headers).await;

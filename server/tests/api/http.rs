@@ -107,12 +107,7 @@ async fn hashed_assets_are_cached_for_a_year_compressed_by_accept_encoding_and_i
 
 /// A client socket from a given loopback source address.
 async fn connect_from(source: &str, app: &TestApp) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let stream = socket.connect(app.addr).await.unwrap();
-    let (ws, _) =
-        tokio_tungstenite::client_async(app.ws_url(), tokio_tungstenite::MaybeTlsStream::Plain(stream)).await?;
-    Ok(ws)
+    handshake_from(source.parse().unwrap(), app.addr, &[]).await
 }
 
 #[tokio::test]

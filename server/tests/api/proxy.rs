@@ -6,20 +6,13 @@
 use crate::{helpers::*, nginx::Nginx};
 use hubbub_shared::ServerMsg;
 use std::net::{Ipv4Addr, SocketAddr};
-use tokio_tungstenite::tungstenite::{self, client::IntoClientRequest};
+use tokio_tungstenite::tungstenite;
 
-/// A WebSocket handshake from source address `from` to `to`, with extra headers; the HTTP status
-/// of a refusal.
+/// A handshake from source address `from` to `to`, its `welcome` read; the HTTP status of a
+/// refusal.
 async fn open(from: Ipv4Addr, to: SocketAddr, headers: &[(&'static str, &str)]) -> Result<Client, u16> {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind((from, 0).into()).unwrap();
-    let stream = socket.connect(to).await.unwrap();
-    let mut request = format!("ws://{to}/ws").into_client_request().unwrap();
-    for (name, value) in headers {
-        request.headers_mut().insert(*name, value.parse().unwrap());
-    }
-    match tokio_tungstenite::client_async(request, tokio_tungstenite::MaybeTlsStream::Plain(stream)).await {
-        Ok((ws, _)) => {
+    match handshake_from(from, to, headers).await {
+        Ok(ws) => {
             let mut client = Client::from_ws(ws);
             assert!(matches!(client.next().await, ServerMsg::Welcome { .. }));
             Ok(client)
