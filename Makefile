@@ -29,10 +29,11 @@ test:
 	cargo test --workspace --exclude hubbub-frontend
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
 
-## Formatting and clippy over every crate (the page's too, checked natively), warnings as errors
+## Formatting and clippy over every crate, warnings as errors; the page's crates also on wasm32
 lint:
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	@scripts/lint-page.sh
 
 ## Hubbub against gorilla's chat example and an axum+broadcast hub; table + bench/results/latest.json
 bench:

@@ -54,9 +54,11 @@ elif have rustc && [ -d "$(rustc --print sysroot)/lib/rustlib/$WASM_TARGET/lib" 
   step "wasm32: rustc has $WASM_TARGET"
 else
   wasm_toolchain=web
-  apt_ensure rustc-web cargo-web rust-web-src lld-22
+  # rust-web-clippy: `make lint` runs clippy for wasm32 with this same toolchain
+  apt_ensure rustc-web cargo-web rust-web-src lld-22 rust-web-clippy
   sysroot_lib=/usr/lib/rustlib/$WASM_TARGET/lib
-  if ls "$sysroot_lib"/libstd-*.rlib >/dev/null 2>&1; then
+  # libtest too: clippy --all-targets checks the page's test targets for wasm32
+  if ls "$sysroot_lib"/libstd-*.rlib "$sysroot_lib"/libtest-*.rlib >/dev/null 2>&1; then
     step "wasm32: std for $WASM_TARGET present in /usr/lib/rustlib"
   else
     step "wasm32: building std for $WASM_TARGET from Debian's rust-web-src (about 2 minutes, once)"
@@ -76,9 +78,10 @@ TOML
     : > "$work/src/lib.rs"
     (cd "$work" && RUSTC_BOOTSTRAP=1 RUSTFLAGS=-Cembed-bitcode=yes \
       RUSTC=/usr/bin/rustc /usr/bin/cargo build -q --release \
-      -Zbuild-std=std,panic_abort --target "$WASM_TARGET")
+      -Zbuild-std=std,panic_abort,test --target "$WASM_TARGET")
     mkdir -p "$sysroot_lib"
-    cp "$work/target/$WASM_TARGET/release/deps/"*.rlib "$sysroot_lib/"
+    # -n: a machine set up before libtest was added keeps its std (same hashes) untouched
+    cp -n "$work/target/$WASM_TARGET/release/deps/"*.rlib "$sysroot_lib/"
     rm -rf "$work"
   fi
   if rustup toolchain list | grep -q '^web'; then
@@ -123,7 +126,9 @@ if [ "$mode" = test ]; then
   # the reverse-proxy test runs nginx with the configuration docs/operations.md prints
   apt_ensure nginx-light
   venv=target/kosoku-venv
-  if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -qx "Version: $KOSOKU_VERSION"; then
+  # grep without -q below: -q stops reading early, pip dies of SIGPIPE, and pipefail would
+  # then reinstall on every run
+  if [ -x "$venv/bin/kosoku" ] && "$venv/bin/pip" show kosoku 2>/dev/null | grep -x "Version: $KOSOKU_VERSION" >/dev/null; then
     step "kosoku $KOSOKU_VERSION present (Autobahn test cases)"
   else
     step "kosoku: pip install kosoku==$KOSOKU_VERSION into $venv"

@@ -73,6 +73,52 @@ pub(crate) fn remember_nick(nick: &str) {
     }
 }
 
+/// Fetches a sign-in token from the host application's address (`welcome.auth.token_url`),
+/// sending the browser's cookies for that site along: that is how the host application knows
+/// who asks. The answer is the token as plain text, or JSON `{"token": "…"}`. `Err` says what
+/// went wrong, for the status line.
+pub(crate) async fn fetch_token(url: &str) -> Result<String, String> {
+    use wasm_bindgen_futures::JsFuture;
+    let init = web_sys::RequestInit::new();
+    init.set_method("GET");
+    init.set_credentials(web_sys::RequestCredentials::Include);
+    init.set_cache(web_sys::RequestCache::NoStore);
+    let unreachable = |_| format!("the sign-in address {url} could not be reached");
+    let response: web_sys::Response =
+        JsFuture::from(window().fetch_with_str_and_init(url, &init)).await.map_err(unreachable)?.unchecked_into();
+    if !response.ok() {
+        return Err(format!("the sign-in address answered {} {}", response.status(), response.status_text()));
+    }
+    let body = JsFuture::from(response.text().map_err(unreachable)?).await.map_err(unreachable)?;
+    let body = body.as_string().unwrap_or_default();
+    let body = body.trim();
+    let token = if body.starts_with('{') { json_token(body) } else { body.to_owned() };
+    if token.is_empty() {
+        return Err("the sign-in address gave no token".into());
+    }
+    Ok(token)
+}
+
+/// The `token` string of a JSON object, read by hand: serde for one field costs the page more
+/// bytes than it is worth, and a JWT is base64url and dots (no escapes to decode). Empty when
+/// there is none.
+fn json_token(body: &str) -> String {
+    let Some(at) = body.find("\"token\"") else { return String::new() };
+    let rest = body[at + "\"token\"".len()..].trim_start();
+    let Some(rest) = rest.strip_prefix(':').map(str::trim_start).and_then(|r| r.strip_prefix('"')) else {
+        return String::new();
+    };
+    match rest.find(['"', '\\']) {
+        Some(end) if rest.as_bytes()[end] == b'"' => rest[..end].to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Milliseconds since the Unix epoch, from the browser's clock.
+pub(crate) fn now_ms() -> f64 {
+    js_sys::Date::now()
+}
+
 /// The page's path, which picks the app (`/echo` or the chat).
 pub(crate) fn path() -> String {
     window().location().pathname().unwrap_or_default()

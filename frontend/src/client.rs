@@ -2,7 +2,9 @@
 //! page is open. It is the only code that touches the socket; everything it receives goes
 //! through [`Chat::receive`] in arrival order.
 //!
-//! Lifecycle: open → wait for `welcome` → rejoin every room the page is in (from its last seq)
+//! Lifecycle: open → wait for `welcome` → in sign-in mode, fetch a token from the host
+//! application (`welcome.auth.token_url`), send `auth` and wait for `authed`, then fetch a fresh
+//! token two thirds into each token's life → rejoin every room the page is in (from its last seq)
 //! → resend the unacknowledged outbox → pump queued
 //! outbound messages and inbound frames → on close, record the close code and reason, wait a
 //! full-jitter backoff (cut short by the browser's `online` event), and start over.
@@ -109,12 +111,27 @@ fn backoff_ms(failures: u32) -> f64 {
     BACKOFF_FLOOR_MS + crate::browser::random() * ceiling
 }
 
+/// How far into a sign-in token's remaining life the page fetches the next one: two thirds, so
+/// a slow host application (or a throttled background tab) still has a third of it to spare.
+const REFRESH_AT: f64 = 2.0 / 3.0;
+/// A failed refresh is tried again this soon, until the token runs out (the hub then closes
+/// with 4006 and the next connection signs in afresh).
+const REFRESH_RETRY_MS: f64 = 5_000.0;
+
+/// What woke the connection loop.
+enum Event {
+    PutAway,
+    RefreshToken,
+    Frame(Option<Result<Message, WebSocketError>>),
+    Out(Option<ClientMsg>),
+}
+
 /// One connection, from open to close.
 async fn run_once(
     chat: Chat,
     outbound: &mut UnboundedReceiver<ClientMsg>,
     page_events: &mut UnboundedReceiver<bool>,
-    first: Option<ClientMsg>,
+    mut first: Option<ClientMsg>,
 ) -> Ended {
     // No subprotocol is requested: trunk serve's proxy (0.21) never selects one, and a browser
     // that asked for one drops a connection whose answer lacks it. `welcome.protocol` is the
@@ -127,14 +144,34 @@ async fn run_once(
     };
     let (mut sink, mut stream) = ws.split();
     let mut welcomed = false;
+    // outbound messages wait in the queue until the hub has welcomed us (and, in sign-in
+    // mode, said `authed`) and we rejoined
+    let mut ready = false;
+    // sign-in mode: where tokens come from, when to fetch the next, and for which expiry
+    let mut token_url: Option<String> = None;
+    let mut refresh_at: Option<f64> = None;
+    let mut planned_for: Option<u64> = None;
     loop {
-        // outbound messages wait in the queue until the hub has welcomed us and we rejoined
-        let next_out = async { if welcomed { outbound.next().await } else { futures::future::pending().await } };
+        let next_out = async { if ready { outbound.next().await } else { futures::future::pending().await } };
         futures::pin_mut!(next_out);
         let put_away = async { while page_events.next().await == Some(false) {} };
         futures::pin_mut!(put_away);
-        let next = match select(put_away, select(stream.next(), next_out)).await {
-            Either::Left(_) => {
+        let refresh_due = refresh_at;
+        let refresh = async move {
+            match refresh_due {
+                Some(at) => sleep(Duration::from_millis((at - crate::browser::now_ms()).max(0.0) as u64)).await,
+                None => futures::future::pending().await,
+            }
+        };
+        futures::pin_mut!(refresh);
+        let event = match select(put_away, select(refresh, select(stream.next(), next_out))).await {
+            Either::Left(_) => Event::PutAway,
+            Either::Right((Either::Left(_), _)) => Event::RefreshToken,
+            Either::Right((Either::Right((Either::Left((frame, _)), _)), _)) => Event::Frame(frame),
+            Either::Right((Either::Right((Either::Right((out, _)), _)), _)) => Event::Out(out),
+        };
+        match event {
+            Event::PutAway => {
                 let _ = sink.close().await;
                 let reason = "page put away".to_owned();
                 return Ended {
@@ -145,15 +182,34 @@ async fn run_once(
                     put_away: true,
                 };
             }
-            Either::Right((next, _)) => next,
-        };
-        match next {
-            // until the `welcome`: check the version, then rejoin every room (resuming from its
-            // last seq, under the epoch those seqs came from) and resend the outbox first
-            Either::Left((Some(Ok(Message::Text(text))), _)) if !welcomed => {
+            // before the hub said the token runs out: fetch a fresh one and hand it over
+            // (`authed` moves the expiry, and the next refresh is planned from it)
+            Event::RefreshToken => {
+                let fetched = match &token_url {
+                    Some(url) => crate::browser::fetch_token(url).await,
+                    None => Err(String::new()),
+                };
+                refresh_at = match fetched {
+                    Ok(token) => {
+                        if sink.send(Message::Text(encode(&ClientMsg::Auth { id: None, token }))).await.is_err() {
+                            continue;
+                        }
+                        None
+                    }
+                    Err(problem) => {
+                        leptos::logging::debug_warn!("sign-in refresh failed: {problem}");
+                        let now = crate::browser::now_ms();
+                        planned_for.filter(|exp| (*exp as f64) > now).map(|_| now + REFRESH_RETRY_MS)
+                    }
+                };
+            }
+            // until ready: check the version, sign in when the hub asks for it, then rejoin
+            // every room (resuming from its last seq, under the epoch those seqs came from)
+            // and resend the outbox first
+            Event::Frame(Some(Ok(Message::Text(text)))) if !ready => {
                 for msg in decode_server_items(&text).unwrap_or_default().into_iter().flatten() {
-                    if let ServerMsg::Welcome { protocol, .. } = &msg {
-                        if *protocol != PROTOCOL_VERSION {
+                    let signing_in = match &msg {
+                        ServerMsg::Welcome { protocol, .. } if *protocol != PROTOCOL_VERSION => {
                             let reason = format!("protocol {protocol} is not supported by this page; reload it");
                             return Ended {
                                 code: close::PROTOCOL_ERROR,
@@ -163,37 +219,95 @@ async fn run_once(
                                 put_away: false,
                             };
                         }
-                        welcomed = true;
+                        ServerMsg::Welcome { auth, .. } => {
+                            welcomed = true;
+                            Some(auth.as_ref().map(|a| a.token_url.clone()))
+                        }
+                        _ => None,
+                    };
+                    let authed = matches!(msg, ServerMsg::Authed { .. });
+                    chat.apply(msg);
+                    let start = match signing_in {
+                        // anonymous mode: go
+                        Some(None) => true,
+                        Some(Some(None)) => {
+                            let reason = "this hub wants sign-in but names no address to get a token from".to_owned();
+                            return Ended {
+                                code: close::AUTH_FAILED,
+                                reason,
+                                was_welcomed: false,
+                                give_up: true,
+                                put_away: false,
+                            };
+                        }
+                        // sign-in mode: the token first; everything else waits for `authed`
+                        Some(Some(Some(url))) => {
+                            match crate::browser::fetch_token(&url).await {
+                                Ok(token) => {
+                                    let auth = ClientMsg::Auth { id: None, token };
+                                    let _ = sink.send(Message::Text(encode(&auth))).await;
+                                }
+                                Err(problem) => {
+                                    let _ = sink.close().await;
+                                    return Ended::retry(
+                                        close::AUTH_FAILED,
+                                        format!("cannot sign in: {problem}"),
+                                        false,
+                                    );
+                                }
+                            }
+                            token_url = Some(url);
+                            false
+                        }
+                        None => authed,
+                    };
+                    if start {
+                        ready = true;
                         chat.connected();
-                        for msg in chat.after_welcome().into_iter().chain(first.clone()) {
+                        plan_refresh(chat, &mut planned_for, &mut refresh_at);
+                        for msg in chat.after_welcome().into_iter().chain(first.take()) {
                             if sink.send(Message::Text(encode(&msg))).await.is_err() {
                                 break;
                             }
                         }
                     }
-                    chat.apply(msg);
                 }
             }
             // one message, or several queued together in a JSON array
-            Either::Left((Some(Ok(Message::Text(text))), _)) => chat.receive(&text),
-            // the hub never sends binary frames on the chat socket
-            Either::Left((Some(Ok(Message::Bytes(_))), _)) => {}
-            Either::Left((Some(Err(WebSocketError::ConnectionClose(event))), _)) => {
-                return Ended::retry(event.code, event.reason, welcomed);
-            }
-            Either::Left((Some(Err(_)), _)) => {}
-            Either::Left((None, _)) => {
-                return Ended::retry(close::ABNORMAL, String::new(), welcomed);
-            }
-            Either::Right((Some(msg), _)) => {
-                if sink.send(Message::Text(encode(&msg))).await.is_err() {
-                    // the close event follows on the stream
-                    continue;
+            Event::Frame(Some(Ok(Message::Text(text)))) => {
+                chat.receive(&text);
+                if token_url.is_some() {
+                    plan_refresh(chat, &mut planned_for, &mut refresh_at);
                 }
             }
-            Either::Right((None, _)) => {
+            // the hub never sends binary frames on the chat socket
+            Event::Frame(Some(Ok(Message::Bytes(_)))) => {}
+            Event::Frame(Some(Err(WebSocketError::ConnectionClose(event)))) => {
+                return Ended::retry(event.code, event.reason, welcomed);
+            }
+            Event::Frame(Some(Err(_))) => {}
+            Event::Frame(None) => {
+                return Ended::retry(close::ABNORMAL, String::new(), welcomed);
+            }
+            Event::Out(Some(msg)) => {
+                // on failure, the close event follows on the stream
+                let _ = sink.send(Message::Text(encode(&msg))).await;
+            }
+            Event::Out(None) => {
                 return Ended::retry(close::NORMAL, String::new(), welcomed);
             }
         }
+    }
+}
+
+/// After an `authed` with a new expiry: plan the next token fetch.
+fn plan_refresh(chat: Chat, planned_for: &mut Option<u64>, refresh_at: &mut Option<f64>) {
+    let expires_at = chat.with_untracked(|m| m.signed_in.as_ref().map(|s| s.expires_at));
+    if let Some(exp) = expires_at
+        && expires_at != *planned_for
+    {
+        *planned_for = expires_at;
+        let now = crate::browser::now_ms();
+        *refresh_at = Some(now + (exp as f64 - now).max(0.0) * REFRESH_AT);
     }
 }

@@ -128,7 +128,7 @@ impl Chat {
     pub(crate) fn request_join(&self, room: &str, nick: &str) {
         let token = crate::browser::client_token();
         self.change(|m| m.request_join(room, nick, &token));
-        if self.with_untracked(|m| m.join_error.is_none()) {
+        if self.with_untracked(|m| m.join_error.is_none() && !m.sign_in_required) {
             crate::browser::remember_nick(nick);
         }
     }

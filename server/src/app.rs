@@ -109,6 +109,13 @@ impl AppState {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
+        if let Some(url) = &config.auth_token_url {
+            // the page fetches it, and the Content-Security-Policy must name its origin
+            anyhow::ensure!(
+                (url.starts_with('/') && !url.starts_with("//")) || crate::net::guard::csp::origin(url).is_some(),
+                "--auth-token-url must be a path on this site (/chat-token) or an http(s):// URL, not {url:?}"
+            );
+        }
         let chat = ChatDeps {
             config: config.clone(),
             log,

@@ -526,13 +526,20 @@ async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_aske
 
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver, nginx and the trunk-built page: run by `make test`"]
-async fn two_people_chat_through_nginx_with_the_documented_configuration() {
+async fn two_people_chat_over_https_through_nginx_with_the_documented_configuration() {
     let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy(), "--trusted-proxies", "127.0.0.1"]).await;
     let addr: std::net::SocketAddr = hub.url.trim_start_matches("http://").parse().unwrap();
     let nginx = support::nginx::Nginx::start(addr);
+    // plain http is sent to https
+    let redirect = http_head(nginx.redirect_port, "/some/page?x=1").await;
+    assert!(redirect.starts_with("HTTP/1.1 301"), "{redirect}");
+    assert!(redirect.contains("\r\nLocation: https://127.0.0.1/some/page?x=1\r\n"), "{redirect}");
+
     let driver = Driver::start().await;
-    let (alice, bob) = (driver.browser("alice-nginx").await, driver.browser("bob-nginx").await);
-    // the page, its socket and everything else through the proxy only
+    let trust = [nginx.certificate.chromium_flag()];
+    let (alice, bob) =
+        (driver.browser_with("alice-nginx", &trust).await, driver.browser_with("bob-nginx", &trust).await);
+    // the page, its socket and everything else through the proxy only, over https and wss
     join(&alice, &nginx.url(), "alice").await;
     join(&bob, &nginx.url(), "bob").await;
     say(&alice, "hello through nginx").await;
@@ -543,6 +550,19 @@ async fn two_people_chat_through_nginx_with_the_documented_configuration() {
         .await;
     }
     eventually("each sees both", || async { (members(&bob).await == ["alice", "bob"]).then_some(()) }).await;
+    assert_eq!(alice.current_url().await.unwrap().scheme(), "https");
+}
+
+/// The head of nginx's answer to `GET path` on plain http.
+async fn http_head(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("nginx answers").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.split("\r\n\r\n").next().unwrap_or_default().to_owned() + "\r\n"
 }
 
 #[tokio::test]
@@ -578,18 +598,10 @@ async fn the_binary_carries_the_page_and_serves_it_without_a_folder() {
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn the_page_and_its_socket_work_over_https_with_a_certificate_the_browser_was_told_to_trust() {
-    use base64::Engine;
-    use rcgen::PublicKeyData;
-    use sha2::Digest;
     // a certificate made here; Chromium trusts exactly its key for this run
     let dir = tempfile::tempdir().unwrap();
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("hub.pem"), dir.path().join("hub.key"));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
-    let spki =
-        base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(signing_key.subject_public_key_info()));
+    let certificate = support::Certificate::make(dir.path(), "hub");
+    let (cert_path, key_path) = (&certificate.cert, &certificate.key);
     let hub = Hub::start(&[
         "--static-dir",
         &dist_dir().to_string_lossy(),
@@ -602,7 +614,7 @@ async fn the_page_and_its_socket_work_over_https_with_a_certificate_the_browser_
     assert!(hub.url.starts_with("https://"));
 
     let driver = Driver::start().await;
-    let alice = driver.browser_with("alice-tls", &[format!("--ignore-certificate-errors-spki-list={spki}")]).await;
+    let alice = driver.browser_with("alice-tls", &[certificate.chromium_flag()]).await;
     join(&alice, &hub.url, "alice").await;
     say(&alice, "over wss").await;
     eventually("the message is stored and back over wss://", || async {
@@ -611,4 +623,205 @@ async fn the_page_and_its_socket_work_over_https_with_a_certificate_the_browser_
     .await;
     let url = alice.current_url().await.unwrap();
     assert_eq!(url.scheme(), "https");
+}
+
+/// The host application's side of sign-in, as a real one would do it: `/login?name=…` sets a
+/// session cookie, and `/chat-token` answers a short-lived HS256 token for whoever that cookie
+/// names (401 without one). It is on another origin than the hub (another port), so the page's
+/// fetch is a credentialed cross-origin request: the answer carries the CORS headers a host
+/// application needs for that. Names starting with "forged" get a token signed with a wrong key.
+mod host_app {
+    use axum::{
+        Router,
+        extract::{Query, State},
+        http::{HeaderMap, StatusCode, header},
+        response::{IntoResponse, Response},
+        routing::get,
+    };
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex},
+        time::{SystemTime, UNIX_EPOCH},
+    };
+
+    pub(super) const SECRET: &str = "the host application's secret, 32+ bytes";
+    /// Token lifetime: short, so the test sees the page fetch fresh ones.
+    pub(super) const TTL_SECS: u64 = 9;
+
+    #[derive(Default)]
+    pub(super) struct HostApp {
+        /// Tokens served, per name.
+        pub(super) served: Mutex<HashMap<String, usize>>,
+    }
+
+    impl HostApp {
+        pub(super) fn served_to(&self, name: &str) -> usize {
+            self.served.lock().unwrap().get(name).copied().unwrap_or(0)
+        }
+    }
+
+    /// Serves on a free loopback port until the test ends; returns its `http://127.0.0.1:PORT`.
+    pub(super) async fn start() -> (String, Arc<HostApp>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Arc::new(HostApp::default());
+        let router = Router::new().route("/login", get(login)).route("/chat-token", get(token)).with_state(app.clone());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        (url, app)
+    }
+
+    async fn login(Query(q): Query<HashMap<String, String>>) -> Response {
+        let name = q.get("name").cloned().unwrap_or_default();
+        let cookie = format!("who={}; Path=/; HttpOnly; SameSite=Lax", urlencode(&name));
+        ([(header::SET_COOKIE, cookie)], format!("signed in as {name}")).into_response()
+    }
+
+    async fn token(State(app): State<Arc<HostApp>>, headers: HeaderMap) -> Response {
+        // a credentialed cross-origin fetch needs the exact origin and Allow-Credentials
+        let origin = headers.get(header::ORIGIN).cloned();
+        let mut cors = HeaderMap::new();
+        if let Some(origin) = origin {
+            cors.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin);
+            cors.insert(header::ACCESS_CONTROL_ALLOW_CREDENTIALS, "true".parse().unwrap());
+        }
+        let who = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .find_map(|c| c.trim().strip_prefix("who=").map(urldecode));
+        let Some(name) = who.filter(|n| !n.is_empty()) else {
+            return (StatusCode::UNAUTHORIZED, cors, "sign in first").into_response();
+        };
+        *app.served.lock().unwrap().entry(name.clone()).or_default() += 1;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        let claims = serde_json::json!({ "sub": format!("user:{name}"), "name": name, "exp": now + TTL_SECS });
+        let secret = if name.starts_with("forged") { "not the secret the hub was given, 32+" } else { SECRET };
+        let key = jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()).unwrap();
+        let token = jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &key).unwrap();
+        // the JSON form (plain text works too)
+        (cors, axum::Json(serde_json::json!({ "token": token }))).into_response()
+    }
+
+    fn urlencode(s: &str) -> String {
+        s.bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect()
+    }
+
+    fn urldecode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < bytes.len() {
+            match (bytes[i], s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok())) {
+                (b'%', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (b, _) => {
+                    out.push(b);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+async fn status(page: &Client) -> Option<(String, String)> {
+    let status = page.find(Locator::Css(".status")).await.ok()?;
+    Some((status.attr("data-state").await.ok()??, status.text().await.ok()?))
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn people_signed_in_to_the_host_application_chat_under_its_names_and_stay_signed_in() {
+    let (host, tokens) = host_app::start().await;
+    let token_url = format!("{host}/chat-token");
+    let dist = dist_dir();
+    let hub = Hub::start(&[
+        "--static-dir",
+        &dist.to_string_lossy(),
+        "--auth-jwt-secret",
+        host_app::SECRET,
+        "--auth-token-url",
+        &token_url,
+    ])
+    .await;
+    let driver = Driver::start().await;
+
+    // Ada signed in to the host application first: the page shows her name, no nickname field
+    let ada = driver.browser("ada").await;
+    ada.goto(&format!("{host}/login?name=Ada%20Lovelace")).await.unwrap();
+    ada.goto(&hub.url).await.unwrap();
+    eventually("Ada's page says who she is", || async {
+        let shown = ada.find(Locator::Id("signed-in")).await.ok()?.text().await.ok()?;
+        (shown == "Signed in as Ada Lovelace").then_some(())
+    })
+    .await;
+    let nick_field = ada.find(Locator::Id("nick")).await.unwrap();
+    assert!(!nick_field.is_displayed().await.unwrap(), "no nickname to type");
+    ada.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
+    eventually("Ada is in the lobby", || async { (texts(&ada, "#room-title").await == ["#lobby"]).then_some(()) })
+        .await;
+
+    // Bob is not signed in to the host application: the page says so, and keeps trying
+    let bob = driver.browser("bob").await;
+    bob.goto(&hub.url).await.unwrap();
+    eventually("Bob's page says why it cannot sign in", || async {
+        let (state, text) = status(&bob).await?;
+        (state == "reconnecting" && text.contains("cannot sign in: the sign-in address answered 401")).then_some(())
+    })
+    .await;
+    // … until he signs in there; a reload picks it up at once
+    bob.goto(&format!("{host}/login?name=Bob")).await.unwrap();
+    bob.goto(&hub.url).await.unwrap();
+    eventually("Bob is signed in", || async {
+        (bob.find(Locator::Id("signed-in")).await.ok()?.text().await.ok()? == "Signed in as Bob").then_some(())
+    })
+    .await;
+    bob.find(Locator::Css("form.join button[type=submit]")).await.unwrap().click().await.unwrap();
+    eventually("Bob sees Ada in the member list", || async {
+        let mut names = members(&bob).await;
+        names.sort();
+        (names == ["Ada Lovelace", "Bob"]).then_some(())
+    })
+    .await;
+    say(&ada, "hello from Ada").await;
+    eventually("Bob reads Ada's message under her signed-in name", || async {
+        let seen = texts(&bob, ".msg .author").await.contains(&"Ada Lovelace".to_owned())
+            && texts(&bob, ".msg .text").await.contains(&"hello from Ada".to_owned());
+        seen.then_some(())
+    })
+    .await;
+
+    // the tokens live 9 s: well past the first one's end, the page fetched fresh ones in time
+    // and never lost its connection (a reconnect would say "Reconnected." in the room)
+    let started = Instant::now();
+    while tokens.served_to("Ada Lovelace") < 3 {
+        assert!(started.elapsed() < Duration::from_secs(4 * host_app::TTL_SECS), "the page does not refresh its token");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(status(&ada).await.map(|s| s.0).as_deref(), Some("connected"));
+    assert!(!texts(&ada, ".log .notice").await.iter().any(|n| n == "Reconnected."), "the connection was never lost");
+    say(&ada, "still here").await;
+    eventually("what Ada says after the refreshes still reaches Bob", || async {
+        texts(&bob, ".msg .text").await.contains(&"still here".to_owned()).then_some(())
+    })
+    .await;
+
+    // a token the hub cannot verify: refused by name, and the page says so
+    let forged = driver.browser("forged").await;
+    forged.goto(&format!("{host}/login?name=forged%20Ada")).await.unwrap();
+    forged.goto(&hub.url).await.unwrap();
+    eventually("the forged sign-in is refused, visibly", || async {
+        let error = texts(&forged, "form.join .error").await.join(" ");
+        let (_, status) = status(&forged).await?;
+        (error.contains("The sign-in token was refused") && status.contains("4005")).then_some(())
+    })
+    .await;
+    for page in [ada, bob, forged] {
+        page.close().await.ok();
+    }
 }

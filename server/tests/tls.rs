@@ -11,13 +11,9 @@ use support::{Hub, WAIT};
 use tokio_tungstenite::tungstenite::Message;
 
 /// A self-signed certificate for 127.0.0.1 and localhost, written as `name.pem` / `name.key`.
-pub fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    let rcgen::CertifiedKey { cert, signing_key } =
-        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
-    let (cert_path, key_path) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
-    std::fs::write(&cert_path, cert.pem()).unwrap();
-    std::fs::write(&key_path, signing_key.serialize_pem()).unwrap();
-    (cert_path, key_path)
+fn certificate(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+    let made = support::Certificate::make(dir, name);
+    (made.cert, made.key)
 }
 
 async fn wss(hub: &Hub, ca: &Path) -> Result<hubbub_client::Socket, hubbub_client::ConnectError> {

@@ -120,6 +120,15 @@ fn reason_or_default(code: u16, reason: &str) -> String {
     if reason.is_empty() { close::describe(code).to_owned() } else { reason.to_owned() }
 }
 
+/// Who the hub says we are, in sign-in mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedIn {
+    /// The token's `name`: the nickname of every join.
+    pub name: String,
+    /// When the token runs out (ms since the epoch): the page fetches a fresh one before.
+    pub expires_at: u64,
+}
+
 /// The page's chat state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageModel {
@@ -136,6 +145,11 @@ pub struct PageModel {
     pub outbox: Vec<Pending>,
     /// Request id of the join the form is waiting for.
     pending_join: Option<String>,
+    /// Sign-in mode (the hub's `welcome` has `auth`): every join uses the signed-in name.
+    pub sign_in_required: bool,
+    /// The name and expiry (ms since the epoch) of the last `authed`, kept across reconnects so
+    /// the form does not flicker while the page signs in again.
+    pub signed_in: Option<SignedIn>,
     /// Whether the page is hidden (the Page Visibility API); told to the hub.
     hidden: bool,
     /// The last entry key handed out: keys are unique for the page's lifetime.
@@ -155,6 +169,8 @@ impl PageModel {
             join_error: None,
             outbox,
             pending_join: None,
+            sign_in_required: false,
+            signed_in: None,
             hidden: false,
             next_key: 0,
         }
@@ -244,7 +260,15 @@ impl PageModel {
     /// Validates with the hub's own rules, then asks to join (or selects a room the page is in
     /// already). `Err` is the reason shown under the form.
     pub fn request_join(&mut self, room: &str, nick: &str, token: &str) -> Vec<Effect> {
-        let parsed = RoomName::parse(room).and_then(|r| Nick::parse(nick).map(|n| (r, n)));
+        // signed in, the name is the token's (the hub uses it whatever the join says)
+        let parsed = match (self.sign_in_required, &self.signed_in) {
+            (false, _) => RoomName::parse(room).and_then(|r| Nick::parse(nick).map(|n| (r, n.to_string()))),
+            (true, Some(me)) => RoomName::parse(room).map(|r| (r, me.name.clone())),
+            (true, None) => {
+                self.join_error = Some("Still signing in; try again in a moment.".into());
+                return Vec::new();
+            }
+        };
         let (room, nick) = match parsed {
             Ok(pair) => pair,
             Err(invalid) => {
@@ -258,13 +282,8 @@ impl PageModel {
         }
         let id = format!("join-{}", self.take_key());
         self.pending_join = Some(id.clone());
-        let join = ClientMsg::Join {
-            id: Some(id),
-            room: room.to_string(),
-            nick: nick.to_string(),
-            since: None,
-            token: Some(token.into()),
-        };
+        let join =
+            ClientMsg::Join { id: Some(id), room: room.to_string(), nick, since: None, token: Some(token.into()) };
         vec![Effect::Send(join)]
     }
 
@@ -420,16 +439,23 @@ impl PageModel {
     /// Applies one message from the hub.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<Effect> {
         match msg {
-            ServerMsg::Welcome { limits, epoch, .. } => {
+            ServerMsg::Welcome { limits, epoch, auth, .. } => {
                 self.limits = Some(limits);
                 self.epoch = Some(epoch);
+                self.sign_in_required = auth.is_some();
+                if auth.is_none() {
+                    self.signed_in = None;
+                }
                 Vec::new()
             }
             ServerMsg::Joined { id, room, nick, members, away, count } => {
                 self.joined(id, room, nick, (members, away, count))
             }
-            // the page does not sign in yet (it joins anonymously): nothing to keep
-            ServerMsg::Authed { .. } => Vec::new(),
+            // the connection task fetched a token and sent `auth` (first, or to refresh it)
+            ServerMsg::Authed { name, expires_at, .. } => {
+                self.signed_in = Some(SignedIn { name, expires_at });
+                Vec::new()
+            }
             ServerMsg::Left { room, .. } => {
                 self.forget_room(&room);
                 vec![Effect::SaveSession]

@@ -529,3 +529,46 @@ fn a_big_room_loads_its_member_list_in_pages_and_newcomers_past_the_loaded_part_
     });
     assert_eq!(page.room("lobby").unwrap().members, names(0..100));
 }
+
+// ---- sign-in mode ------------------------------------------------------------------------
+
+fn welcome_with_sign_in() -> ServerMsg {
+    let auth = Some(hubbub_shared::AuthInfo { token_url: Some("/chat-token".into()) });
+    ServerMsg::Welcome { protocol: 2, epoch: "e1".into(), limits: LIMITS, auth }
+}
+
+#[test]
+fn signed_in_joins_use_the_tokens_name_whatever_the_form_says() {
+    let mut page = PageModel::new(Session::default(), Vec::new());
+    page.apply(welcome_with_sign_in());
+    assert!(page.sign_in_required);
+    // before `authed` the page does not know who it is: no join with a made-up name
+    assert!(page.request_join("lobby", "mallory", TOKEN).is_empty());
+    assert!(page.join_error.as_deref().is_some_and(|e| e.contains("signing in")), "{:?}", page.join_error);
+
+    page.apply(ServerMsg::Authed { id: None, name: "Ada Lovelace".into(), expires_at: 1_800_000_000_000 });
+    assert_eq!(page.signed_in, Some(SignedIn { name: "Ada Lovelace".into(), expires_at: 1_800_000_000_000 }));
+    // an empty nickname field is fine, and a name with a space (not a valid typed nickname) too
+    let effects = page.request_join("lobby", "", TOKEN);
+    let Some(Effect::Send(ClientMsg::Join { nick, room, .. })) = effects.first() else { panic!("{effects:?}") };
+    assert_eq!((nick.as_str(), room.as_str()), ("Ada Lovelace", "lobby"));
+    assert_eq!(page.join_error, None);
+}
+
+#[test]
+fn a_refresh_moves_the_expiry_and_a_reconnect_keeps_the_name_until_the_hub_says_otherwise() {
+    let mut page = PageModel::new(Session::default(), Vec::new());
+    page.apply(welcome_with_sign_in());
+    page.apply(ServerMsg::Authed { id: None, name: "ada".into(), expires_at: 1_000 });
+    page.apply(ServerMsg::Authed { id: None, name: "ada".into(), expires_at: 61_000 });
+    assert_eq!(page.signed_in.as_ref().map(|s| s.expires_at), Some(61_000));
+    // reconnecting to a hub that still wants sign-in: the name stays on screen meanwhile
+    page.connection_lost(close::GOING_AWAY, String::new(), true);
+    page.apply(welcome_with_sign_in());
+    assert_eq!(page.signed_in.as_ref().map(|s| s.name.as_str()), Some("ada"));
+    // a hub in anonymous mode: back to typing a nickname
+    page.apply(ServerMsg::Welcome { protocol: 2, epoch: "e1".into(), limits: LIMITS, auth: None });
+    assert!(!page.sign_in_required);
+    assert_eq!(page.signed_in, None);
+    assert!(page.request_join("lobby", "", TOKEN).is_empty(), "an empty nickname is refused again");
+}

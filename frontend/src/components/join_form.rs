@@ -1,7 +1,9 @@
 use crate::state::Chat;
 use leptos::{ev::SubmitEvent, prelude::*};
 
-/// Nickname and room; the nickname is remembered in local storage for the next visit.
+/// Nickname and room; the nickname is remembered in local storage for the next visit. In
+/// sign-in mode there is no nickname to type: the page shows who the host application says
+/// the person is.
 #[component]
 pub(crate) fn JoinForm() -> impl IntoView {
     let chat = expect_context::<Chat>();
@@ -11,14 +13,26 @@ pub(crate) fn JoinForm() -> impl IntoView {
         ev.prevent_default();
         chat.request_join(&room.get_untracked(), &nick.get_untracked());
     };
+    // sign-in mode: Some(the name, or None while signing in); anonymous: None. One view with
+    // `hidden` rather than a view per case: each `view!` costs the page kilobytes.
+    let signed_in =
+        Memo::new(move |_| chat.with(|m| m.sign_in_required.then(|| m.signed_in.as_ref().map(|s| s.name.clone()))));
+    let anonymous = move || signed_in.with(Option::is_none);
+    let who = move || match signed_in.get() {
+        Some(Some(name)) => format!("Signed in as {name}"),
+        Some(None) => "Signing in…".to_owned(),
+        None => String::new(),
+    };
     view! {
         <form class="join" on:submit=on_submit>
             <h2>"Join a room"</h2>
-            <label for="nick">"Nickname"</label>
+            <p class="signed-in" id="signed-in" hidden=anonymous>{who}</p>
+            <label for="nick" hidden=move || !anonymous()>"Nickname"</label>
             <input
                 id="nick"
                 name="nick"
                 autocomplete="nickname"
+                hidden=move || !anonymous()
                 prop:value=move || nick.get()
                 on:input=move |ev| nick.set(event_target_value(&ev))
             />

@@ -21,7 +21,8 @@ pub(crate) fn router(state: AppState) -> Router {
     } else {
         tracing::info!(from = %page.source, "serving the page");
     }
-    let csp = HeaderValue::from_str(&super::guard::csp::policy(page.index_html())).expect("the policy is ASCII");
+    let policy = super::guard::csp::policy(page.index_html(), state.config.auth_token_url.as_deref());
+    let csp = HeaderValue::from_str(&policy).expect("the policy is ASCII");
     let page = move |uri: Uri, headers: HeaderMap| {
         let page = page.clone();
         async move { page.respond(&uri, &headers) }

@@ -123,3 +123,21 @@ async fn tokens_signed_with_a_key_pair_are_checked_with_the_public_key() {
     let (_, reply) = auth(&app, &forged).await;
     assert!(matches!(reply, ServerMsg::Error { code: ErrorCode::InvalidToken, .. }), "an HS256 token is not accepted");
 }
+
+#[tokio::test]
+async fn the_page_may_fetch_tokens_from_the_configured_address_and_nothing_else_starts() {
+    // an address on another origin: the page's Content-Security-Policy allows exactly that origin
+    let app = signed_in_app().await;
+    let (_, head, _) = http_get(app.addr, "/", &[]).await;
+    let csp = head.lines().find(|l| l.to_lowercase().starts_with("content-security-policy:")).expect("a CSP");
+    assert!(csp.contains("connect-src 'self' https://app.example;"), "{csp}");
+
+    // what the page could never fetch, or the policy could not name, stops the hub at start
+    for bad in ["javascript:alert(1)", "chat-token", "//app.example/t", "ftp://app.example/t"] {
+        let mut config = hubbub_server::Config::for_tests();
+        config.auth_jwt_secret = Some(SECRET.into());
+        config.auth_token_url = Some(bad.into());
+        let refused = hubbub_server::Application::build(config).await.err().expect(bad).to_string();
+        assert!(refused.contains("--auth-token-url must be"), "{bad}: {refused}");
+    }
+}

@@ -14,6 +14,10 @@ mod lifecycle;
 mod limits;
 #[path = "../support/nginx.rs"]
 mod nginx;
+// nginx.rs finds it beside itself (`super::Certificate`)
+#[path = "../support/certificate.rs"]
+mod certificate;
+use certificate::Certificate;
 #[path = "../support/postgres.rs"]
 mod pg;
 mod postgres;

@@ -29,7 +29,7 @@ async fn behind_nginx_each_real_client_has_its_own_cap_and_chat_goes_through() {
         c.trusted_proxies = vec!["127.0.0.1".into()];
     })
     .await;
-    let nginx = Nginx::start(app.addr);
+    let nginx = Nginx::start_plain(app.addr);
     let proxy: SocketAddr = ([127, 0, 0, 1], nginx.port).into();
     let (a, b) = (Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
 

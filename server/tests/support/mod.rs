@@ -2,7 +2,9 @@
 // each test binary uses part of these fixtures
 #![allow(unreachable_pub, dead_code)]
 
+pub mod certificate;
 pub mod nginx;
+pub use certificate::Certificate;
 pub mod postgres;
 pub mod redis;
 

@@ -1,6 +1,7 @@
 //! A real nginx (Debian's package, installed by `scripts/setup.sh test`) in front of a hub, with
 //! the very configuration `docs/operations.md` prints (between its `<!-- nginx -->` markers),
-//! only the ports changed. On a free loopback port, in a temporary folder, killed by PID on drop.
+//! only the ports and the certificate's paths changed (a certificate made here for 127.0.0.1).
+//! On free loopback ports, in a temporary folder, killed by PID on drop.
 #![allow(unreachable_pub, dead_code)]
 
 use std::{
@@ -13,7 +14,13 @@ const OPERATIONS: &str = include_str!("../../../docs/operations.md");
 
 pub struct Nginx {
     _dir: tempfile::TempDir,
+    /// The proxying `server` block's port (https, or http for [`Nginx::start_plain`]).
     pub port: u16,
+    /// The plain-http `server` block's port, which redirects to https.
+    pub redirect_port: u16,
+    tls: bool,
+    /// The certificate it serves (made for 127.0.0.1).
+    pub certificate: super::Certificate,
     child: Child,
 }
 
@@ -25,15 +32,34 @@ pub fn documented_config() -> &'static str {
 }
 
 impl Nginx {
-    /// nginx on a free port of 127.0.0.1, proxying to `hub`.
+    /// nginx proxying to `hub` over https on a free port of 127.0.0.1, as documented.
     pub fn start(hub: SocketAddr) -> Nginx {
+        Self::start_with(hub, true)
+    }
+
+    /// The same `server` block without TLS, for tests that speak the protocol from several
+    /// source addresses with a plain WebSocket client.
+    pub fn start_plain(hub: SocketAddr) -> Nginx {
+        Self::start_with(hub, false)
+    }
+
+    fn start_with(hub: SocketAddr, tls: bool) -> Nginx {
         let dir = tempfile::Builder::new().prefix("hubbub-nginx-").tempdir().expect("a temporary folder");
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let (port, redirect_port) = (free_port(), free_port());
+        let certificate = super::Certificate::make(dir.path(), "site");
+        let (cert_path, key_path) = (&certificate.cert, &certificate.key);
+        let listen = if tls { format!("listen 127.0.0.1:{port} ssl;") } else { format!("listen 127.0.0.1:{port};") };
         let site = documented_config()
             .replace("server 127.0.0.1:3000;", &format!("server {hub};"))
-            .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+            .replace("listen 80;", &format!("listen 127.0.0.1:{redirect_port};"))
+            .replace("listen 443 ssl;", &listen)
+            .replace("/etc/ssl/hubbub/fullchain.pem", &cert_path.display().to_string())
+            .replace("/etc/ssl/hubbub/privkey.pem", &key_path.display().to_string());
         assert!(
-            site.contains(&hub.to_string()) && site.contains(&port.to_string()),
+            [hub.to_string(), port.to_string(), redirect_port.to_string(), cert_path.display().to_string()]
+                .iter()
+                .all(|changed| site.contains(changed.as_str())),
             "the documented block changed shape"
         );
         let d = dir.path().display();
@@ -61,11 +87,12 @@ impl Nginx {
             assert!(Instant::now() < deadline, "nginx did not start listening");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Nginx { _dir: dir, port, child }
+        Nginx { _dir: dir, port, redirect_port, tls, certificate, child }
     }
 
+    /// `https://127.0.0.1:PORT` (or `http://` for [`Nginx::start_plain`]).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        format!("{}://127.0.0.1:{}", if self.tls { "https" } else { "http" }, self.port)
     }
 }
 
