@@ -75,8 +75,13 @@ impl AppState {
         }
         let redis = match &config.redis {
             Some(url) => Some(Arc::new(
-                RedisFanout::start(url, presence.clone(), stats.clone())
-                    .with_context(|| format!("cannot use Redis at {}", redacted(url)))?,
+                RedisFanout::start(
+                    url,
+                    presence.clone(),
+                    stats.clone(),
+                    std::time::Duration::from_millis(config.redis_heartbeat_ms),
+                )
+                .with_context(|| format!("cannot use Redis at {}", redacted(url)))?,
             )),
             None => None,
         };

@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_REDIS")]
     pub redis: Option<String>,
 
+    /// Cluster mode: how often each hub refreshes its view of its rooms' people in Redis. A
+    /// hub silent for three times this (killed) has its people leave the other hubs' lists.
+    #[arg(long, env = "HUBBUB_REDIS_HEARTBEAT_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(50..))]
+    pub redis_heartbeat_ms: u64,
+
     /// Durability of each commit: `full` fsyncs every group commit, so an acknowledged message
     /// survives power loss; `normal` survives a crash of the process only.
     #[arg(long, env = "HUBBUB_DB_SYNC", value_enum, default_value_t = crate::store::Durability::Full)]

@@ -3,7 +3,8 @@
 //! A hub is killed (`kill -9`) in the middle of a burst: afterwards the database holds every
 //! acknowledged message once, `seq` has no gap, and the member on the surviving hub has heard
 //! every stored message once, in order (those the dead hub committed but never published
-//! included).
+//! included). And alice, whose hub died, leaves bob's member list once the dead hub's view of
+//! the room runs out (three heartbeats), without waiting for anything else.
 
 mod support;
 
@@ -40,10 +41,23 @@ async fn a_hub_killed_mid_burst_loses_nothing_acknowledged_and_the_other_hubs_me
         "1000000",
         "--frames-per-sec",
         "1000000",
+        "--redis-heartbeat-ms",
+        "200",
     ];
     let (mut a, b) = (Hub::start(&args).await, Hub::start(&args).await);
     let mut bob = joined(&b, "bob").await;
     let alice = joined(&a, "alice").await;
+    // bob's list shows alice (hub A shared its view of the room) before anything happens
+    'listed: loop {
+        let Some(Ok(Message::Text(text))) = tokio::time::timeout(WAIT, bob.next()).await.expect("alice shows") else {
+            continue;
+        };
+        for msg in decode_server_frame(&text).unwrap() {
+            if matches!(&msg, ServerMsg::Presence { joined, .. } if joined.contains(&"alice".to_owned())) {
+                break 'listed;
+            }
+        }
+    }
 
     // Act: alice floods hub A; A is killed once a quarter of the burst is acknowledged
     let (mut tx, mut rx) = alice.split();
@@ -70,6 +84,7 @@ async fn a_hub_killed_mid_burst_loses_nothing_acknowledged_and_the_other_hubs_me
         }
     }
     a.kill();
+    let killed = std::time::Instant::now();
     let _ = sender.await;
 
     // Assert: the database holds every acknowledged message, once, with no gap
@@ -86,17 +101,25 @@ async fn a_hub_killed_mid_burst_loses_nothing_acknowledged_and_the_other_hubs_me
 
     // ... and bob, on the surviving hub, hears every stored message once, in order
     let mut heard = Vec::new();
-    while heard.len() < stored.len() {
+    let mut alice_left = None;
+    while heard.len() < stored.len() || alice_left.is_none() {
         let Some(Ok(Message::Text(text))) = tokio::time::timeout(WAIT, bob.next()).await.expect("bob keeps hearing")
         else {
             continue;
         };
         for msg in decode_server_frame(&text).unwrap() {
-            if let ServerMsg::Message(m) = msg {
-                heard.push(m.seq as i64);
+            match msg {
+                ServerMsg::Message(m) => heard.push(m.seq as i64),
+                ServerMsg::Presence { left, .. } if left.contains(&"alice".to_owned()) => {
+                    alice_left = Some(killed.elapsed());
+                }
+                _ => {}
             }
         }
     }
     assert_eq!(heard, seqs, "every stored message once, in order");
+    // three heartbeats of 200 ms, checked every heartbeat, then a presence tick
+    let alice_left = alice_left.expect("read until then");
+    assert!(alice_left < std::time::Duration::from_secs(3), "alice left after {alice_left:?}");
     drop(b);
 }

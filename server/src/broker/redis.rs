@@ -13,6 +13,16 @@
 //! Redis was away, or a hub that died between commit and publish) is read from the message log,
 //! the truth, and delivered in order. Redis holds nothing that must survive it.
 //!
+//! **People.** Each hub publishes its view of each of its rooms ([`HubView`]: the people it
+//! holds there, away or not, and who is typing) on the room's channel when it changes (checked
+//! every presence tick) and every `--redis-heartbeat-ms`, and keeps the latest in the hash
+//! `hubbub:views:{room}` (field: the hub) so that a hub whose first member joins a room reads the
+//! others' views at once instead of waiting for a heartbeat. A view not refreshed for three
+//! heartbeats is dropped ([`LocalPresence::expire_views`]): that is how a killed hub's people
+//! leave the others' member lists. Nicknames are checked per hub: two people who pick the same
+//! nickname on two hubs at the same moment are shown as one name (claims across hubs are the
+//! next step, see the README's status).
+//!
 //! **Redis away.** Sends still commit and are acknowledged, and this hub's members still get
 //! them; publishes fail (counted in `hubbub_fanout_errors_total`, `/healthz` says `degraded`).
 //! When the subscription connection is back, every watched room is read from the log from where
@@ -20,7 +30,7 @@
 
 use super::Fanout;
 use crate::{
-    chat::presence::LocalPresence,
+    chat::presence::{HubView, LocalPresence},
     stats::Stats,
     store::{MessageLog, Range},
 };
@@ -51,19 +61,62 @@ const REPAIR_PAGE: usize = 200;
 /// between a commit and its publish leaves no gap behind until the room's next message, so
 /// without this check the other hubs' members would wait for that message to see the lost one.
 const HEAD_CHECK: Duration = Duration::from_secs(1);
+/// How often this hub looks for changed views of its rooms to share (the presence tick).
+const VIEW_CHECK: Duration = Duration::from_millis(250);
 /// How long after its last message a room is still checked that way.
 const HEAD_CHECK_WINDOW: Duration = Duration::from_secs(30);
 
-/// What travels on a room's channel.
+/// What travels on a room's channel: a message, or a hub's view of the room's people.
 #[derive(Debug, Serialize, Deserialize)]
 struct Envelope {
     /// The publishing hub, so it skips its own messages (it delivered them already).
     hub: String,
-    message: ChatMessage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    message: Option<ChatMessage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    view: Option<RoomView>,
+}
+
+/// A hub's view of a room, on the channel and in `hubbub:views:{room}` (the same envelope).
+#[derive(Debug, Serialize, Deserialize)]
+struct RoomView {
+    room: String,
+    view: HubView,
+    /// When the hub took it (ms since the epoch): a stored view older than the TTL is ignored.
+    #[serde(default)]
+    seen_ms: u64,
 }
 
 fn channel(room: &str) -> String {
     format!("hubbub:room:{room}")
+}
+
+fn views_key(room: &str) -> String {
+    format!("hubbub:views:{room}")
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// What the publisher's connection does, in order.
+#[derive(Debug)]
+enum Command {
+    Publish {
+        channel: String,
+        payload: String,
+    },
+    /// Publish a view and keep it in the room's hash (which lives three TTLs past its last write).
+    ShareView {
+        room: String,
+        payload: String,
+        ttl: Duration,
+    },
+    /// The room's stored views, as (hub, payload).
+    LoadViews {
+        room: String,
+        reply: oneshot::Sender<Vec<(String, String)>>,
+    },
 }
 
 /// One room's delivery order on this hub.
@@ -79,6 +132,9 @@ struct Sequencer {
     repairing: bool,
     /// When the room last had a message: quiet rooms are not compared with the log's head.
     last_message: Option<Instant>,
+    /// The other hubs' stored views were read (after subscribing): until then a view from the
+    /// channel shows people who were there all along, not arrivals.
+    views_loaded: bool,
 }
 
 impl Sequencer {
@@ -140,7 +196,9 @@ struct Inner {
     rooms: Mutex<HashMap<String, Sequencer>>,
     /// Where gaps are read from; set once the log is open (the log needs the fan-out first).
     log: OnceLock<Arc<dyn MessageLog>>,
-    publishes: mpsc::UnboundedSender<(String, String)>,
+    publishes: mpsc::UnboundedSender<Command>,
+    /// How often views are refreshed; three of these without one and a view is dropped.
+    heartbeat: Duration,
     control: mpsc::UnboundedSender<Control>,
     health: Health,
     stats: Arc<Stats>,
@@ -149,7 +207,12 @@ struct Inner {
 impl RedisFanout {
     /// Checks the URL and starts the publisher and the subscriber tasks; they connect (and
     /// reconnect) by themselves.
-    pub(crate) fn start(url: &str, local: Arc<LocalPresence>, stats: Arc<Stats>) -> anyhow::Result<RedisFanout> {
+    pub(crate) fn start(
+        url: &str,
+        local: Arc<LocalPresence>,
+        stats: Arc<Stats>,
+        heartbeat: Duration,
+    ) -> anyhow::Result<RedisFanout> {
         let client = redis::Client::open(url)?;
         let (publishes, publish_queue) = mpsc::unbounded_channel();
         let (control, control_queue) = mpsc::unbounded_channel();
@@ -160,12 +223,14 @@ impl RedisFanout {
             rooms: Mutex::default(),
             log: OnceLock::new(),
             publishes,
+            heartbeat,
             control,
             health: Health::default(),
             stats,
         });
         tokio::spawn(publish_loop(client.clone(), publish_queue, inner.clone()));
         tokio::spawn(subscribe_loop(client, control_queue, Arc::downgrade(&inner)));
+        tokio::spawn(view_loop(Arc::downgrade(&inner)));
         Ok(RedisFanout { inner })
     }
 
@@ -277,10 +342,11 @@ impl Inner {
 
 impl Fanout for RedisFanout {
     fn publish(&self, message: ChatMessage) {
-        let envelope = Envelope { hub: self.inner.hub.clone(), message };
+        let envelope = Envelope { hub: self.inner.hub.clone(), message: Some(message), view: None };
         let payload = serde_json::to_string(&envelope).expect("a chat message always serialises");
-        let _ = self.inner.publishes.send((channel(&envelope.message.room), payload));
-        self.inner.offer(envelope.message);
+        let Some(message) = envelope.message else { return };
+        let _ = self.inner.publishes.send(Command::Publish { channel: channel(&message.room), payload });
+        self.inner.offer(message);
     }
 
     fn watch(&self, room: &RoomName) -> BoxFuture<'static, ()> {
@@ -314,14 +380,35 @@ impl Fanout for RedisFanout {
                 Ok(name) => log.head(&name).await.unwrap_or(0),
                 Err(_) => 0,
             };
-            let mut rooms = inner.lock();
-            if let Some(s) = rooms.get_mut(&room)
-                && s.next.is_none()
             {
-                s.next = Some(head + 1);
-                for ready in s.drain() {
-                    inner.local.deliver(ready);
+                let mut rooms = inner.lock();
+                if let Some(s) = rooms.get_mut(&room)
+                    && s.next.is_none()
+                {
+                    s.next = Some(head + 1);
+                    for ready in s.drain() {
+                        inner.local.deliver(ready);
+                    }
                 }
+            }
+            // the people the other hubs hold in the room, without waiting for their heartbeat
+            let (reply, stored) = oneshot::channel();
+            let _ = inner.publishes.send(Command::LoadViews { room: room.clone(), reply });
+            if let Ok(Ok(stored)) = tokio::time::timeout(WATCH_WAIT, stored).await {
+                let fresh_after = now_ms().saturating_sub((inner.heartbeat * 3).as_millis() as u64);
+                // stored as published: the envelope
+                for (hub, payload) in stored {
+                    match serde_json::from_str::<Envelope>(&payload) {
+                        Ok(Envelope { view: Some(v), .. }) if hub != inner.hub && v.seen_ms >= fresh_after => {
+                            inner.local.apply_view(&hub, &room, Some(v.view), false);
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(%room, cause = %e, "an unreadable stored view"),
+                    }
+                }
+            }
+            if let Some(s) = inner.lock().get_mut(&room) {
+                s.views_loaded = true;
             }
         }
         .boxed()
@@ -344,28 +431,86 @@ impl Fanout for RedisFanout {
     }
 }
 
-/// Publishes in order, one command at a time; a failure is counted and reported, and the
-/// message reaches the other hubs through their catch-up when Redis answers again.
-async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<(String, String)>, inner: Arc<Inner>) {
+/// Runs the publisher's commands in order, one at a time; a failure is counted and reported,
+/// and a lost message reaches the other hubs through their catch-up when Redis answers again (a
+/// lost view, at the next heartbeat).
+async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<Command>, inner: Arc<Inner>) {
     let mut conn: Option<redis::aio::MultiplexedConnection> = None;
-    while let Some((channel, payload)) = queue.recv().await {
+    while let Some(command) = queue.recv().await {
         if conn.is_none() {
             match client.get_multiplexed_async_connection().await {
                 Ok(c) => conn = Some(c),
                 Err(e) => {
                     inner.stats.fanout_errors.inc();
                     inner.health.set(Some(format!("redis: {e}")));
-                    continue;
+                    continue; // a LoadViews' reply is dropped: the join goes on without
                 }
             }
         }
         let Some(c) = conn.as_mut() else { continue };
-        let published: redis::RedisResult<i64> = redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async(c).await;
-        if let Err(e) = published {
-            tracing::warn!(cause = %e, "publish to Redis failed; other hubs catch up from the log");
+        let done: redis::RedisResult<()> = match command {
+            Command::Publish { channel, payload } => {
+                redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<i64>(c).await.map(drop)
+            }
+            Command::ShareView { room, payload, ttl } => {
+                let key = views_key(&room);
+                redis::pipe()
+                    .cmd("PUBLISH")
+                    .arg(channel(&room))
+                    .arg(&payload)
+                    .ignore()
+                    .cmd("HSET")
+                    .arg(&key)
+                    .arg(&inner.hub)
+                    .arg(&payload)
+                    .ignore()
+                    .cmd("PEXPIRE")
+                    .arg(&key)
+                    .arg((ttl * 3).as_millis() as u64)
+                    .ignore()
+                    .query_async::<()>(c)
+                    .await
+            }
+            Command::LoadViews { room, reply } => {
+                let views = redis::cmd("HGETALL").arg(views_key(&room)).query_async::<HashMap<String, String>>(c).await;
+                views.map(|views| {
+                    let _ = reply.send(views.into_iter().collect());
+                })
+            }
+        };
+        if let Err(e) = done {
+            tracing::warn!(cause = %e, "a Redis command failed; other hubs catch up from the log");
             inner.stats.fanout_errors.inc();
             inner.health.set(Some(format!("redis: {e}")));
             conn = None;
+        }
+    }
+}
+
+/// Shares this hub's views of its rooms: the changed ones every presence tick, all of them every
+/// heartbeat, and drops the other hubs' views that stopped being refreshed. Ends when the
+/// fan-out is dropped.
+async fn view_loop(inner: std::sync::Weak<Inner>) {
+    let Some(heartbeat) = inner.upgrade().map(|me| me.heartbeat) else { return };
+    let mut changes = tokio::time::interval(VIEW_CHECK);
+    let mut beats = tokio::time::interval(heartbeat);
+    loop {
+        let all = tokio::select! {
+            _ = changes.tick() => false,
+            _ = beats.tick() => true,
+        };
+        let Some(me) = inner.upgrade() else { return };
+        if all {
+            me.local.expire_views(heartbeat * 3);
+        }
+        for (room, view) in me.local.take_views(all) {
+            let envelope = Envelope {
+                hub: me.hub.clone(),
+                message: None,
+                view: Some(RoomView { room: room.clone(), view, seen_ms: now_ms() }),
+            };
+            let payload = serde_json::to_string(&envelope).expect("a view always serialises");
+            let _ = me.publishes.send(Command::ShareView { room, payload, ttl: heartbeat * 3 });
         }
     }
 }
@@ -427,7 +572,15 @@ async fn subscribe_loop(
                     let Some(msg) = msg else { break };
                     let Some(me) = inner.upgrade() else { return };
                     match msg.get_payload::<String>().map(|p| serde_json::from_str::<Envelope>(&p)) {
-                        Ok(Ok(envelope)) if envelope.hub != me.hub => me.offer(envelope.message),
+                        Ok(Ok(Envelope { hub, message, view })) if hub != me.hub => {
+                            if let Some(message) = message {
+                                me.offer(message);
+                            }
+                            if let Some(RoomView { room, view, .. }) = view {
+                                let announce = me.lock().get(&room).is_some_and(|s| s.views_loaded);
+                                me.local.apply_view(&hub, &room, Some(view), announce);
+                            }
+                        }
                         Ok(Ok(_)) => {} // our own, delivered at commit
                         Ok(Err(e)) => tracing::warn!(cause = %e, "an unreadable message on a room channel"),
                         Err(e) => tracing::warn!(cause = %e, "an unreadable Redis payload"),

@@ -1,9 +1,9 @@
 //! Presence: the rooms, the people in them (each person once, however many tabs), whether they
 //! are away, and who is typing.
 //!
-//! [`Presence`] is the seam: today's engine is [`LocalPresence`], the rooms of this one process;
-//! a cluster engine (nickname ownership, per-person connection counts per hub and per-hub
-//! heartbeats in Redis) plugs in beside it, chosen at start-up (`crate::app`).
+//! [`Presence`] is the seam the chat sees; [`LocalPresence`] is its engine, the rooms of this
+//! process, which in cluster mode also show the other hubs' people (their views arrive through
+//! `crate::broker::redis`; see *Several hubs* below).
 //!
 //! **People, not connections.** A member is a person in a room: a nickname and the identity
 //! secret the page sent in `join` (`token`). Any number of connections with the same identity
@@ -21,6 +21,14 @@
 //! droppable like live messages: a reader who is behind misses one and gets a fresh first page
 //! (an unasked `members`) at a later tick instead. `typing` works the same way.
 //!
+//! **Several hubs** (`--redis`). Each hub publishes its *view* of a room (the people it holds
+//! there, away or not, and who of them is typing: [`HubView`]) whenever it changes and as a
+//! heartbeat (`crate::broker::redis`); every hub merges the other hubs' views into what its rooms
+//! show. A person is shown once whichever hubs their tabs are on, away only when away on every
+//! one. The grace period runs on the person's own hub; a hub that stops refreshing its views
+//! (killed) has them dropped after the heartbeat TTL, and its people leave then, unless they
+//! reconnected elsewhere.
+//!
 //! `LocalPresence` keeps all state behind one `std::sync::Mutex` that is never held across an
 //! `.await`: every operation is a short, synchronous critical section. Replies are pushed into
 //! the members' outbound queues *inside* that section, so a joiner's `joined` reply always
@@ -29,6 +37,7 @@
 use super::nick_rules;
 use crate::net::{ConnId, Outbound};
 use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
+use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
     ops::Bound,
@@ -52,6 +61,24 @@ pub(crate) struct PresenceTimes {
     pub(crate) away_after: Duration,
     /// How long a typing signal lasts without a refresh.
     pub(crate) typing_ttl: Duration,
+}
+
+/// What one hub shows of a room: the people it holds there (grace included) and who of them is
+/// typing. Published to the other hubs in cluster mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HubView {
+    /// (nickname, away) of each person, sorted by name.
+    pub(crate) members: Vec<(String, bool)>,
+    pub(crate) typing: Vec<String>,
+}
+
+/// A name shown because of other hubs' views.
+#[derive(Debug)]
+struct RemoteName {
+    nick: String,
+    /// How many hubs show it, and how many of those as away.
+    hubs: u32,
+    away: u32,
 }
 
 /// A connection asking to be a member of a room.
@@ -146,6 +173,14 @@ struct Room {
     /// Connections whose last `presence` frame was dropped (they read too slowly): each gets a
     /// fresh first page once its queue has room.
     stale: HashSet<ConnId>,
+    /// Other hubs' views of the room (cluster mode), by hub, with when each was last refreshed.
+    remote: HashMap<String, (HubView, Instant)>,
+    /// The names those views show, by [`Nick::key`]: sorted, for paging beside `by_name`.
+    remote_by_name: BTreeMap<String, RemoteName>,
+    /// Something this hub shows may have changed since its view was last taken.
+    view_dirty: bool,
+    /// This hub's view as last taken for publishing (`None`: never, as in the embedded mode).
+    published: Option<HubView>,
 }
 
 /// What a room is shown of one name.
@@ -188,15 +223,23 @@ struct Changes {
 }
 
 impl Room {
-    /// What the room is shown of the name with this key now.
+    /// What the room is shown of the name with this key now: a person here, on other hubs, or
+    /// both (away only when away everywhere).
     fn shown(&self, key: &str) -> Option<Shown> {
-        let member = &self.members[self.by_name.get(key)?];
-        Some(Shown { nick: member.nick.to_string(), away: member.away })
+        let local = self.by_name.get(key).map(|id| &self.members[id]);
+        let remote = self.remote_by_name.get(key);
+        let away_elsewhere = remote.is_none_or(|r| r.away == r.hubs);
+        match (local, remote) {
+            (Some(m), _) => Some(Shown { nick: m.nick.to_string(), away: m.away && away_elsewhere }),
+            (None, Some(r)) => Some(Shown { nick: r.nick.clone(), away: away_elsewhere }),
+            (None, None) => None,
+        }
     }
 
     /// Notes that the name with this key is about to change, remembering what the room was last
     /// told about it (the first time since the last `presence` frame only).
     fn touch(&mut self, key: String) {
+        self.view_dirty = true;
         if !self.pending.contains_key(&key) {
             let before = self.shown(&key);
             self.pending.insert(key, before);
@@ -207,21 +250,84 @@ impl Room {
     /// are away, and whether more follow.
     fn page(&self, after: Option<&str>, limit: usize) -> (Vec<String>, Vec<String>, bool) {
         let start = after.map_or(Bound::Unbounded, |key| Bound::Excluded(key.to_owned()));
-        let mut range = self.by_name.range((start, Bound::Unbounded));
+        // two sorted indexes, merged (the remote one is empty in the embedded mode)
+        let mut local = self.by_name.range((start.clone(), Bound::Unbounded)).map(|(k, _)| k).peekable();
+        let mut remote = self.remote_by_name.range((start, Bound::Unbounded)).map(|(k, _)| k).peekable();
         let mut names = Vec::new();
         let mut away = Vec::new();
-        for (_, id) in range.by_ref().take(limit) {
-            let member = &self.members[id];
-            names.push(member.nick.to_string());
-            if member.away {
-                away.push(member.nick.to_string());
+        while names.len() < limit {
+            let key = match (local.peek(), remote.peek()) {
+                (Some(l), Some(r)) if l == r => {
+                    remote.next();
+                    local.next()
+                }
+                (Some(l), Some(r)) if r < l => remote.next(),
+                (Some(_), _) => local.next(),
+                (None, Some(_)) => remote.next(),
+                (None, None) => None,
+            };
+            let Some(shown) = key.and_then(|k| self.shown(k)) else { break };
+            if shown.away {
+                away.push(shown.nick.clone());
             }
+            names.push(shown.nick);
         }
-        (names, away, range.next().is_some())
+        (names, away, local.peek().is_some() || remote.peek().is_some())
     }
 
     fn count(&self) -> u64 {
-        self.members.len() as u64
+        let elsewhere_only = self.remote_by_name.keys().filter(|k| !self.by_name.contains_key(*k)).count();
+        (self.members.len() + elsewhere_only) as u64
+    }
+
+    /// What this hub shows of the room, for the other hubs.
+    fn local_view(&self, now: Instant) -> HubView {
+        let members =
+            self.by_name.values().map(|id| (self.members[id].nick.to_string(), self.members[id].away)).collect();
+        let mut typing: Vec<String> = self
+            .typing
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(id, _)| self.members[id].nick.to_string())
+            .collect();
+        typing.sort_by_key(|n| n.to_lowercase());
+        HubView { members, typing }
+    }
+
+    /// Takes another hub's view in, in place of its last one. With `announce`, the next
+    /// `presence` tells the room who came and went; without (the first views a hub reads when
+    /// its first member joins), the connections here get a fresh first page instead, so that
+    /// people who were there all along are not announced as just arrived.
+    fn apply_view(&mut self, hub: &str, view: Option<HubView>, now: Instant, announce: bool) {
+        let old = self.remote.remove(hub);
+        let names =
+            |v: &Option<HubView>| -> Vec<(String, bool)> { v.as_ref().map(|v| v.members.clone()).unwrap_or_default() };
+        let (before, after) = (names(&old.map(|(v, _)| v)), names(&view));
+        if announce {
+            for (nick, _) in before.iter().chain(&after) {
+                self.touch(nick.to_lowercase());
+            }
+        } else {
+            self.stale.extend(self.conns.keys().copied());
+        }
+        for (nick, away) in before {
+            let key = nick.to_lowercase();
+            if let Some(r) = self.remote_by_name.get_mut(&key) {
+                r.hubs -= 1;
+                r.away -= u32::from(away);
+                if r.hubs == 0 {
+                    self.remote_by_name.remove(&key);
+                }
+            }
+        }
+        for (nick, away) in after {
+            let r = self.remote_by_name.entry(nick.to_lowercase()).or_insert(RemoteName { nick, hubs: 0, away: 0 });
+            r.hubs += 1;
+            r.away += u32::from(away);
+        }
+        if let Some(view) = view {
+            self.remote.insert(hub.to_owned(), (view, now));
+        }
     }
 
     fn should_be_away(&self, member: &Member, now: Instant, away_after: Duration) -> bool {
@@ -339,9 +445,13 @@ impl Room {
             let conns = &self.conns;
             self.stale.retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(frame.clone())));
         }
+        let typing_here = self.typing.len();
         self.typing.retain(|_, until| *until > now);
+        self.view_dirty |= typing_here != self.typing.len();
         let mut typing: Vec<String> = self.typing.keys().map(|id| self.members[id].nick.to_string()).collect();
+        typing.extend(self.remote.values().flat_map(|(view, _)| view.typing.iter().cloned()));
         typing.sort_by_key(|n| n.to_lowercase());
+        typing.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         if typing != self.typing_sent {
             let frame = typing_frame(room, &typing);
             for conn in self.conns.values() {
@@ -375,6 +485,56 @@ impl LocalPresence {
         let rooms = self.lock();
         if let Some(entry) = rooms.get(&room) {
             entry.broadcast_live(message);
+        }
+    }
+
+    /// This hub's views of its rooms that changed since they were last taken (every room, for a
+    /// heartbeat: `all`), to publish to the other hubs. A room whose last person here left gets
+    /// an empty view once, so the others drop its people.
+    pub(crate) fn take_views(&self, all: bool) -> Vec<(String, HubView)> {
+        let now = Instant::now();
+        let mut rooms = self.lock();
+        let mut views = Vec::new();
+        for (room, entry) in rooms.iter_mut() {
+            if !(all || entry.view_dirty) {
+                continue;
+            }
+            entry.view_dirty = false;
+            let view = entry.local_view(now);
+            if all || entry.published.as_ref() != Some(&view) {
+                views.push((room.to_string(), view.clone()));
+            }
+            entry.published = Some(view);
+        }
+        views
+    }
+
+    /// Another hub's view of `room` (`None`: that hub holds nobody there any more). Rooms this
+    /// hub holds nobody in are not kept. See [`Room::apply_view`] for `announce`.
+    pub(crate) fn apply_view(&self, hub: &str, room: &str, view: Option<HubView>, announce: bool) {
+        let Ok(room) = RoomName::parse(room) else { return };
+        let mut rooms = self.lock();
+        if let Some(entry) = rooms.get_mut(&room) {
+            let view = view.filter(|v| !v.members.is_empty() || !v.typing.is_empty());
+            entry.apply_view(hub, view, Instant::now(), announce);
+        }
+    }
+
+    /// Drops the views of hubs that stopped refreshing them (killed, or cut off from Redis):
+    /// their people leave at the next tick, unless they are shown from elsewhere too.
+    pub(crate) fn expire_views(&self, ttl: Duration) {
+        let now = Instant::now();
+        let mut rooms = self.lock();
+        for entry in rooms.values_mut() {
+            let expired: Vec<String> = entry
+                .remote
+                .iter()
+                .filter(|(_, (_, seen))| now.saturating_duration_since(*seen) >= ttl)
+                .map(|(hub, _)| hub.clone())
+                .collect();
+            for hub in expired {
+                entry.apply_view(&hub, None, now, true);
+            }
         }
     }
 
@@ -495,6 +655,7 @@ impl Presence for LocalPresence {
         let until = Instant::now() + self.times.typing_ttl;
         self.with_member(conn, room, |entry, id| {
             // the next tick tells the room, if what it shows changed
+            entry.view_dirty = true;
             if typing {
                 entry.typing.insert(id, until);
             } else {
@@ -541,7 +702,10 @@ impl Presence for LocalPresence {
             }
             entry.flush(room, now);
         }
-        rooms.retain(|_, entry| !entry.members.is_empty());
+        // a room whose view went to other hubs stays until they were told it is empty
+        rooms.retain(|_, entry| {
+            !entry.members.is_empty() || entry.published.as_ref().is_some_and(|v| !v.members.is_empty())
+        });
     }
 
     fn room_count(&self) -> usize {
@@ -841,5 +1005,85 @@ mod tests {
         assert!(bob.heard().is_empty());
         tick_after(&p, Duration::from_millis(1)).await;
         assert_eq!(bob.heard(), [typing(&[])], "expired after 6 s without a refresh");
+    }
+
+    fn view(members: &[(&str, bool)], typing: &[&str]) -> HubView {
+        HubView {
+            members: members.iter().map(|(n, away)| (n.to_string(), *away)).collect(),
+            typing: typing.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn other_hubs_people_are_shown_beside_ours_once_each_and_leave_with_their_view() {
+        let p = presence();
+        let mut alice = tab(1);
+        join(&p, &alice, "alice", Some("a")).unwrap();
+        p.tick(Instant::now());
+        alice.heard();
+
+        // another hub holds bob and carol (away), and alice in a tab of hers there
+        p.apply_view("h2", "lobby", Some(view(&[("alice", false), ("bob", false), ("carol", true)], &["bob"])), true);
+        p.tick(Instant::now());
+        let heard = alice.heard();
+        assert!(
+            heard.iter().any(|m| matches!(m, ServerMsg::Presence { count: 3, joined, away, .. }
+                if joined == &["bob", "carol"] && away == &["carol"])),
+            "{heard:?}"
+        );
+        assert!(heard.iter().any(|m| matches!(m, ServerMsg::Typing { nicks, .. } if nicks == &["bob"])), "{heard:?}");
+
+        // paging walks both lists in one order
+        let page = |after: Option<&str>| {
+            p.members(MembersRequest {
+                room: &lobby(),
+                after: after.map(Into::into),
+                limit: 2,
+                out: &alice.out,
+                reply_id: None,
+            });
+        };
+        page(None);
+        page(Some("bob"));
+        let pages: Vec<(Vec<String>, bool)> = alice
+            .heard()
+            .into_iter()
+            .filter_map(|m| match m {
+                ServerMsg::Members { members, more, .. } => Some((members, more)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(pages, [(vec!["alice".to_owned(), "bob".to_owned()], true), (vec!["carol".to_owned()], false)]);
+
+        // that hub's view runs out: bob and carol leave, alice (here too) does not
+        tokio::time::advance(Duration::from_secs(20)).await;
+        p.expire_views(Duration::from_secs(15));
+        p.tick(Instant::now());
+        let heard = alice.heard();
+        assert!(
+            heard.iter().any(|m| matches!(m, ServerMsg::Presence { count: 1, left, .. } if left == &["bob", "carol"])),
+            "{heard:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hub_shares_its_view_when_it_changes_and_all_of_it_on_a_heartbeat() {
+        let p = presence();
+        let (alice, bob) = (tab(1), tab(2));
+        join(&p, &alice, "alice", None).unwrap();
+        assert_eq!(p.take_views(false), [("lobby".to_owned(), view(&[("alice", false)], &[]))]);
+        assert_eq!(p.take_views(false), [], "nothing changed");
+        p.typing(1, &lobby(), true);
+        assert_eq!(p.take_views(false), [("lobby".to_owned(), view(&[("alice", false)], &["alice"]))]);
+        assert_eq!(p.take_views(true).len(), 1, "a heartbeat repeats it");
+        // the last person leaves: the others are told once (an empty view), then the room goes
+        join(&p, &bob, "bob", None).unwrap();
+        p.leave(1, &lobby(), Some((&alice.out, None)));
+        p.leave(2, &lobby(), Some((&bob.out, None)));
+        p.tick(Instant::now());
+        assert_eq!(p.take_views(false), [("lobby".to_owned(), view(&[], &[]))]);
+        p.tick(Instant::now());
+        assert_eq!(p.room_count(), 0);
+        assert_eq!(p.take_views(true), [], "forgotten");
     }
 }

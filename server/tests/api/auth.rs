@@ -137,7 +137,10 @@ async fn the_page_may_fetch_tokens_from_the_configured_address_and_nothing_else_
         let mut config = hubbub_server::Config::for_tests();
         config.auth_jwt_secret = Some(SECRET.into());
         config.auth_token_url = Some(bad.into());
-        let refused = hubbub_server::Application::build(config).await.err().expect(bad).to_string();
+        let refused = match hubbub_server::Application::build(config).await {
+            Ok(_) => panic!("{bad} was taken"),
+            Err(e) => e.to_string(),
+        };
         assert!(refused.contains("--auth-token-url must be"), "{bad}: {refused}");
     }
 }

@@ -115,3 +115,92 @@ async fn redis_without_a_shared_database_is_refused_at_start() {
     let err = hubbub_server::Application::build(config).await.expect_err("refused");
     assert!(format!("{err:#}").contains("--redis needs --database"), "{err:#}");
 }
+
+/// A hub that refreshes its views every 150 ms (so a silent one is dropped after ~0.5 s).
+async fn quick_hub(pg: &str, redis: &str) -> TestApp {
+    let (pg, redis) = (pg.to_owned(), redis.to_owned());
+    spawn_app_with(move |c| {
+        c.database = Some(pg);
+        c.redis = Some(redis);
+        c.redis_heartbeat_ms = 150;
+    })
+    .await
+}
+
+/// Reads until an unasked `members` page (or the `joined` list before it) names exactly `want`.
+async fn sees_members(client: &mut Client, want: &[&str]) {
+    loop {
+        if let ServerMsg::Members { members, id: None, count, .. } = client.next().await
+            && members == want
+        {
+            assert_eq!(count, want.len() as u64);
+            return;
+        }
+    }
+}
+
+#[tokio::test]
+async fn people_on_two_hubs_see_one_member_list_typing_and_one_person_in_tabs_on_both() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database().await;
+    let (a, b) = (quick_hub(&url, &redis.url()).await, quick_hub(&url, &redis.url()).await);
+    let (mut alice, members) = a.joined("lobby", "alice").await;
+    assert_eq!(members, ["alice"]);
+    // hub a has shared its view of the lobby by now (every 150 ms here)
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    // bob, first in the room on hub b: b reads a's view when it subscribes, so bob's list has
+    // alice at once (a fresh page right after `joined`), and alice hears bob arrive
+    let (mut bob, _) = b.joined("lobby", "bob").await;
+    sees_members(&mut bob, &["alice", "bob"]).await;
+    assert_eq!(alice.sees_join("bob").await, 2);
+
+    // typing crosses hubs, and so does its end
+    bob.send(&ClientMsg::Typing { room: "lobby".into() }).await;
+    loop {
+        if let ServerMsg::Typing { nicks, .. } = alice.next().await {
+            assert_eq!(nicks, ["bob"]);
+            break;
+        }
+    }
+
+    // carol, one person (one identity) with a tab on each hub: one member, announced once
+    let carol = ClientMsg::Join {
+        id: None,
+        room: "lobby".into(),
+        nick: "carol".into(),
+        since: None,
+        token: Some("carol's secret".into()),
+    };
+    let mut carol_a = a.client().await;
+    carol_a.send(&carol).await;
+    assert_eq!(alice.sees_join("carol").await, 3);
+    let mut carol_b = b.client().await;
+    carol_b.send(&carol).await;
+    assert!(matches!(carol_b.next().await, ServerMsg::Joined { count: 3, .. }), "counted once");
+    // her tab on hub a closes: she is still here through hub b, so nobody hears her leave
+    drop(carol_a);
+    assert!(alice.is_quiet_for(Duration::from_millis(800)).await);
+    assert!(
+        !alice.presence_so_far().iter().any(|p| matches!(p, ServerMsg::Presence { left, .. } if !left.is_empty())),
+        "nobody left"
+    );
+}
+
+#[tokio::test]
+async fn a_hub_that_goes_silent_has_its_people_leave_the_other_hubs_lists_after_three_heartbeats() {
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database().await;
+    let (a, mut b) = (quick_hub(&url, &redis.url()).await, quick_hub(&url, &redis.url()).await);
+    let (mut alice, _) = a.joined("lobby", "alice").await;
+    let (_bob, _) = b.joined("lobby", "bob").await;
+    assert_eq!(alice.sees_join("bob").await, 2);
+
+    // Act: hub b stops (its people would stay for the grace on b, but b refreshes nothing now)
+    let stopped = std::time::Instant::now();
+    b.shut_down();
+
+    // Assert: bob leaves alice's list once b's view runs out, well before the 15 s grace
+    assert_eq!(alice.sees_leave("bob").await, 1);
+    assert!(stopped.elapsed() < Duration::from_secs(5), "{:?}", stopped.elapsed());
+}
