@@ -29,6 +29,13 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
 
     /// Why fan-out is degraded right now (Redis away), if it is; for `/healthz`.
     fn problem(&self) -> Option<String>;
+
+    /// Takes the nickname whose look-alike key is `key` in `room` for the person `claim` names
+    /// (or confirms it is theirs already) across every hub: `false` when someone else holds it.
+    /// The hub's own room check follows. In-process there is only that check: always `true`.
+    fn claim_nick(&self, _room: &RoomName, _key: &str, _claim: &str) -> BoxFuture<'static, bool> {
+        Box::pin(std::future::ready(true))
+    }
 }
 
 /// What happens once the log decided on a message: a new one is published, then the sender

@@ -19,9 +19,15 @@
 //! `hubbub:views:{room}` (field: the hub) so that a hub whose first member joins a room reads the
 //! others' views at once instead of waiting for a heartbeat. A view not refreshed for three
 //! heartbeats is dropped ([`LocalPresence::expire_views`]): that is how a killed hub's people
-//! leave the others' member lists. Nicknames are checked per hub: two people who pick the same
-//! nickname on two hubs at the same moment are shown as one name (claims across hubs are the
-//! next step, see the README's status).
+//! leave the others' member lists.
+//!
+//! **Nicknames.** A join first claims its nickname (its look-alike key) in the room across hubs:
+//! `hubbub:nick:{room}:{key}` holds a digest of the person's identity, set by a Lua script only
+//! when absent or already theirs, so two hubs never give one name to two people. Each hub
+//! refreshes the claims of its people every heartbeat (they lapse after three) and releases a
+//! person's claim when they leave and no hub shows them. With Redis away, a join waits at most
+//! [`WATCH_WAIT`] for its claim, then goes on with the hub's own check only (and `/healthz`
+//! says Redis is away): people can still join while it is down.
 //!
 //! **Redis away.** Sends still commit and are acknowledged, and this hub's members still get
 //! them; publishes fail (counted in `hubbub_fanout_errors_total`, `/healthz` says `degraded`).
@@ -99,6 +105,29 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
+/// Takes a nickname: set when free or already this person's (then its lease is renewed).
+const CLAIM: &str = r"
+local held = redis.call('GET', KEYS[1])
+if (not held) or held == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+";
+/// Lets a nickname go, if it is still this person's.
+const RELEASE: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+/// Claims refreshed per round trip.
+const CLAIM_BATCH: usize = 500;
+
+fn nick_key(room: &str, key: &str) -> String {
+    format!("hubbub:nick:{room}:{key}")
+}
+
 /// What the publisher's connection does, in order.
 #[derive(Debug)]
 enum Command {
@@ -116,6 +145,22 @@ enum Command {
     LoadViews {
         room: String,
         reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// Take a nickname ([`CLAIM`]): `true` when it is this person's now.
+    Claim {
+        key: String,
+        claim: String,
+        ttl: Duration,
+        reply: oneshot::Sender<bool>,
+    },
+    /// Renew the leases of these (Redis key, claim) pairs.
+    RefreshClaims {
+        claims: Vec<(String, String)>,
+        ttl: Duration,
+    },
+    /// Let these (Redis key, claim) pairs go.
+    ReleaseClaims {
+        claims: Vec<(String, String)>,
     },
 }
 
@@ -216,6 +261,7 @@ impl RedisFanout {
         let client = redis::Client::open(url)?;
         let (publishes, publish_queue) = mpsc::unbounded_channel();
         let (control, control_queue) = mpsc::unbounded_channel();
+        local.share_with_other_hubs();
         let hub = format!("{:016x}", rand_id());
         let inner = Arc::new(Inner {
             hub,
@@ -429,6 +475,16 @@ impl Fanout for RedisFanout {
     fn problem(&self) -> Option<String> {
         self.inner.health.problem.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
+
+    /// Redis slow or away: the join goes on (this hub's own check still applies) rather than
+    /// nobody being able to join while Redis is down.
+    fn claim_nick(&self, room: &RoomName, key: &str, claim: &str) -> BoxFuture<'static, bool> {
+        let (reply, taken) = oneshot::channel();
+        let ttl = self.inner.heartbeat * 3;
+        let command = Command::Claim { key: nick_key(room.as_str(), key), claim: claim.to_owned(), ttl, reply };
+        let _ = self.inner.publishes.send(command);
+        async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(true) }.boxed()
+    }
 }
 
 /// Runs the publisher's commands in order, one at a time; a failure is counted and reported,
@@ -471,6 +527,49 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
                     .query_async::<()>(c)
                     .await
             }
+            Command::Claim { key, claim, ttl, reply } => {
+                let taken = redis::cmd("EVAL")
+                    .arg(CLAIM)
+                    .arg(1)
+                    .arg(&key)
+                    .arg(&claim)
+                    .arg(ttl.as_millis() as u64)
+                    .query_async::<i64>(c)
+                    .await;
+                taken.map(|taken| {
+                    let _ = reply.send(taken == 1);
+                })
+            }
+            Command::RefreshClaims { claims, ttl } => {
+                let mut result = Ok(());
+                for batch in claims.chunks(CLAIM_BATCH) {
+                    let mut pipe = redis::pipe();
+                    for (key, claim) in batch {
+                        pipe.cmd("EVAL").arg(CLAIM).arg(1).arg(key).arg(claim).arg(ttl.as_millis() as u64);
+                    }
+                    match pipe.query_async::<Vec<i64>>(c).await {
+                        Ok(kept) => {
+                            let lost = kept.iter().filter(|k| **k == 0).count();
+                            if lost > 0 {
+                                // Redis lost them (restarted) and others took the names meanwhile
+                                tracing::warn!(lost, "nickname claims now held by someone else");
+                            }
+                        }
+                        Err(e) => {
+                            result = Err(e);
+                            break;
+                        }
+                    }
+                }
+                result
+            }
+            Command::ReleaseClaims { claims } => {
+                let mut pipe = redis::pipe();
+                for (key, claim) in &claims {
+                    pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(key).arg(claim).ignore();
+                }
+                pipe.query_async::<()>(c).await
+            }
             Command::LoadViews { room, reply } => {
                 let views = redis::cmd("HGETALL").arg(views_key(&room)).query_async::<HashMap<String, String>>(c).await;
                 views.map(|views| {
@@ -502,6 +601,20 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
         let Some(me) = inner.upgrade() else { return };
         if all {
             me.local.expire_views(heartbeat * 3);
+            let claims: Vec<(String, String)> =
+                me.local.claims().into_iter().map(|(room, key, claim)| (nick_key(&room, &key), claim)).collect();
+            if !claims.is_empty() {
+                let _ = me.publishes.send(Command::RefreshClaims { claims, ttl: heartbeat * 3 });
+            }
+        }
+        let released: Vec<(String, String)> = me
+            .local
+            .take_released(heartbeat * 3)
+            .into_iter()
+            .map(|(room, key, claim)| (nick_key(&room, &key), claim))
+            .collect();
+        if !released.is_empty() {
+            let _ = me.publishes.send(Command::ReleaseClaims { claims: released });
         }
         for (room, view) in me.local.take_views(all) {
             let envelope = Envelope {

@@ -90,6 +90,9 @@ pub(crate) struct JoinRequest<'a> {
     pub(crate) nick: Nick,
     /// The person's secret from `join`: connections with the same one are the same person.
     pub(crate) identity: Option<String>,
+    /// Who holds the nickname across hubs (cluster mode): a digest of the identity, never the
+    /// secret itself; refreshed while the person is here, released when they leave.
+    pub(crate) claim: String,
     /// Whether the page on this connection is hidden right now.
     pub(crate) hidden: bool,
     /// Where the `joined` reply and the room's events go.
@@ -146,6 +149,8 @@ pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
 pub(crate) struct LocalPresence {
     rooms: Mutex<HashMap<RoomName, Room>>,
     times: PresenceTimes,
+    /// Cluster mode: the rooms are shared with other hubs (views, nickname claims).
+    shared: std::sync::atomic::AtomicBool,
 }
 
 /// A member's number within its room.
@@ -181,6 +186,11 @@ struct Room {
     view_dirty: bool,
     /// This hub's view as last taken for publishing (`None`: never, as in the embedded mode).
     published: Option<HubView>,
+    /// Nickname claims of people who left, to release across hubs: (look-alike key, claim,
+    /// [`Nick::key`], since when).
+    released: Vec<(String, String, String, Instant)>,
+    /// Whether other hubs share this room (cluster mode): only then are claims released.
+    shared: bool,
 }
 
 /// What a room is shown of one name.
@@ -197,6 +207,8 @@ struct Member {
     look_alike: String,
     /// The person's secret, if their page sent one; `None` makes every connection a person.
     identity: Option<String>,
+    /// Their claim on the nickname across hubs ([`JoinRequest::claim`]).
+    claim: String,
     /// The person's connections in this room (keys of [`Room::conns`]); usually one or two.
     conns: Vec<ConnId>,
     /// Since when the person has had no connection here: they leave when the grace runs out.
@@ -366,6 +378,9 @@ impl Room {
         let Some(key) = self.members.get(&id).map(|m| m.nick.key()) else { return };
         self.touch(key.clone());
         let member = self.members.remove(&id).expect("found just now");
+        if self.shared {
+            self.released.push((member.look_alike.clone(), member.claim.clone(), key.clone(), Instant::now()));
+        }
         self.by_name.remove(&key);
         self.by_look_alike.remove(&member.look_alike);
         self.typing.remove(&id);
@@ -471,7 +486,7 @@ fn typing_frame(room: &RoomName, nicks: &[String]) -> axum::extract::ws::Message
 
 impl LocalPresence {
     pub(crate) fn new(times: PresenceTimes) -> Self {
-        LocalPresence { rooms: Mutex::default(), times }
+        LocalPresence { rooms: Mutex::default(), times, shared: Default::default() }
     }
 
     /// The rooms with at least one member here.
@@ -486,6 +501,12 @@ impl LocalPresence {
         if let Some(entry) = rooms.get(&room) {
             entry.broadcast_live(message);
         }
+    }
+
+    /// Cluster mode: the rooms are shared with other hubs (`crate::broker::redis` says so at
+    /// start-up), so the claims of people who leave are kept for [`LocalPresence::take_released`].
+    pub(crate) fn share_with_other_hubs(&self) {
+        self.shared.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// This hub's views of its rooms that changed since they were last taken (every room, for a
@@ -518,6 +539,44 @@ impl LocalPresence {
             let view = view.filter(|v| !v.members.is_empty() || !v.typing.is_empty());
             entry.apply_view(hub, view, Instant::now(), announce);
         }
+    }
+
+    /// Every nickname claim of the people here (grace included), as (room, look-alike key, claim):
+    /// refreshed across hubs every heartbeat.
+    pub(crate) fn claims(&self) -> Vec<(String, String, String)> {
+        let rooms = self.lock();
+        rooms
+            .iter()
+            .flat_map(|(room, entry)| {
+                entry.members.values().map(move |m| (room.to_string(), m.look_alike.clone(), m.claim.clone()))
+            })
+            .collect()
+    }
+
+    /// The claims of people who left, as (room, look-alike key, claim), to release across hubs
+    /// once nobody here holds the name again and no other hub shows the person (a person who
+    /// left two hubs at once is shown by each to the other for a moment: those wait, up to
+    /// `patience`, after which the claim has lapsed anyway).
+    pub(crate) fn take_released(&self, patience: Duration) -> Vec<(String, String, String)> {
+        let now = Instant::now();
+        let mut rooms = self.lock();
+        let mut released = Vec::new();
+        for (room, entry) in rooms.iter_mut() {
+            let mut waiting = Vec::new();
+            for (key, claim, name, since) in std::mem::take(&mut entry.released) {
+                if entry.by_look_alike.contains_key(&key) || now.saturating_duration_since(since) >= patience {
+                    continue;
+                }
+                // the same person elsewhere has the very same name
+                if entry.remote_by_name.contains_key(&name) {
+                    waiting.push((key, claim, name, since));
+                } else {
+                    released.push((room.to_string(), key, claim));
+                }
+            }
+            entry.released = waiting;
+        }
+        released
     }
 
     /// Drops the views of hubs that stopped refreshing them (killed, or cut off from Redis):
@@ -555,11 +614,12 @@ impl LocalPresence {
 
 impl Presence for LocalPresence {
     fn join(&self, request: JoinRequest<'_>) -> Result<(), Invalid> {
-        let JoinRequest { conn, room, nick, identity, hidden, out, reply_id } = request;
+        let JoinRequest { conn, room, nick, identity, claim, hidden, out, reply_id } = request;
         let identity = identity.filter(|i| !i.is_empty());
         let now = Instant::now();
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
+        entry.shared = self.shared.load(std::sync::atomic::Ordering::Relaxed);
         let look_alike = nick_rules::look_alike_key(&nick);
         let id = match entry.by_look_alike.get(&look_alike).copied() {
             // the same person, from another tab (or back within the grace): one member
@@ -589,6 +649,7 @@ impl Presence for LocalPresence {
                 nick: nick.clone(),
                 look_alike,
                 identity,
+                claim,
                 conns: vec![conn],
                 gone_since: None,
                 away: false,
@@ -703,8 +764,11 @@ impl Presence for LocalPresence {
             entry.flush(room, now);
         }
         // a room whose view went to other hubs stays until they were told it is empty
+        // (and its people's nickname claims were released)
         rooms.retain(|_, entry| {
-            !entry.members.is_empty() || entry.published.as_ref().is_some_and(|v| !v.members.is_empty())
+            !entry.members.is_empty()
+                || entry.published.as_ref().is_some_and(|v| !v.members.is_empty())
+                || !entry.released.is_empty()
         });
     }
 
@@ -760,6 +824,7 @@ mod tests {
             room: &lobby(),
             nick: Nick::parse(nick).unwrap(),
             identity: identity.map(Into::into),
+            claim: identity.unwrap_or("anonymous").into(),
             hidden: false,
             out: &tab.out,
             reply_id: None,

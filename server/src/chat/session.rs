@@ -60,7 +60,7 @@ impl Endpoint for ChatSession {
 
     /// Every refusal becomes one `error` frame; the connection stays (unless it keeps
     /// flooding past the rate limit).
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
+    async fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
         if let Err(wait) = self.messages.take() {
             return self.rate_limited(&text, wait, out);
         }
@@ -83,7 +83,7 @@ impl Endpoint for ChatSession {
             refuse(out, id, Refusal::general(ErrorCode::Unauthorized, reason));
             return Ok(());
         }
-        if let Err(refusal) = self.act(msg, out) {
+        if let Err(refusal) = self.act(msg, out).await {
             refuse(out, id, refusal);
         }
         Ok(())
@@ -179,15 +179,15 @@ impl ChatSession {
         Ok(())
     }
 
-    fn act(&mut self, msg: ClientMsg, out: &Outbound) -> Result<(), Refusal> {
+    async fn act(&mut self, msg: ClientMsg, out: &Outbound) -> Result<(), Refusal> {
         match msg {
             // signed in, the token says who joins: its `name` and its `sub`
             ClientMsg::Join { id, room, nick, since, token } => match &self.signed_in {
                 Some((claims, _)) => {
                     let (name, person) = (claims.name.clone(), format!("sub:{}", claims.sub));
-                    self.join(id, &room, &name, since, Some(person), out)
+                    self.join(id, &room, &name, since, Some(person), out).await
                 }
-                None => self.join(id, &room, &nick, since, token, out),
+                None => self.join(id, &room, &nick, since, token, out).await,
             },
             ClientMsg::Auth { .. } => unreachable!("handled before"),
             ClientMsg::Leave { id, room } => {
@@ -244,7 +244,7 @@ impl ChatSession {
         }
     }
 
-    fn join(
+    async fn join(
         &mut self,
         id: Option<String>,
         room: &str,
@@ -264,11 +264,19 @@ impl ChatSession {
             let reason = format!("One connection can be in at most {max} rooms.");
             return Err(Refusal::about(&room, ErrorCode::TooManyRooms, reason));
         }
+        // across hubs first (cluster mode): two hubs never let two people have one nickname
+        let claim = self.claim_for(token.as_deref());
+        let key = nick_rules::look_alike_key(&nick);
+        if !self.deps.fanout.claim_nick(&room, &key, &claim).await {
+            let reason = format!("Someone in {room} is already called {nick}.");
+            return Err(Refusal::about(&room, ErrorCode::NickTaken, reason));
+        }
         let request = JoinRequest {
             conn: self.conn,
             room: &room,
             nick: nick.clone(),
             identity: token,
+            claim,
             hidden: self.hidden,
             out,
             reply_id: id.clone(),
@@ -310,6 +318,23 @@ impl ChatSession {
             reply_to: out.clone(),
         };
         self.deps.log.append(append).map_err(|e| Refusal::about(&room, ErrorCode::StorageUnavailable, e.to_string()))
+    }
+
+    /// Who holds a nickname across hubs: a digest of the person's identity (never the secret
+    /// itself), or of this connection alone when it sent none (then it is a person of its own).
+    fn claim_for(&self, identity: Option<&str>) -> String {
+        use sha2::{Digest, Sha256};
+        let digest = match identity.filter(|i| !i.is_empty()) {
+            Some(identity) => Sha256::digest(format!("person:{identity}")),
+            // random per join (RandomState is seeded per process and differs per call): unique
+            // across hubs; the member keeps it for as long as it holds the name
+            None => {
+                use std::hash::{BuildHasher, Hasher};
+                let salt = std::collections::hash_map::RandomState::new().build_hasher().finish();
+                Sha256::digest(format!("connection:{}:{}:{salt}", self.deps.started_at, self.conn))
+            }
+        };
+        digest.iter().take(16).map(|b| format!("{b:02x}")).collect()
     }
 
     /// The canonical room, if this connection has joined it.
@@ -362,7 +387,9 @@ mod tests {
         let (out, mut queue, _) = Outbound::new(16, deps.stats.clone());
         let conn = CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut session = ChatSession::new(deps.clone(), conn);
-        let result = session.on_text(text.into(), &out);
+        // in the embedded mode nothing is waited for: the answer is there at once
+        let result = futures_util::FutureExt::now_or_never(session.on_text(text.into(), &out))
+            .expect("nothing to wait for without other hubs");
         session.on_closing();
         result.map(|()| count(&mut queue) + usize::from(silent))
     }

@@ -18,7 +18,7 @@ struct Args {
 }
 
 impl Endpoint for Add {
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
+    async fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
         let reply = match serde_json::from_str::<Args>(text.as_str()) {
             Ok(Args { a, b }) => match a.checked_add(b) {
                 Some(sum) => serde_json::json!({ "Sum": sum }),

@@ -54,8 +54,10 @@ impl Close {
 pub(crate) trait Endpoint: Send {
     /// The connection is open: queue a greeting, if the endpoint has one.
     fn on_open(&mut self, _out: &Outbound) {}
-    /// A text message. `Err` closes the connection with that code and reason.
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close>;
+    /// A text message. `Err` closes the connection with that code and reason. A future, so
+    /// that a request may wait for something shared before it is answered (the chat's `join`
+    /// claims its nickname across hubs in cluster mode); the next message is read after it.
+    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> impl Future<Output = Result<(), Close>> + Send;
     /// A binary message; refused (1003) unless the endpoint says otherwise.
     fn on_binary(&mut self, _data: Bytes, _out: &Outbound) -> Result<(), Close> {
         Err(Close::new(close::UNSUPPORTED_DATA, "binary messages are not supported here"))
@@ -171,7 +173,7 @@ impl<E: Endpoint> Reader<E> {
                 next = timeout(wait, self.stream.next()) => next,
                 _ = self.closing.cancelled(), if !self.closing.is_cancelled() => continue,
             };
-            match self.step(next) {
+            match self.step(next).await {
                 Step::Read => {}
                 Step::End => break,
                 Step::Stop(_) if self.close_requested => {}
@@ -201,7 +203,7 @@ impl<E: Endpoint> Reader<E> {
         }
     }
 
-    fn step(&mut self, next: Read) -> Step {
+    async fn step(&mut self, next: Read) -> Step {
         let closing = self.closing.is_cancelled();
         // every frame counts against the frame rate, pings included
         if let Ok(Some(Ok(_))) = &next
@@ -222,7 +224,7 @@ impl<E: Endpoint> Reader<E> {
             Ok(Some(Ok(Message::Text(_) | Message::Binary(_)))) if closing => Step::Read,
             Ok(Some(Ok(Message::Text(text)))) => {
                 self.stats.messages_in.inc();
-                refused(self.endpoint.on_text(text, &self.out))
+                refused(self.endpoint.on_text(text, &self.out).await)
             }
             Ok(Some(Ok(Message::Binary(data)))) => {
                 self.stats.messages_in.inc();

@@ -31,7 +31,7 @@ impl Endpoint for Echo {
         }
     }
 
-    fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
+    async fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
         out.push_frame(Message::Text(text));
         Ok(())
     }

@@ -204,3 +204,57 @@ async fn a_hub_that_goes_silent_has_its_people_leave_the_other_hubs_lists_after_
     assert_eq!(alice.sees_leave("bob").await, 1);
     assert!(stopped.elapsed() < Duration::from_secs(5), "{:?}", stopped.elapsed());
 }
+
+/// `join` as `nick` with the identity `token`; the `joined` count, or the refusal's code.
+async fn try_join(hub: &TestApp, nick: &str, token: &str) -> (Client, Result<u64, hubbub_shared::ErrorCode>) {
+    let mut c = hub.client().await;
+    let join =
+        ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: Some(token.into()) };
+    c.send(&join).await;
+    let outcome = match c.next().await {
+        ServerMsg::Joined { count, .. } => Ok(count),
+        ServerMsg::Error { code, .. } => Err(code),
+        other => panic!("{other:?}"),
+    };
+    (c, outcome)
+}
+
+#[tokio::test]
+async fn two_hubs_never_give_one_nickname_to_two_people_and_a_name_let_go_is_free_again() {
+    use hubbub_shared::ErrorCode::{NickConfusable, NickTaken};
+    let (pg, redis) = (Postgres::start(), Redis::start());
+    let url = pg.database().await;
+    // default heartbeat (5 s): a name let go is free again by its release, not by a lapsed lease
+    let (a, b) = (hub(&url, &redis.url()).await, hub(&url, &redis.url()).await);
+    let (mut alice, joined) = try_join(&a, "alice", "alice's secret").await;
+    assert_eq!(joined, Ok(1));
+
+    // someone else on the other hub: refused, under that spelling or a look-alike (Cyrillic а)
+    assert_eq!(try_join(&b, "alice", "mallory's secret").await.1, Err(NickTaken));
+    assert!(matches!(try_join(&b, "\u{430}lice", "mallory's secret").await.1, Err(NickTaken | NickConfusable)));
+    // alice herself on the other hub: the same member
+    let (mut alice_b, joined) = try_join(&b, "alice", "alice's secret").await;
+    assert_eq!(joined, Ok(1), "one person, counted once");
+
+    // two people asking for one free name on the two hubs at the same moment: one gets it
+    for name in ["zed", "yan", "xia", "wim", "val"] {
+        let (on_a, on_b) = tokio::join!(try_join(&a, name, "first"), try_join(&b, name, "second"));
+        let granted = [&on_a.1, &on_b.1].iter().filter(|o| o.is_ok()).count();
+        assert_eq!(granted, 1, "{name}: {:?} / {:?}", on_a.1, on_b.1);
+    }
+
+    // alice leaves on purpose from both hubs: the name is free again soon for someone else
+    for c in [&mut alice, &mut alice_b] {
+        c.send(&ClientMsg::Leave { id: None, room: "lobby".into() }).await;
+        while !matches!(c.next().await, ServerMsg::Left { .. }) {}
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let (_c, outcome) = try_join(&b, "alice", "mallory's secret").await;
+        if outcome.is_ok() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the name stayed taken: {outcome:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
