@@ -19,14 +19,15 @@ dist:
 	cp target/release/hubbub deploy/hubbub.service target/dist/
 	@echo "target/dist/hubbub carries the page: copy it and hubbub.service to the server"
 
-## Every test: lints, protocol, page model and hub (cargo test), then the real-process ones:
-## browser, Autobahn
+## Every test: lints, protocol, page model and hub (cargo test), the behaviour suites again
+## against two hubs on real PostgreSQL and Redis, then the real-process ones: browser, Autobahn
 test:
 	@scripts/setup.sh test
 	@$(MAKE) --no-print-directory lint
 	@scripts/build-page.sh
 	@scripts/page-weight.sh
 	cargo test --workspace --exclude hubbub-frontend
+	HUBBUB_TEST_HUBS=2 cargo test -p hubbub-server --test api -- chat:: history:: presence:: auth::
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
 
 ## Formatting and clippy over every crate, warnings as errors; the page's crates also on wasm32

@@ -8,7 +8,10 @@
 pub(crate) mod local;
 pub(crate) mod redis;
 
-use crate::store::{Committed, NotStored, OnCommit};
+use crate::{
+    chat::presence::HubView,
+    store::{Committed, NotStored, OnCommit},
+};
 use futures_util::future::BoxFuture;
 use hubbub_shared::{ChatMessage, ErrorCode, RoomName, ServerMsg};
 use std::sync::Arc;
@@ -30,11 +33,24 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
     /// Why fan-out is degraded right now (Redis away), if it is; for `/healthz`.
     fn problem(&self) -> Option<String>;
 
-    /// Takes the nickname whose look-alike key is `key` in `room` for the person `claim` names
-    /// (or confirms it is theirs already) across every hub: `false` when someone else holds it.
-    /// The hub's own room check follows. In-process there is only that check: always `true`.
-    fn claim_nick(&self, _room: &RoomName, _key: &str, _claim: &str) -> BoxFuture<'static, bool> {
-        Box::pin(std::future::ready(true))
+    /// Takes `nick` (under its look-alike key `key`) in `room` for the person `claim` names, or
+    /// confirms it is theirs already, across every hub: `Err` with the holder's nickname when
+    /// someone else has it. The hub's own room check follows. In-process there is only that
+    /// check: always `Ok`.
+    fn claim_nick(
+        &self,
+        _room: &RoomName,
+        _key: &str,
+        _claim: &str,
+        _nick: &str,
+    ) -> BoxFuture<'static, Result<(), String>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    /// The other hubs' views of `room`'s people, read when this hub's first member joins it, so
+    /// that their `joined` lists everyone. In-process: there are no other hubs.
+    fn load_views(&self, _room: &RoomName) -> BoxFuture<'static, Vec<(String, HubView)>> {
+        Box::pin(std::future::ready(Vec::new()))
     }
 }
 

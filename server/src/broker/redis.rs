@@ -105,18 +105,20 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
-/// Takes a nickname: set when free or already this person's (then its lease is renewed).
+/// Takes a nickname: set (to the claim, a space and the name) when free or already this
+/// person's, renewing its lease; answers '' when it is theirs, else the name of who holds it.
 const CLAIM: &str = r"
 local held = redis.call('GET', KEYS[1])
-if (not held) or held == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return 1
+if (not held) or string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
+  redis.call('SET', KEYS[1], ARGV[1] .. ' ' .. ARGV[2], 'PX', ARGV[3])
+  return ''
 end
-return 0
+return string.sub(held, #ARGV[1] + 2)
 ";
 /// Lets a nickname go, if it is still this person's.
 const RELEASE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ' ' then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -146,16 +148,17 @@ enum Command {
         room: String,
         reply: oneshot::Sender<Vec<(String, String)>>,
     },
-    /// Take a nickname ([`CLAIM`]): `true` when it is this person's now.
+    /// Take a nickname ([`CLAIM`]): `Err` with the holder's name when someone else has it.
     Claim {
         key: String,
         claim: String,
+        nick: String,
         ttl: Duration,
-        reply: oneshot::Sender<bool>,
+        reply: oneshot::Sender<Result<(), String>>,
     },
-    /// Renew the leases of these (Redis key, claim) pairs.
+    /// Renew the leases of these (Redis key, claim, nickname) triples.
     RefreshClaims {
-        claims: Vec<(String, String)>,
+        claims: Vec<(String, String, String)>,
         ttl: Duration,
     },
     /// Let these (Redis key, claim) pairs go.
@@ -301,6 +304,26 @@ impl Inner {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The other hubs' stored views of `room` that are fresh (refreshed within the TTL).
+    async fn stored_views(&self, room: &str) -> Vec<(String, HubView)> {
+        let (reply, stored) = oneshot::channel();
+        let _ = self.publishes.send(Command::LoadViews { room: room.to_owned(), reply });
+        let Ok(Ok(stored)) = tokio::time::timeout(WATCH_WAIT, stored).await else { return Vec::new() };
+        let fresh_after = now_ms().saturating_sub((self.heartbeat * 3).as_millis() as u64);
+        let mut views = Vec::new();
+        // stored as published: the envelope
+        for (hub, payload) in stored {
+            match serde_json::from_str::<Envelope>(&payload) {
+                Ok(Envelope { view: Some(v), .. }) if hub != self.hub && v.seen_ms >= fresh_after => {
+                    views.push((hub, v.view));
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(%room, cause = %e, "an unreadable stored view"),
+            }
+        }
+        views
+    }
+
     /// Runs a message through its room's sequencer and delivers what is ready.
     fn offer(&self, message: ChatMessage) {
         let mut rooms = self.lock();
@@ -437,21 +460,10 @@ impl Fanout for RedisFanout {
                     }
                 }
             }
-            // the people the other hubs hold in the room, without waiting for their heartbeat
-            let (reply, stored) = oneshot::channel();
-            let _ = inner.publishes.send(Command::LoadViews { room: room.clone(), reply });
-            if let Ok(Ok(stored)) = tokio::time::timeout(WATCH_WAIT, stored).await {
-                let fresh_after = now_ms().saturating_sub((inner.heartbeat * 3).as_millis() as u64);
-                // stored as published: the envelope
-                for (hub, payload) in stored {
-                    match serde_json::from_str::<Envelope>(&payload) {
-                        Ok(Envelope { view: Some(v), .. }) if hub != inner.hub && v.seen_ms >= fresh_after => {
-                            inner.local.apply_view(&hub, &room, Some(v.view), false);
-                        }
-                        Ok(_) => {}
-                        Err(e) => tracing::warn!(%room, cause = %e, "an unreadable stored view"),
-                    }
-                }
+            // the other hubs' views again, now that their changes come through the channel:
+            // what changed since the joiner's own read (before its `joined`) is not lost
+            for (hub, view) in inner.stored_views(&room).await {
+                inner.local.apply_view(&hub, &room, Some(view), false);
             }
             if let Some(s) = inner.lock().get_mut(&room) {
                 s.views_loaded = true;
@@ -478,12 +490,24 @@ impl Fanout for RedisFanout {
 
     /// Redis slow or away: the join goes on (this hub's own check still applies) rather than
     /// nobody being able to join while Redis is down.
-    fn claim_nick(&self, room: &RoomName, key: &str, claim: &str) -> BoxFuture<'static, bool> {
+    fn claim_nick(
+        &self,
+        room: &RoomName,
+        key: &str,
+        claim: &str,
+        nick: &str,
+    ) -> BoxFuture<'static, Result<(), String>> {
         let (reply, taken) = oneshot::channel();
         let ttl = self.inner.heartbeat * 3;
-        let command = Command::Claim { key: nick_key(room.as_str(), key), claim: claim.to_owned(), ttl, reply };
-        let _ = self.inner.publishes.send(command);
-        async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(true) }.boxed()
+        let (key, claim, nick) = (nick_key(room.as_str(), key), claim.to_owned(), nick.to_owned());
+        let _ = self.inner.publishes.send(Command::Claim { key, claim, nick, ttl, reply });
+        async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(Ok(())) }.boxed()
+    }
+
+    fn load_views(&self, room: &RoomName) -> BoxFuture<'static, Vec<(String, HubView)>> {
+        let inner = self.inner.clone();
+        let room = room.to_string();
+        async move { inner.stored_views(&room).await }.boxed()
     }
 }
 
@@ -527,29 +551,30 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
                     .query_async::<()>(c)
                     .await
             }
-            Command::Claim { key, claim, ttl, reply } => {
-                let taken = redis::cmd("EVAL")
+            Command::Claim { key, claim, nick, ttl, reply } => {
+                let holder = redis::cmd("EVAL")
                     .arg(CLAIM)
                     .arg(1)
                     .arg(&key)
                     .arg(&claim)
+                    .arg(&nick)
                     .arg(ttl.as_millis() as u64)
-                    .query_async::<i64>(c)
+                    .query_async::<String>(c)
                     .await;
-                taken.map(|taken| {
-                    let _ = reply.send(taken == 1);
+                holder.map(|holder| {
+                    let _ = reply.send(if holder.is_empty() { Ok(()) } else { Err(holder) });
                 })
             }
             Command::RefreshClaims { claims, ttl } => {
                 let mut result = Ok(());
                 for batch in claims.chunks(CLAIM_BATCH) {
                     let mut pipe = redis::pipe();
-                    for (key, claim) in batch {
-                        pipe.cmd("EVAL").arg(CLAIM).arg(1).arg(key).arg(claim).arg(ttl.as_millis() as u64);
+                    for (key, claim, nick) in batch {
+                        pipe.cmd("EVAL").arg(CLAIM).arg(1).arg(key).arg(claim).arg(nick).arg(ttl.as_millis() as u64);
                     }
-                    match pipe.query_async::<Vec<i64>>(c).await {
+                    match pipe.query_async::<Vec<String>>(c).await {
                         Ok(kept) => {
-                            let lost = kept.iter().filter(|k| **k == 0).count();
+                            let lost = kept.iter().filter(|holder| !holder.is_empty()).count();
                             if lost > 0 {
                                 // Redis lost them (restarted) and others took the names meanwhile
                                 tracing::warn!(lost, "nickname claims now held by someone else");
@@ -601,8 +626,12 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
         let Some(me) = inner.upgrade() else { return };
         if all {
             me.local.expire_views(heartbeat * 3);
-            let claims: Vec<(String, String)> =
-                me.local.claims().into_iter().map(|(room, key, claim)| (nick_key(&room, &key), claim)).collect();
+            let claims: Vec<(String, String, String)> = me
+                .local
+                .claims()
+                .into_iter()
+                .map(|(room, key, claim, nick)| (nick_key(&room, &key), claim, nick))
+                .collect();
             if !claims.is_empty() {
                 let _ = me.publishes.send(Command::RefreshClaims { claims, ttl: heartbeat * 3 });
             }

@@ -95,6 +95,9 @@ pub(crate) struct JoinRequest<'a> {
     pub(crate) claim: String,
     /// Whether the page on this connection is hidden right now.
     pub(crate) hidden: bool,
+    /// Cluster mode, first member of the room on this hub: the other hubs' views, so that the
+    /// `joined` reply lists their people too.
+    pub(crate) views: Vec<(String, HubView)>,
     /// Where the `joined` reply and the room's events go.
     pub(crate) out: &'a Outbound,
     /// The request id the `joined` reply echoes.
@@ -142,6 +145,9 @@ pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
 
     /// Number of rooms with at least one member (for `/metrics`).
     fn room_count(&self) -> usize;
+
+    /// Whether anyone is in `room` on this hub.
+    fn holds(&self, room: &RoomName) -> bool;
 }
 
 /// The rooms of this process. Also what [`crate::broker::local::LocalFanout`] delivers through.
@@ -311,6 +317,13 @@ impl Room {
     /// its first member joins), the connections here get a fresh first page instead, so that
     /// people who were there all along are not announced as just arrived.
     fn apply_view(&mut self, hub: &str, view: Option<HubView>, now: Instant, announce: bool) {
+        // a heartbeat that changes nothing only says the hub is alive
+        if let (Some((known, seen)), Some(view)) = (self.remote.get_mut(hub), view.as_ref())
+            && known == view
+        {
+            *seen = now;
+            return;
+        }
         let old = self.remote.remove(hub);
         let names =
             |v: &Option<HubView>| -> Vec<(String, bool)> { v.as_ref().map(|v| v.members.clone()).unwrap_or_default() };
@@ -541,14 +554,17 @@ impl LocalPresence {
         }
     }
 
-    /// Every nickname claim of the people here (grace included), as (room, look-alike key, claim):
-    /// refreshed across hubs every heartbeat.
-    pub(crate) fn claims(&self) -> Vec<(String, String, String)> {
+    /// Every nickname claim of the people here (grace included), as (room, look-alike key, claim,
+    /// nickname): refreshed across hubs every heartbeat.
+    pub(crate) fn claims(&self) -> Vec<(String, String, String, String)> {
         let rooms = self.lock();
         rooms
             .iter()
             .flat_map(|(room, entry)| {
-                entry.members.values().map(move |m| (room.to_string(), m.look_alike.clone(), m.claim.clone()))
+                entry
+                    .members
+                    .values()
+                    .map(move |m| (room.to_string(), m.look_alike.clone(), m.claim.clone(), m.nick.to_string()))
             })
             .collect()
     }
@@ -614,12 +630,15 @@ impl LocalPresence {
 
 impl Presence for LocalPresence {
     fn join(&self, request: JoinRequest<'_>) -> Result<(), Invalid> {
-        let JoinRequest { conn, room, nick, identity, claim, hidden, out, reply_id } = request;
+        let JoinRequest { conn, room, nick, identity, claim, hidden, views, out, reply_id } = request;
         let identity = identity.filter(|i| !i.is_empty());
         let now = Instant::now();
         let mut rooms = self.lock();
         let entry = rooms.entry(room.clone()).or_default();
         entry.shared = self.shared.load(std::sync::atomic::Ordering::Relaxed);
+        for (hub, view) in views {
+            entry.apply_view(&hub, Some(view), now, false);
+        }
         let look_alike = nick_rules::look_alike_key(&nick);
         let id = match entry.by_look_alike.get(&look_alike).copied() {
             // the same person, from another tab (or back within the grace): one member
@@ -775,6 +794,10 @@ impl Presence for LocalPresence {
     fn room_count(&self) -> usize {
         self.lock().values().filter(|entry| !entry.members.is_empty()).count()
     }
+
+    fn holds(&self, room: &RoomName) -> bool {
+        self.lock().get(room).is_some_and(|entry| !entry.members.is_empty())
+    }
 }
 
 #[cfg(test)]
@@ -826,6 +849,7 @@ mod tests {
             identity: identity.map(Into::into),
             claim: identity.unwrap_or("anonymous").into(),
             hidden: false,
+            views: Vec::new(),
             out: &tab.out,
             reply_id: None,
         })

@@ -267,10 +267,17 @@ impl ChatSession {
         // across hubs first (cluster mode): two hubs never let two people have one nickname
         let claim = self.claim_for(token.as_deref());
         let key = nick_rules::look_alike_key(&nick);
-        if !self.deps.fanout.claim_nick(&room, &key, &claim).await {
-            let reason = format!("Someone in {room} is already called {nick}.");
-            return Err(Refusal::about(&room, ErrorCode::NickTaken, reason));
+        if let Err(holder) = self.deps.fanout.claim_nick(&room, &key, &claim, nick.as_str()).await {
+            // the same refusals as within one hub: the very name, or one too much like it
+            let (code, reason) = if Nick::parse(&holder).is_ok_and(|h| h.key() == nick.key()) {
+                (ErrorCode::NickTaken, format!("Someone in {room} is already called {nick}."))
+            } else {
+                (ErrorCode::NickConfusable, format!("{nick} looks too much like {holder}, who is in {room}."))
+            };
+            return Err(Refusal::about(&room, code, reason));
         }
+        // the first member here of a room others hold people in: their people in `joined` too
+        let views = if self.deps.presence.holds(&room) { Vec::new() } else { self.deps.fanout.load_views(&room).await };
         let request = JoinRequest {
             conn: self.conn,
             room: &room,
@@ -278,6 +285,7 @@ impl ChatSession {
             identity: token,
             claim,
             hidden: self.hidden,
+            views,
             out,
             reply_id: id.clone(),
         };

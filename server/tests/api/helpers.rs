@@ -19,25 +19,67 @@ pub use hubbub_client::{ConnectError, Socket as Ws};
 pub const WAIT: Duration = Duration::from_secs(10);
 
 pub struct TestApp {
+    /// The hub (the first one, with `HUBBUB_TEST_HUBS=2`): HTTP requests and raw handshakes go
+    /// here.
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     pub task: JoinHandle<anyhow::Result<()>>,
+    /// With `HUBBUB_TEST_HUBS=2`: the second hub and the services both run on.
+    cluster: Option<Box<Cluster>>,
+    /// Clients made so far: with two hubs they alternate between them.
+    clients: std::sync::atomic::AtomicUsize,
+}
+
+/// The second hub of a two-hub test app, on its own real PostgreSQL and `redis-server`
+/// (dropped after the hub: fields drop in order).
+struct Cluster {
+    b: TestApp,
+    _redis: crate::redis::Redis,
+    _pg: crate::pg::Postgres,
 }
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
 
+/// `HUBBUB_TEST_HUBS=2` runs the tests that use [`spawn_app`] against a cluster: two hubs on one
+/// real PostgreSQL and one real Redis, clients alternating between them (`make test` runs the
+/// behaviour suites that way too: the same tests, both modes).
+fn two_hubs() -> bool {
+    std::env::var("HUBBUB_TEST_HUBS").is_ok_and(|n| n == "2")
+}
+
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::for_tests();
     configure(&mut config);
+    // a test that picks its own SQLite file (or database) is about that: it keeps one hub
+    if two_hubs() && config.database.is_none() && config.db == std::path::Path::new(":memory:") {
+        let (pg, redis) = (crate::pg::Postgres::start(), crate::redis::Redis::start());
+        config.database = Some(pg.database().await);
+        config.redis = Some(redis.url());
+        config.redis_heartbeat_ms = 500;
+        let b = start_hub(config.clone()).await;
+        let mut a = start_hub(config).await;
+        a.cluster = Some(Box::new(Cluster { b, _redis: redis, _pg: pg }));
+        return a;
+    }
+    start_hub(config).await
+}
+
+/// One hub whatever `HUBBUB_TEST_HUBS` says: for tests of one hub's own machinery (how its
+/// writer batches what is queued), which two hubs would measure differently.
+pub async fn spawn_one_hub() -> TestApp {
+    start_hub(Config::for_tests()).await
+}
+
+async fn start_hub(config: Config) -> TestApp {
     let app = Application::build(config).await.expect("the hub starts");
     let addr = app.local_addr();
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until(async move {
         let _ = stopped.await;
     }));
-    TestApp { addr, stop: Some(stop), task }
+    TestApp { addr, stop: Some(stop), task, cluster: None, clients: Default::default() }
 }
 
 impl TestApp {
@@ -45,9 +87,19 @@ impl TestApp {
         format!("ws://{}/ws", self.addr)
     }
 
-    /// A client that has read its `welcome`.
+    /// A client that has read its `welcome` (with two hubs: on each in turn).
     pub async fn client(&self) -> Client {
-        Client::connect(&self.ws_url(), &[]).await.expect("the handshake succeeds")
+        let n = self.clients.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let url = match &self.cluster {
+            Some(cluster) if n % 2 == 1 => cluster.b.ws_url(),
+            _ => self.ws_url(),
+        };
+        Client::connect(&url, &[]).await.expect("the handshake succeeds")
+    }
+
+    /// How many hubs the clients are spread over (1, or 2 with `HUBBUB_TEST_HUBS=2`).
+    pub fn hubs(&self) -> usize {
+        if self.cluster.is_some() { 2 } else { 1 }
     }
 
     /// A client that has joined `room` as `nick`, with the member list it got.
@@ -57,10 +109,13 @@ impl TestApp {
         (c, members)
     }
 
-    /// Starts the shutdown, as SIGTERM does for the binary.
+    /// Starts the shutdown, as SIGTERM does for the binary (of every hub).
     pub fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+        if let Some(cluster) = &mut self.cluster {
+            cluster.b.shut_down();
         }
     }
 
@@ -90,7 +145,11 @@ impl TestApp {
     pub async fn wait_for_health(&self, field: &str, want: u64) {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
-            let got = self.health().await[field].as_u64();
+            // with two hubs: the sum of both (connections, messages …)
+            let mut got = self.health().await[field].as_u64();
+            if let Some(cluster) = &self.cluster {
+                got = got.zip(cluster.b.health().await[field].as_u64()).map(|(a, b)| a + b);
+            }
             if got == Some(want) {
                 return;
             }

@@ -127,12 +127,14 @@ async fn resume_table() {
     assert_eq!((page.len(), page.last().map(|m| m.seq), recovered, more), (20, Some(20), false, false));
 
     // a cursor of another room, ahead of the head, or malformed: refused, then the latest page
-    for bad in [cursor("kitchen", 5), cursor("lobby", 21), Some("1 OR 1=1".into()), Some(format!("{epoch}:lobby:-1"))] {
+    let bad_cursors =
+        [cursor("kitchen", 5), cursor("lobby", 21), Some("1 OR 1=1".into()), Some(format!("{epoch}:lobby:-1"))];
+    for (n, bad) in bad_cursors.into_iter().enumerate() {
         let mut c = app.client().await;
         c.send(&ClientMsg::Join {
             id: Some("j".into()),
             room: "lobby".into(),
-            nick: "b4".into(),
+            nick: format!("b{}", n + 4),
             since: bad.clone(),
             token: None,
         })
