@@ -4,7 +4,8 @@
 #   scripts/setup.sh run    toolchain for building and serving the page
 #   scripts/setup.sh test   the same, plus Chromium and chromedriver for the browser tests and
 #                           PostgreSQL and Redis for the cluster tests (each test starts its own)
-#   scripts/setup.sh bench  the peers for `make bench` (Go and gorilla's chat example)
+#   scripts/setup.sh bench  the peers for `make bench` (Go and gorilla's chat example), and
+#                           PostgreSQL and Redis for its cluster scenario
 #
 # On a machine that already has everything this takes a few seconds. It writes
 # target/toolchain.env, which the Makefile sources so that the frontend build uses whichever
@@ -152,6 +153,8 @@ SRC
     apt-get update -qq
   fi
   apt_ensure golang-go golang-github-gorilla-websocket-dev dpkg-dev
+  # the cluster scenario runs its own PostgreSQL and redis-server (as the tests do)
+  apt_ensure postgresql redis-server
   peers=target/peers
   if [ -x "$peers/gorilla-chat" ]; then
     step "gorilla chat example present ($peers/gorilla-chat)"

@@ -4,13 +4,13 @@
 
 use crate::{
     procfs,
-    servers::{Binaries, Running},
+    servers::{Binaries, Kind, Running},
     token,
     worker::{Done, Line, Plan, Ready},
 };
 use anyhow::{Context, bail};
 use hdrhistogram::Histogram;
-use std::{process::Stdio, time::Duration};
+use std::{net::SocketAddr, process::Stdio, time::Duration};
 use tokio::{
     io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines},
     process::{Child, ChildStdout, Command},
@@ -33,6 +33,8 @@ pub(crate) struct Load {
     pub(crate) connect_parallel: usize,
     /// A connect storm: the senders talk (at `rate`) while everyone connects, until `go`.
     pub(crate) storm: bool,
+    /// Clients whose id is a multiple of this share one big room (0: none); see `worker::Plan`.
+    pub(crate) big_room_stride: u32,
 }
 
 impl Load {
@@ -50,6 +52,7 @@ impl Load {
             workers,
             connect_parallel: 64,
             storm: false,
+            big_room_stride: 0,
         }
     }
 }
@@ -119,6 +122,17 @@ fn cpu_count(list: &str) -> usize {
 impl Fleet {
     /// Starts the workers and waits until each has connected its clients.
     pub(crate) async fn connect(server: &Running, bins: &Binaries, load: &Load) -> anyhow::Result<Fleet> {
+        Self::connect_spread(server.kind, &[server.addr], bins, load).await
+    }
+
+    /// The same against several servers of one kind (a cluster's hubs): worker `w` connects to
+    /// `addrs[w % addrs.len()]`.
+    pub(crate) async fn connect_spread(
+        kind: Kind,
+        addrs: &[SocketAddr],
+        bins: &Binaries,
+        load: &Load,
+    ) -> anyhow::Result<Fleet> {
         let exe = std::env::current_exe()?;
         // one process per generator CPU, and enough that none nears the 20,000-file limit
         let processes = if load.workers > 0 {
@@ -136,8 +150,8 @@ impl Fleet {
             }
             let senders = load.senders.iter().copied().filter(|id| (first..first + count).contains(id)).collect();
             let plan = Plan {
-                kind: server.kind,
-                addr: server.addr,
+                kind,
+                addr: addrs[w as usize % addrs.len()],
                 first,
                 count,
                 room_size: load.room_size,
@@ -149,6 +163,7 @@ impl Fleet {
                 connect_parallel: load.connect_parallel,
                 tag: (token::now_ns() / 1_000_000 % 100_000) as u32,
                 storm: load.storm,
+                big_room_stride: load.big_room_stride,
             };
             let mut child = Command::new("taskset")
                 .args(["-c", &bins.generator_cpus])
@@ -166,9 +181,9 @@ impl Fleet {
         let mut ready = Ready::default();
         let mut connect_us = Histogram::<u64>::new(3)?;
         for w in &mut workers {
-            let Line::Ready(r) = next_line(&mut w.lines, Duration::from_secs(300)).await? else {
-                bail!("worker answered out of turn")
-            };
+            // 100,000 clients joining a cluster on one vCPU take minutes
+            let limit = Duration::from_secs(300).max(Duration::from_millis(u64::from(load.clients) * 10));
+            let Line::Ready(r) = next_line(&mut w.lines, limit).await? else { bail!("worker answered out of turn") };
             ready.connected += r.connected;
             ready.failed += r.failed;
             ready.error = ready.error.or(r.error);
@@ -182,8 +197,13 @@ impl Fleet {
     }
 
     /// Starts every worker at the same moment and merges their reports.
-    pub(crate) async fn go(mut self, server: &Running) -> anyhow::Result<Outcome> {
-        let mut pids = vec![server.pid];
+    pub(crate) async fn go(self, server: &Running) -> anyhow::Result<Outcome> {
+        self.go_measuring(&[server.pid]).await
+    }
+
+    /// The same, with the servers' CPU summed over `servers` (a cluster's hubs).
+    pub(crate) async fn go_measuring(mut self, servers: &[u32]) -> anyhow::Result<Outcome> {
+        let mut pids = servers.to_vec();
         pids.extend(self.workers.iter().filter_map(|w| w.child.id()));
         // a storm is measured as it is, busy; other runs start from quiet
         if !self.load.storm {
@@ -196,14 +216,15 @@ impl Fleet {
             stdin.flush().await?;
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let server_cpu = procfs::cpu_seconds(server.pid);
+        let cpu = || servers.iter().map(|&p| procfs::cpu_seconds(p)).sum::<f64>();
+        let server_cpu = cpu();
         let mut done = Vec::new();
         let limit = Duration::from_secs_f64(self.load.seconds + 60.0);
         for w in &mut self.workers {
             let Line::Done(d) = next_line(&mut w.lines, limit).await? else { bail!("worker answered out of turn") };
             done.push(d);
         }
-        let server_cpu_seconds = procfs::cpu_seconds(server.pid) - server_cpu;
+        let server_cpu_seconds = cpu() - server_cpu;
         self.merge(done, start_ns, server_cpu_seconds)
     }
 

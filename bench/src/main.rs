@@ -12,6 +12,7 @@
 //! (`token.rs`), so the same generator measures every server.
 
 mod acks;
+mod cluster;
 mod fleet;
 mod procfs;
 mod report;
@@ -58,6 +59,9 @@ enum Scenario {
     /// Acknowledged sends with synchronous=FULL: closed-loop throughput, then the ack latency
     /// at a fixed rate (Hubbub only).
     Acks(acks::Options),
+    /// Several hubs on one real PostgreSQL and Redis, 100,000 connections over them; then one
+    /// hub on SQLite beside one on PostgreSQL (Hubbub only).
+    Cluster(cluster::ClusterOptions),
     /// (internal) one generator process, driven by the others over stdio
     #[command(hide = true)]
     Worker { plan: String },
@@ -87,6 +91,9 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
             runs.extend(scenarios::idle(bins, common, &IdleOptions { clients: 19_000 }).await?);
             runs.extend(scenarios::storm(bins, common, &scenarios::defaults::<StormOptions>()).await?);
             runs.extend(scenarios::step(bins, common, &scenarios::defaults::<StepOptions>()).await?);
+            if common.servers.contains(&servers::Kind::Hubbub) {
+                runs.extend(cluster::cluster(bins, &scenarios::defaults::<cluster::ClusterOptions>()).await?);
+            }
             runs
         }
         Scenario::Fanout(o) => scenarios::fanout(bins, common, o).await?,
@@ -94,6 +101,7 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
         Scenario::Idle(o) => scenarios::idle(bins, common, o).await?,
         Scenario::Storm(o) => scenarios::storm(bins, common, o).await?,
         Scenario::Step(o) => scenarios::step(bins, common, o).await?,
+        Scenario::Cluster(o) => cluster::cluster(bins, o).await?,
         Scenario::Acks(o) => return acks::run(&bins.server_bin, o.clone()).await,
         Scenario::Worker { .. } => unreachable!("handled before the runtime starts"),
     };

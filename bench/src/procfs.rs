@@ -15,6 +15,24 @@ pub(crate) fn cpu_seconds(pid: u32) -> f64 {
     (ticks(14) + ticks(15)) / TICKS_PER_S
 }
 
+/// CPU seconds of `pid` and its children (PostgreSQL's postmaster and its backends).
+pub(crate) fn tree_cpu_seconds(pid: u32) -> f64 {
+    let children: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent(child) == Some(pid))
+        .map(cpu_seconds)
+        .sum();
+    cpu_seconds(pid) + children
+}
+
+/// The parent's PID (field 4 of /proc/<pid>/stat).
+fn parent(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Resident set size in KiB (VmRSS).
 pub(crate) fn rss_kib(pid: u32) -> u64 {
     let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };

@@ -277,7 +277,7 @@ pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
     T::from_arg_matches(&cmd.get_matches_from(["defaults"])).expect("every option has a default")
 }
 
-fn progress(row: &Run) {
+pub(crate) fn progress(row: &Run) {
     eprintln!(
         "  {} {} clients={} delivered/s={} ratio={} p50={} p99={} ms dropped={} lagged={} gen_cpu={}s{}",
         row.scenario,

@@ -69,6 +69,11 @@ pub(crate) struct Running {
 }
 
 pub(crate) async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running> {
+    start_with(kind, bins, &[]).await
+}
+
+/// The same, with more flags for Hubbub (a cluster hub's `--database` and `--redis`).
+pub(crate) async fn start_with(kind: Kind, bins: &Binaries, extra: &[String]) -> anyhow::Result<Running> {
     let mut cmd = Command::new("taskset");
     cmd.args(["-c", &bins.server_cpus]).stdin(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true);
     let (child, addr, dir) = match kind {
@@ -83,6 +88,7 @@ pub(crate) async fn start(kind: Kind, bins: &Binaries) -> anyhow::Result<Running
                 // each step's clients leave for good before the next step's join: without this
                 // every step would share its room with the last steps' people for 15 s
                 .args(["--presence-grace-ms", "0"])
+                .args(extra)
                 .stdout(Stdio::piped());
             let mut child = cmd.spawn().context("starting hubbub under taskset")?;
             let stdout = child.stdout.take().context("stdout")?;

@@ -53,7 +53,14 @@ pub(crate) struct Plan {
     /// was ready (joined), which must all arrive.
     #[serde(default)]
     pub(crate) storm: bool,
+    /// Every client whose id is a multiple of this is in one big room instead ([`BIG_ROOM`]):
+    /// spread over every worker, and so over every hub of a cluster. 0: no big room.
+    #[serde(default)]
+    pub(crate) big_room_stride: u32,
 }
+
+/// The big room's number (see [`Plan::big_room_stride`]).
+pub(crate) const BIG_ROOM: u32 = 999_999_999;
 
 /// Sent once all clients are connected (or failed).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -276,7 +283,11 @@ fn pairs(h: &Histogram<u64>) -> Vec<(u64, u64)> {
 }
 
 fn room_of(plan: &Plan, id: u32) -> u32 {
-    if plan.kind.has_rooms() { id / plan.room_size.max(1) } else { 0 }
+    match (plan.kind.has_rooms(), plan.big_room_stride) {
+        (false, _) => 0,
+        (true, stride) if stride > 0 && id.is_multiple_of(stride) => BIG_ROOM,
+        (true, _) => id / plan.room_size.max(1),
+    }
 }
 
 async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {

@@ -98,6 +98,12 @@ impl Postgres {
         self.url(&name)
     }
 
+    /// The postmaster's PID (its backends are its children).
+    pub fn pid(&self) -> Option<u32> {
+        let pid_file = self.dir.path().join("data").join("postmaster.pid");
+        std::fs::read_to_string(pid_file).ok()?.lines().next()?.trim().parse().ok()
+    }
+
     pub fn url(&self, database: &str) -> String {
         format!("postgres://hubbub@127.0.0.1:{}/{database}", self.port)
     }
