@@ -2,12 +2,8 @@
 # Builds the page into dist/ with trunk (release profile), using the wasm32-capable toolchain
 # that scripts/setup.sh found or made. Extra arguments go to trunk (e.g. `serve`).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-[ -f target/toolchain.env ] || scripts/setup.sh run
-# shellcheck source=/dev/null
-. target/toolchain.env
-if [ -n "${WASM_TOOLCHAIN:-}" ]; then export RUSTUP_TOOLCHAIN="$WASM_TOOLCHAIN"; fi
+# shellcheck source=scripts/wasm-env.sh
+. "$(dirname "$0")/wasm-env.sh"
 # Trunk.toml sets offline = true, which makes cargo offline too: fetch the crates first
 cargo fetch -q
 if [ $# -eq 0 ]; then

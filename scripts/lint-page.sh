@@ -5,12 +5,8 @@
 # On machines without rustup's wasm32 target, the toolchain is Debian's rustc-web with its
 # rust-web-clippy (scripts/setup.sh, section 1).
 set -euo pipefail
-root=$(cd "$(dirname "$0")/.." && pwd)
-cd "$root"
-[ -f target/toolchain.env ] || scripts/setup.sh run
-# shellcheck source=/dev/null
-. target/toolchain.env
-if [ -n "${WASM_TOOLCHAIN:-}" ]; then export RUSTUP_TOOLCHAIN="$WASM_TOOLCHAIN"; fi
+# shellcheck source=scripts/wasm-env.sh
+. "$(dirname "$0")/wasm-env.sh"
 echo "==> lint: clippy for wasm32-unknown-unknown (the page's crates)"
 cargo clippy -p hubbub-frontend -p hubbub-page-model -p hubbub-shared \
   --target wasm32-unknown-unknown --all-targets -- -D warnings

@@ -72,7 +72,9 @@ pub(crate) async fn cluster(bins: &Binaries, o: &ClusterOptions) -> anyhow::Resu
         room_size: 10,
         senders: senders.clone(),
         rate: o.rate * senders.len() as f64,
-        connect_parallel: 256,
+        // joins are CPU-bound here (~260/s over all hubs): more attempts in flight only wait
+        // longer, until the hubs' 10 s request-head timeout cuts them
+        connect_parallel: 32,
         big_room_stride: stride,
         ..Load::one_room(o.clients, 0, 0.0, o.seconds, o.hubs)
     };
@@ -80,6 +82,7 @@ pub(crate) async fn cluster(bins: &Binaries, o: &ClusterOptions) -> anyhow::Resu
     let fleet = Fleet::connect_spread(Kind::Hubbub, &addrs, bins, &load).await?;
     let connect_s = connecting.elapsed().as_secs_f64();
     let connected = fleet.ready.connected;
+    let first_error = fleet.ready.error.clone();
     let rss_after = rss();
     let (pg_pid, redis_pid) = (pg.pid().unwrap_or(0), redis.pid().unwrap_or(0));
     let (pg_cpu, redis_cpu) = (procfs::tree_cpu_seconds(pg_pid), procfs::cpu_seconds(redis_pid));
@@ -101,6 +104,9 @@ pub(crate) async fn cluster(bins: &Binaries, o: &ClusterOptions) -> anyhow::Resu
         connected,
         row.note.as_deref().map(|n| format!("; {n}")).unwrap_or_default(),
     ));
+    if let (Some(note), Some(error)) = (row.note.as_mut(), first_error) {
+        note.push_str(&format!(" (the first: {error})"));
+    }
     progress(&row);
     drop(hubs);
 

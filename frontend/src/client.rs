@@ -43,6 +43,11 @@ impl Ended {
     fn retry(code: u16, reason: String, was_welcomed: bool) -> Self {
         Ended { code, reason, was_welcomed, give_up: false, put_away: false }
     }
+
+    /// Retrying cannot help: the page says why and stops.
+    fn give_up(code: u16, reason: String) -> Self {
+        Ended { code, reason, was_welcomed: false, give_up: true, put_away: false }
+    }
 }
 
 pub(crate) fn spawn(chat: Chat, mut outbound: UnboundedReceiver<ClientMsg>) {
@@ -211,13 +216,7 @@ async fn run_once(
                     let signing_in = match &msg {
                         ServerMsg::Welcome { protocol, .. } if *protocol != PROTOCOL_VERSION => {
                             let reason = format!("protocol {protocol} is not supported by this page; reload it");
-                            return Ended {
-                                code: close::PROTOCOL_ERROR,
-                                reason,
-                                was_welcomed: false,
-                                give_up: true,
-                                put_away: false,
-                            };
+                            return Ended::give_up(close::PROTOCOL_ERROR, reason);
                         }
                         ServerMsg::Welcome { auth, .. } => {
                             welcomed = true;
@@ -232,13 +231,7 @@ async fn run_once(
                         Some(None) => true,
                         Some(Some(None)) => {
                             let reason = "this hub wants sign-in but names no address to get a token from".to_owned();
-                            return Ended {
-                                code: close::AUTH_FAILED,
-                                reason,
-                                was_welcomed: false,
-                                give_up: true,
-                                put_away: false,
-                            };
+                            return Ended::give_up(close::AUTH_FAILED, reason);
                         }
                         // sign-in mode: the token first; everything else waits for `authed`
                         Some(Some(Some(url))) => {
