@@ -141,7 +141,6 @@ enum Command {
     ShareView {
         room: String,
         payload: String,
-        ttl: Duration,
     },
     /// The room's stored views, as (hub, payload).
     LoadViews {
@@ -153,13 +152,11 @@ enum Command {
         key: String,
         claim: String,
         nick: String,
-        ttl: Duration,
         reply: oneshot::Sender<Result<(), String>>,
     },
     /// Renew the leases of these (Redis key, claim, nickname) triples.
     RefreshClaims {
         claims: Vec<(String, String, String)>,
-        ttl: Duration,
     },
     /// Let these (Redis key, claim) pairs go.
     ReleaseClaims {
@@ -245,7 +242,7 @@ struct Inner {
     /// Where gaps are read from; set once the log is open (the log needs the fan-out first).
     log: OnceLock<Arc<dyn MessageLog>>,
     publishes: mpsc::UnboundedSender<Command>,
-    /// How often views are refreshed; three of these without one and a view is dropped.
+    /// How often views and nickname claims are refreshed (see [`Inner::ttl`]).
     heartbeat: Duration,
     control: mpsc::UnboundedSender<Control>,
     health: Health,
@@ -304,12 +301,17 @@ impl Inner {
         self.rooms.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// How long a view or a nickname claim lasts without a refresh: three heartbeats.
+    fn ttl(&self) -> Duration {
+        self.heartbeat * 3
+    }
+
     /// The other hubs' stored views of `room` that are fresh (refreshed within the TTL).
     async fn stored_views(&self, room: &str) -> Vec<(String, HubView)> {
         let (reply, stored) = oneshot::channel();
         let _ = self.publishes.send(Command::LoadViews { room: room.to_owned(), reply });
         let Ok(Ok(stored)) = tokio::time::timeout(WATCH_WAIT, stored).await else { return Vec::new() };
-        let fresh_after = now_ms().saturating_sub((self.heartbeat * 3).as_millis() as u64);
+        let fresh_after = now_ms().saturating_sub(self.ttl().as_millis() as u64);
         let mut views = Vec::new();
         // stored as published: the envelope
         for (hub, payload) in stored {
@@ -498,9 +500,8 @@ impl Fanout for RedisFanout {
         nick: &str,
     ) -> BoxFuture<'static, Result<(), String>> {
         let (reply, taken) = oneshot::channel();
-        let ttl = self.inner.heartbeat * 3;
         let (key, claim, nick) = (nick_key(room.as_str(), key), claim.to_owned(), nick.to_owned());
-        let _ = self.inner.publishes.send(Command::Claim { key, claim, nick, ttl, reply });
+        let _ = self.inner.publishes.send(Command::Claim { key, claim, nick, reply });
         async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(Ok(())) }.boxed()
     }
 
@@ -532,7 +533,7 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
             Command::Publish { channel, payload } => {
                 redis::cmd("PUBLISH").arg(&channel).arg(&payload).query_async::<i64>(c).await.map(drop)
             }
-            Command::ShareView { room, payload, ttl } => {
+            Command::ShareView { room, payload } => {
                 let key = views_key(&room);
                 redis::pipe()
                     .cmd("PUBLISH")
@@ -546,26 +547,27 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
                     .ignore()
                     .cmd("PEXPIRE")
                     .arg(&key)
-                    .arg((ttl * 3).as_millis() as u64)
+                    .arg((inner.ttl() * 3).as_millis() as u64)
                     .ignore()
                     .query_async::<()>(c)
                     .await
             }
-            Command::Claim { key, claim, nick, ttl, reply } => {
+            Command::Claim { key, claim, nick, reply } => {
                 let holder = redis::cmd("EVAL")
                     .arg(CLAIM)
                     .arg(1)
                     .arg(&key)
                     .arg(&claim)
                     .arg(&nick)
-                    .arg(ttl.as_millis() as u64)
+                    .arg(inner.ttl().as_millis() as u64)
                     .query_async::<String>(c)
                     .await;
                 holder.map(|holder| {
                     let _ = reply.send(if holder.is_empty() { Ok(()) } else { Err(holder) });
                 })
             }
-            Command::RefreshClaims { claims, ttl } => {
+            Command::RefreshClaims { claims } => {
+                let ttl = inner.ttl();
                 let mut result = Ok(());
                 for batch in claims.chunks(CLAIM_BATCH) {
                     let mut pipe = redis::pipe();
@@ -625,7 +627,7 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
         };
         let Some(me) = inner.upgrade() else { return };
         if all {
-            me.local.expire_views(heartbeat * 3);
+            me.local.expire_views(me.ttl());
             let claims: Vec<(String, String, String)> = me
                 .local
                 .claims()
@@ -633,12 +635,12 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
                 .map(|(room, key, claim, nick)| (nick_key(&room, &key), claim, nick))
                 .collect();
             if !claims.is_empty() {
-                let _ = me.publishes.send(Command::RefreshClaims { claims, ttl: heartbeat * 3 });
+                let _ = me.publishes.send(Command::RefreshClaims { claims });
             }
         }
         let released: Vec<(String, String)> = me
             .local
-            .take_released(heartbeat * 3)
+            .take_released(me.ttl())
             .into_iter()
             .map(|(room, key, claim)| (nick_key(&room, &key), claim))
             .collect();
@@ -652,7 +654,7 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
                 view: Some(RoomView { room: room.clone(), view, seen_ms: now_ms() }),
             };
             let payload = serde_json::to_string(&envelope).expect("a view always serialises");
-            let _ = me.publishes.send(Command::ShareView { room, payload, ttl: heartbeat * 3 });
+            let _ = me.publishes.send(Command::ShareView { room, payload });
         }
     }
 }

@@ -188,6 +188,9 @@ struct Room {
     remote: HashMap<String, (HubView, Instant)>,
     /// The names those views show, by [`Nick::key`]: sorted, for paging beside `by_name`.
     remote_by_name: BTreeMap<String, RemoteName>,
+    /// How many of `remote_by_name` are not in `by_name` too, kept as both change, so that the
+    /// room's count stays O(1) per join (a join wave would otherwise be O(n²) again).
+    remote_only: usize,
     /// Something this hub shows may have changed since its view was last taken.
     view_dirty: bool,
     /// This hub's view as last taken for publishing (`None`: never, as in the embedded mode).
@@ -294,8 +297,7 @@ impl Room {
     }
 
     fn count(&self) -> u64 {
-        let elsewhere_only = self.remote_by_name.keys().filter(|k| !self.by_name.contains_key(*k)).count();
-        (self.members.len() + elsewhere_only) as u64
+        (self.members.len() + self.remote_only) as u64
     }
 
     /// What this hub shows of the room, for the other hubs.
@@ -324,12 +326,10 @@ impl Room {
             *seen = now;
             return;
         }
-        let old = self.remote.remove(hub);
-        let names =
-            |v: &Option<HubView>| -> Vec<(String, bool)> { v.as_ref().map(|v| v.members.clone()).unwrap_or_default() };
-        let (before, after) = (names(&old.map(|(v, _)| v)), names(&view));
+        let before = self.remote.remove(hub).map(|(v, _)| v.members).unwrap_or_default();
+        let after: &[(String, bool)] = view.as_ref().map_or(&[], |v| &v.members);
         if announce {
-            for (nick, _) in before.iter().chain(&after) {
+            for (nick, _) in before.iter().chain(after) {
                 self.touch(nick.to_lowercase());
             }
         } else {
@@ -342,13 +342,21 @@ impl Room {
                 r.away -= u32::from(away);
                 if r.hubs == 0 {
                     self.remote_by_name.remove(&key);
+                    if !self.by_name.contains_key(&key) {
+                        self.remote_only -= 1;
+                    }
                 }
             }
         }
         for (nick, away) in after {
-            let r = self.remote_by_name.entry(nick.to_lowercase()).or_insert(RemoteName { nick, hubs: 0, away: 0 });
+            let key = nick.to_lowercase();
+            if !self.remote_by_name.contains_key(&key) && !self.by_name.contains_key(&key) {
+                self.remote_only += 1;
+            }
+            let r =
+                self.remote_by_name.entry(key).or_insert_with(|| RemoteName { nick: nick.clone(), hubs: 0, away: 0 });
             r.hubs += 1;
-            r.away += u32::from(away);
+            r.away += u32::from(*away);
         }
         if let Some(view) = view {
             self.remote.insert(hub.to_owned(), (view, now));
@@ -380,6 +388,9 @@ impl Room {
         self.next_member += 1;
         let key = member.nick.key();
         self.touch(key.clone());
+        if self.remote_by_name.contains_key(&key) {
+            self.remote_only -= 1;
+        }
         self.by_name.insert(key, id);
         self.by_look_alike.insert(member.look_alike.clone(), id);
         self.members.insert(id, member);
@@ -395,6 +406,9 @@ impl Room {
             self.released.push((member.look_alike.clone(), member.claim.clone(), key.clone(), Instant::now()));
         }
         self.by_name.remove(&key);
+        if self.remote_by_name.contains_key(&key) {
+            self.remote_only += 1;
+        }
         self.by_look_alike.remove(&member.look_alike);
         self.typing.remove(&id);
         for conn in &member.conns {
@@ -1143,6 +1157,26 @@ mod tests {
             })
             .collect();
         assert_eq!(pages, [(vec!["alice".to_owned(), "bob".to_owned()], true), (vec!["carol".to_owned()], false)]);
+
+        // bob opens a tab here too, then closes it: still one bob, the count never moves
+        let bob_here = tab(2);
+        join(&p, &bob_here, "bob", Some("b")).unwrap();
+        p.leave(2, &lobby(), Some((&bob_here.out, None)));
+        p.tick(Instant::now());
+        assert!(
+            !alice.heard().iter().any(|m| matches!(m, ServerMsg::Presence { .. })),
+            "bob was shown all along: nothing to announce"
+        );
+        let dave = tab(3);
+        join(&p, &dave, "dave", None).unwrap();
+        p.tick(Instant::now());
+        assert!(
+            alice.heard().iter().any(|m| matches!(m, ServerMsg::Presence { count: 4, .. })),
+            "alice, bob, carol and dave"
+        );
+        p.leave(3, &lobby(), Some((&dave.out, None)));
+        p.tick(Instant::now());
+        alice.heard();
 
         // that hub's view runs out: bob and carol leave, alice (here too) does not
         tokio::time::advance(Duration::from_secs(20)).await;
