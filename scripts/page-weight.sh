@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# The page's weight budget, checked by `make test`: the built page's .wasm + .js, gzipped (-9),
+# The page's weight budget, checked by `make test`: the built page's .wasm + .js + .css, gzipped (-9),
 # must not grow past PAGE_BUDGET_BYTES. The budget is the one number to lower as the page shrinks:
-# today's page is about 190 KB (sign-in's token fetch and refresh added ~4 KB); the performance
-# issue's goal is 100 KB (README, Performance). binaryen's wasm-opt -Oz saves only ~1 % over
-# rustc's opt-level "z" + LTO here: the lever is fewer serde derives and views in the page.
+# the page was 190.5 KB until it dropped serde for shared/src/page_codec.rs (155.8 KB); the
+# product issue may let it grow to 170 KB while its features land, the performance issue's goal
+# is 100 KB (README, Performance). binaryen's wasm-opt -Oz saves only ~1 % over rustc's
+# opt-level "z" + LTO here: the lever is fewer, less generic views in the page.
 set -euo pipefail
-PAGE_BUDGET_BYTES=192000
+PAGE_BUDGET_BYTES=160000
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/dist"
 total=0
-for f in *.wasm *.js; do
+for f in *.wasm *.js *.css; do
   size=$(gzip -9 -c "$f" | wc -c)
   total=$((total + size))
   printf '    %-48s %7d bytes gzipped (%d raw)\n' "$f" "$size" "$(wc -c < "$f")"

@@ -17,17 +17,17 @@ pub(crate) fn socket_url(path: &str) -> String {
 
 const NICK_KEY: &str = "hubbub.nick";
 
-/// Reads a JSON value saved with [`save`]; `None` when absent or unreadable.
-pub(crate) fn load<T: serde::de::DeserializeOwned>(key: &str) -> Option<T> {
-    let text = window().local_storage().ok().flatten()?.get_item(key).ok().flatten()?;
-    serde_json::from_str(&text).ok()
+/// Reads a text saved with [`save`]; `None` when absent or storage is unavailable.
+pub(crate) fn load(key: &str) -> Option<String> {
+    window().local_storage().ok().flatten()?.get_item(key).ok().flatten()
 }
 
-/// Saves a value as JSON in local storage (which survives refreshes and closed tabs).
-pub(crate) fn save<T: serde::Serialize>(key: &str, value: &T) {
-    if let (Some(storage), Ok(text)) = (window().local_storage().ok().flatten(), serde_json::to_string(value)) {
+/// Saves a text (JSON, written by the model) in local storage, which survives refreshes and
+/// closed tabs.
+pub(crate) fn save(key: &str, text: &str) {
+    if let Some(storage) = window().local_storage().ok().flatten() {
         // storage can be full or disabled; the page still works, it just forgets more
-        let _ = storage.set_item(key, &text);
+        let _ = storage.set_item(key, text);
     }
 }
 
@@ -37,11 +37,18 @@ pub(crate) fn save<T: serde::Serialize>(key: &str, value: &T) {
 pub(crate) fn client_token() -> String {
     const KEY: &str = "hubbub.token";
     // a token made by an older page (from Math.random) is replaced by a proper one
-    if let Some(token) = load::<String>(KEY).filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
+    // kept as a JSON string, as older pages wrote it
+    let saved = load(KEY).and_then(|text| match hubbub_shared::json::parse(&text) {
+        Ok(hubbub_shared::json::Value::String(token)) => Some(token),
+        _ => None,
+    });
+    if let Some(token) = saved.filter(|t| t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit())) {
         return token;
     }
     let token = random_hex::<16>();
-    save(KEY, &token);
+    let mut text = String::new();
+    hubbub_shared::json::write_str(&mut text, &token);
+    save(KEY, &text);
     token
 }
 

@@ -17,7 +17,9 @@ use futures::{
 };
 use gloo_net::websocket::{Message, WebSocketError, futures::WebSocket};
 use gloo_timers::future::sleep;
-use hubbub_shared::{ClientMsg, PROTOCOL_VERSION, ServerMsg, close, decode_server_items, encode};
+use hubbub_shared::{
+    ClientMsg, PROTOCOL_VERSION, ServerMsg, close, page_codec::decode_server_items, page_codec::encode_client as encode,
+};
 use leptos::{ev, prelude::*, task::spawn_local};
 use std::time::Duration;
 

@@ -22,8 +22,8 @@ pub(crate) struct Chat {
 impl Chat {
     /// The state, with the rooms and unsent messages remembered from the last visit.
     pub(crate) fn new(outbound: UnboundedSender<ClientMsg>) -> Self {
-        let session: Session = crate::browser::load(SESSION_KEY).unwrap_or_default();
-        let outbox: Vec<Pending> = crate::browser::load(OUTBOX_KEY).unwrap_or_default();
+        let session = crate::browser::load(SESSION_KEY).and_then(|t| Session::from_json(&t)).unwrap_or_default();
+        let outbox = crate::browser::load(OUTBOX_KEY).and_then(|t| Pending::list_from_json(&t)).unwrap_or_default();
         Self { model: RwSignal::new(PageModel::new(session, outbox)), outbound: StoredValue::new(outbound) }
     }
 
@@ -54,9 +54,11 @@ impl Chat {
                     let _ = tx.unbounded_send(msg);
                 }),
                 Effect::SaveSession => {
-                    self.model.with_untracked(|m| crate::browser::save(SESSION_KEY, &m.session()));
+                    self.model.with_untracked(|m| crate::browser::save(SESSION_KEY, &m.session().to_json()));
                 }
-                Effect::SaveOutbox => self.model.with_untracked(|m| crate::browser::save(OUTBOX_KEY, &m.outbox)),
+                Effect::SaveOutbox => {
+                    self.model.with_untracked(|m| crate::browser::save(OUTBOX_KEY, &Pending::list_to_json(&m.outbox)));
+                }
                 Effect::RetryLater { id, after_ms } => {
                     let chat = *self;
                     leptos::task::spawn_local(async move {

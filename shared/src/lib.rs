@@ -9,6 +9,8 @@
 pub mod close;
 pub mod codec;
 pub mod cursor;
+pub mod json;
+pub mod page_codec;
 pub mod protocol;
 pub mod validate;
 

@@ -12,10 +12,11 @@ mod room;
 pub use room::{Entry, EntryKind, Room};
 
 use hubbub_shared::{
-    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close, cursor::Cursor,
-    decode_server_items,
+    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close,
+    cursor::Cursor,
+    json::{self, Fields, ObjectWriter, Value},
+    page_codec::decode_server_items,
 };
-use serde::{Deserialize, Serialize};
 
 /// Most entries kept per room log; older ones are dropped so a long session stays light.
 pub const MAX_LOG: usize = 1000;
@@ -44,7 +45,7 @@ pub enum Effect {
 }
 
 /// The rooms the page is in, remembered so that a refresh rejoins them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Session {
     /// (room, nickname), in join order.
     pub rooms: Vec<(String, String)>,
@@ -53,18 +54,77 @@ pub struct Session {
 
 /// A message typed but not yet acknowledged (kept in local storage by the page: a refresh or a
 /// closed tab loses none of them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pending {
     /// The client id the hub acknowledges and deduplicates by.
     pub id: String,
     pub room: String,
     pub text: String,
     /// Why the hub refused it; a failed message waits for Retry or Discard.
-    #[serde(default)]
     pub failed: Option<String>,
 }
 
+// Local storage keeps the session and the outbox as JSON, in the shapes serde wrote before the
+// page dropped serde for its weight (`hubbub_shared::json`): what an older page saved is read.
+
+impl Session {
+    /// `{"rooms":[["lobby","alice"]],"active":"lobby"}`.
+    pub fn to_json(&self) -> String {
+        let rooms: Vec<String> = self.rooms.iter().map(|(room, nick)| json::str_array([room.as_str(), nick])).collect();
+        ObjectWriter::new()
+            .raw("rooms", &format!("[{}]", rooms.join(",")))
+            .opt_str("active", self.active.as_deref())
+            .finish()
+    }
+
+    /// `None` for anything [`Session::to_json`] would not write.
+    pub fn from_json(text: &str) -> Option<Session> {
+        let mut f = Fields::of(json::parse(text).ok()?)?;
+        let rooms = f.list("rooms").ok()?.into_iter().map(|pair| {
+            let Value::Array(pair) = pair else { return None };
+            match <[Value; 2]>::try_from(pair).ok()? {
+                [Value::String(room), Value::String(nick)] => Some((room, nick)),
+                _ => None,
+            }
+        });
+        Some(Session { rooms: rooms.collect::<Option<_>>()?, active: f.opt_string("active").ok()? })
+    }
+}
+
 impl Pending {
+    /// The outbox as saved: `[{"id":…,"room":…,"text":…,"failed":…},…]` (`failed` only when set).
+    pub fn list_to_json(outbox: &[Pending]) -> String {
+        let items: Vec<String> = outbox
+            .iter()
+            .map(|p| {
+                ObjectWriter::new()
+                    .str("id", &p.id)
+                    .str("room", &p.room)
+                    .str("text", &p.text)
+                    .opt_str("failed", p.failed.as_deref())
+                    .finish()
+            })
+            .collect();
+        format!("[{}]", items.join(","))
+    }
+
+    /// `None` for anything [`Pending::list_to_json`] would not write.
+    pub fn list_from_json(text: &str) -> Option<Vec<Pending>> {
+        let Value::Array(items) = json::parse(text).ok()? else { return None };
+        items
+            .into_iter()
+            .map(|item| {
+                let mut f = Fields::of(item)?;
+                Some(Pending {
+                    id: f.string("id").ok()?,
+                    room: f.string("room").ok()?,
+                    text: f.string("text").ok()?,
+                    failed: f.opt_string("failed").ok()?,
+                })
+            })
+            .collect()
+    }
+
     fn send_msg(&self) -> ClientMsg {
         ClientMsg::Send { id: Some(self.id.clone()), room: self.room.clone(), text: self.text.clone() }
     }

@@ -448,6 +448,31 @@ fn a_frame_with_a_message_type_from_a_newer_hub_still_delivers_the_rest() {
 }
 
 #[test]
+fn the_session_and_outbox_survive_local_storage_including_what_an_older_page_saved() {
+    let session = Session {
+        rooms: vec![("lobby".into(), "ä \"q\"".into()), ("rust".into(), "bob".into())],
+        active: Some("rust".into()),
+    };
+    assert_eq!(Session::from_json(&session.to_json()), Some(session));
+    let outbox = vec![
+        Pending { id: "c-1".into(), room: "lobby".into(), text: "line\nnext 😀".into(), failed: None },
+        Pending { id: "c-2".into(), room: "lobby".into(), text: "x".into(), failed: Some("too long".into()) },
+    ];
+    assert_eq!(Pending::list_from_json(&Pending::list_to_json(&outbox)), Some(outbox));
+
+    // as serde wrote them, before the page dropped it
+    let older = Session::from_json(r#"{"rooms":[["lobby","alice"]],"active":null}"#);
+    assert_eq!(older, Some(Session { rooms: vec![("lobby".into(), "alice".into())], active: None }));
+    let older = Pending::list_from_json(r#"[{"id":"c","room":"lobby","text":"t","failed":null}]"#);
+    assert_eq!(older.map(|o| o.len()), Some(1));
+    // anything else is forgotten rather than half-read
+    for text in ["", "[", r#"{"rooms":[["lobby"]]}"#, r#"{"rooms":"x"}"#, "[1]"] {
+        assert_eq!(Session::from_json(text), None, "{text}");
+        assert_eq!(Pending::list_from_json(text), None, "{text}");
+    }
+}
+
+#[test]
 fn a_page_restored_from_its_session_rejoins_its_rooms_from_scratch() {
     let session = Session { rooms: vec![("lobby".into(), "alice".into())], active: Some("lobby".into()) };
     let outbox = vec![Pending { id: "c-9".into(), room: "lobby".into(), text: "kept".into(), failed: None }];
