@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The page's weight budget, checked by `make test`: the built page's .wasm + .js + .css, gzipped (-9),
 # must not grow past PAGE_BUDGET_BYTES. The budget is the one number to lower as the page shrinks:
-# the page was 190.5 KB until it dropped serde for shared/src/page_codec.rs (155.8 KB); the
-# product issue may let it grow to 170 KB while its features land, the performance issue's goal
-# is 100 KB (README, Performance). binaryen's wasm-opt -Oz saves only ~1 % over rustc's
-# opt-level "z" + LTO here: the lever is fewer, less generic views in the page.
+# the page was 190.5 KB until it dropped serde for shared/src/page_codec.rs (158 KB with css);
+# the product issue lets it grow to 170 KB while its features land (the log's grouping, days and
+# links cost 6 KB of Leptos views), and the performance issue's goal is 100 KB (README,
+# Performance). binaryen's wasm-opt -Oz saves only ~1 % over rustc's opt-level "z" + LTO here:
+# the lever is fewer, less generic views in the page.
 set -euo pipefail
-PAGE_BUDGET_BYTES=160000
+PAGE_BUDGET_BYTES=170000
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root/dist"
 total=0

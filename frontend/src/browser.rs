@@ -131,10 +131,11 @@ pub(crate) fn path() -> String {
     window().location().pathname().unwrap_or_default()
 }
 
-/// `14:05` in the reader's time zone, from milliseconds since the epoch.
-pub(crate) fn clock(ts_millis: u64) -> String {
+/// A time on the person's clock (the browser's time zone): the calendar day, hours, minutes.
+pub(crate) fn local_time(ts_millis: u64) -> (page_model::Day, u32, u32) {
     let date = js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ts_millis as f64));
-    format!("{:02}:{:02}", date.get_hours(), date.get_minutes())
+    let day = page_model::Day { year: date.get_full_year() as i32, month: date.get_month() + 1, day: date.get_date() };
+    (day, date.get_hours(), date.get_minutes())
 }
 
 /// A random number in [0, 1), for backoff jitter.

@@ -24,7 +24,12 @@ impl Chat {
     pub(crate) fn new(outbound: UnboundedSender<ClientMsg>) -> Self {
         let session = crate::browser::load(SESSION_KEY).and_then(|t| Session::from_json(&t)).unwrap_or_default();
         let outbox = crate::browser::load(OUTBOX_KEY).and_then(|t| Pending::list_from_json(&t)).unwrap_or_default();
-        Self { model: RwSignal::new(PageModel::new(session, outbox)), outbound: StoredValue::new(outbound) }
+        let calendar = page_model::Calendar {
+            day_of: |ts| crate::browser::local_time(ts).0,
+            now: || crate::browser::now_ms() as u64,
+        };
+        let model = PageModel::new(session, outbox).with_calendar(calendar);
+        Self { model: RwSignal::new(model), outbound: StoredValue::new(outbound) }
     }
 
     /// Reads the model, tracked: the caller re-runs when it changes (wrap slices in a `Memo`).

@@ -169,8 +169,9 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     .await;
     assert!(bob.find_all(Locator::Css(".log img, .log b")).await.unwrap().is_empty(), "markup was not parsed");
     assert_ne!(bob.title().await.unwrap(), "pwned");
-    let authors = texts(&bob, ".msg .author").await;
-    assert_eq!(authors, ["alice", "alice"]);
+    // two messages of one author in a row: one name over both
+    let authors = texts(&bob, ".msg:not(.continued) .author").await;
+    assert_eq!(authors, ["alice"]);
 
     say(&bob, "Hi Alice! 👋").await;
     eventually("alice receives bob's reply", || async {
@@ -470,6 +471,91 @@ async fn one_person_in_two_tabs_is_one_member_who_types_reloads_and_leaves_after
     assert_eq!(members(&bob).await, ["bob"]);
     alice.close().await.ok();
     bob.close().await.ok();
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn the_log_reads_like_a_chat_app_grouped_by_author_and_day_with_links_and_full_times() {
+    use futures_util::SinkExt;
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-log").await;
+    join(&alice, &hub.url, "alice").await;
+    let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
+    let mut bob = hubbub_client::connect(&url, &[]).await.expect("a socket");
+    hubbub_client::join_and_wait(&mut bob, &hubbub_client::join("lobby", "bob"), WAIT).await.expect("joined");
+    let bob_says = |text: &str| {
+        tokio_tungstenite::tungstenite::Message::text(hubbub_shared::encode(&hubbub_shared::ClientMsg::Send {
+            id: None,
+            room: "lobby".into(),
+            text: text.into(),
+        }))
+    };
+    let shown = |n: usize| {
+        let alice = &alice;
+        async move { (texts(alice, ".log .msg .text").await.len() == n).then_some(()) }
+    };
+
+    // Act: bob twice, alice twice (with addresses), bob again
+    bob.send(bob_says("one")).await.unwrap();
+    bob.send(bob_says("two")).await.unwrap();
+    eventually("bob's two messages", || shown(2)).await;
+    say(&alice, "read https://example.org/a?b=1, it is good.").await;
+    eventually("alice's message", || shown(3)).await;
+    say(&alice, "not javascript:alert(1) but http://x.test/wiki/A_(b)").await;
+    eventually("alice's second", || shown(4)).await;
+    bob.send(bob_says("three")).await.unwrap();
+    eventually("bob's third", || shown(5)).await;
+
+    // Assert: a name over each run of one author, a day separator, links only for http(s)
+    assert_eq!(texts(&alice, ".msg:not(.continued) .author").await, ["bob", "alice", "bob"]);
+    assert_eq!(alice.find_all(Locator::Css(".msg.continued")).await.unwrap().len(), 2);
+    assert_eq!(texts(&alice, ".log .day").await, ["Today"]);
+    let mut links = Vec::new();
+    for a in alice.find_all(Locator::Css(".log .msg a")).await.unwrap() {
+        let attr = |name: &'static str| {
+            let a = a.clone();
+            async move { a.attr(name).await.unwrap().unwrap_or_default() }
+        };
+        assert_eq!((attr("rel").await, attr("target").await), ("noopener noreferrer".into(), "_blank".into()));
+        links.push((attr("href").await, a.text().await.unwrap()));
+    }
+    assert_eq!(
+        links,
+        [
+            ("https://example.org/a?b=1".to_owned(), "https://example.org/a?b=1".to_owned()),
+            ("http://x.test/wiki/A_(b)".to_owned(), "http://x.test/wiki/A_(b)".to_owned())
+        ]
+    );
+    assert_eq!(
+        texts(&alice, ".log .msg .text").await[2..4],
+        ["read https://example.org/a?b=1, it is good.", "not javascript:alert(1) but http://x.test/wiki/A_(b)"],
+        "the text around the links is all there"
+    );
+
+    // the full date and time: in the title (hover), and shown on keyboard focus even where the
+    // grouped message hides its time
+    let year = alice.execute("return String(new Date().getFullYear())", vec![]).await.unwrap();
+    let year = year.as_str().unwrap().to_owned();
+    for title in alice.find_all(Locator::Css(".log .msg time")).await.unwrap() {
+        let title = title.attr("title").await.unwrap().unwrap_or_default();
+        assert!(title.contains(&year) && title.contains(", "), "{title}");
+    }
+    let focused = alice
+        .execute(
+            "const t = document.querySelector('.msg.continued time'); const before = getComputedStyle(t).opacity; \
+             t.focus(); return [before, getComputedStyle(t).opacity, getComputedStyle(t, '::after').content];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let focused: Vec<String> = focused.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
+    assert_eq!(focused[..2], ["0", "1"], "hidden until focused");
+    assert!(focused[2].contains(&year), "the full date shows on focus: {}", focused[2]);
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("log.png"), alice.screenshot().await.unwrap()).unwrap();
+    drop(bob);
 }
 
 #[tokio::test]

@@ -7,8 +7,10 @@
 //! Nothing here touches signals or the browser, so the rules (one copy per seq, pending → sent
 //! by client id, lagged → resume, gaps and paging) are tested with plain `cargo test`.
 
+mod layout;
 mod room;
 
+pub use layout::{Calendar, Day, GROUP_WINDOW_MS, Placement, Segment, place, segments, utc_day};
 pub use room::{Entry, EntryKind, Room};
 
 use hubbub_shared::{
@@ -214,12 +216,15 @@ pub struct PageModel {
     hidden: bool,
     /// The last entry key handed out: keys are unique for the page's lifetime.
     next_key: u64,
+    /// The person's calendar (the page sets the browser's), for the log's day separators.
+    pub calendar: Calendar,
 }
 
 impl PageModel {
     /// The state at page load, with the rooms and unsent messages remembered from the last visit.
     pub fn new(session: Session, outbox: Vec<Pending>) -> Self {
-        let rooms = session.rooms.into_iter().map(|(name, nick)| Room::new(name, nick)).collect();
+        let calendar = Calendar::default();
+        let rooms = session.rooms.into_iter().map(|(name, nick)| Room::new(name, nick, calendar)).collect();
         PageModel {
             conn: ConnState::Connecting,
             rooms,
@@ -233,7 +238,17 @@ impl PageModel {
             signed_in: None,
             hidden: false,
             next_key: 0,
+            calendar,
         }
+    }
+
+    /// Uses the person's calendar (the page gives the browser's clock and time zone).
+    pub fn with_calendar(mut self, calendar: Calendar) -> Self {
+        self.calendar = calendar;
+        for room in &mut self.rooms {
+            room.calendar = calendar;
+        }
+        self
     }
 
     pub fn is_connected(&self) -> bool {
@@ -595,7 +610,7 @@ impl PageModel {
                 Vec::new()
             }
             None => {
-                let mut joined = Room::new(room.clone(), nick.clone());
+                let mut joined = Room::new(room.clone(), nick.clone(), self.calendar);
                 joined.first_members(members, away, count);
                 joined.note(key, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
                 self.rooms.push(joined);

@@ -1,6 +1,7 @@
 //! One joined room: its members and its log, kept in sequence order with one copy per seq.
 
 use crate::MAX_LOG;
+use crate::layout::{self, Calendar, Placement};
 use hubbub_shared::ChatMessage;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,9 +27,13 @@ pub enum EntryKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
-    /// Unique within the page's lifetime: the key of the keyed list.
+    /// Unique within the room's log: the key of the keyed list. It changes when the entry's
+    /// placement does, so the page renders it again in its new place.
     pub key: u64,
     pub kind: EntryKind,
+    /// Grouped under the message before it? A day separator before it? Kept by the room as the
+    /// log changes.
+    pub place: Placement,
 }
 
 impl Entry {
@@ -64,10 +69,17 @@ pub struct Room {
     pub refused: Option<String>,
     /// When we last told the hub we are typing here (ms, the page's clock).
     pub(crate) typing_told_at: Option<u64>,
+    /// The person's calendar, for day separators.
+    pub(crate) calendar: Calendar,
+    /// Keys given to entries whose placement changed (counted from [`REKEYED`]).
+    rekeyed: u64,
 }
 
+/// Keys of entries placed anew start here, far above the page's own counter.
+const REKEYED: u64 = 1 << 48;
+
 impl Room {
-    pub(crate) fn new(name: String, nick: String) -> Self {
+    pub(crate) fn new(name: String, nick: String, calendar: Calendar) -> Self {
         Room {
             name,
             nick,
@@ -79,6 +91,8 @@ impl Room {
             last_seq: 0,
             refused: None,
             typing_told_at: None,
+            calendar,
+            rekeyed: 0,
         }
     }
 
@@ -197,7 +211,7 @@ impl Room {
         let own = self.nick == m.author;
         let kind = EntryKind::Message { seq, author: m.author, text: m.text, ts: m.ts, own };
         *next_key += 1;
-        let entry = Entry { key: *next_key, kind };
+        let entry = Entry { key: *next_key, kind, place: Placement::default() };
         self.fill_gaps(seq);
         if seq > self.last_seq {
             self.last_seq = seq;
@@ -205,6 +219,26 @@ impl Room {
         }
         let at = self.log.iter().position(|e| e.seq().is_some_and(|s| s > seq)).unwrap_or(self.log.len());
         self.log.insert(at, entry);
+        self.place_from(at);
+    }
+
+    /// Places the entries whose neighbours changed at `at`: from it up to the next message after
+    /// it (placement depends only on the messages before an entry). A day label is written when
+    /// its entry is placed, so "Today" stays as it is past midnight until the entry is placed
+    /// again.
+    fn place_from(&mut self, at: usize) {
+        let today = (self.calendar.day_of)((self.calendar.now)());
+        for i in at..self.log.len() {
+            let place = layout::place_at(&self.log, i, self.calendar.day_of, today);
+            if self.log[i].place != place {
+                self.log[i].place = place;
+                self.rekeyed += 1;
+                self.log[i].key = REKEYED + self.rekeyed;
+            }
+            if i > at && self.log[i].seq().is_some() {
+                break;
+            }
+        }
     }
 
     /// `seq` arrived: any gap it falls in now ends at it; a gap with nothing left is removed.
@@ -222,13 +256,16 @@ impl Room {
 
     /// Appends a notice (or any entry) at the end of the log.
     pub(crate) fn note(&mut self, key: u64, kind: EntryKind) {
-        self.push(Entry { key, kind });
+        self.push(Entry { key, kind, place: Placement::default() });
     }
 
     fn push(&mut self, entry: Entry) {
         self.log.push(entry);
+        self.place_from(self.log.len() - 1);
         if self.log.len() > MAX_LOG {
             self.log.drain(..self.log.len() - MAX_LOG);
+            // the new first message opens its day
+            self.place_from(0);
         }
     }
 }

@@ -597,3 +597,31 @@ fn a_refresh_moves_the_expiry_and_a_reconnect_keeps_the_name_until_the_hub_says_
     assert_eq!(page.signed_in, None);
     assert!(page.request_join("lobby", "", TOKEN).is_empty(), "an empty nickname is refused again");
 }
+
+#[test]
+fn the_log_groups_each_authors_run_and_places_entries_again_when_older_ones_load_above() {
+    let mut page = in_lobby();
+    let at = |seq, author, ts| ServerMsg::Message(ChatMessage { ts, ..msg("lobby", seq, author, None) });
+    page.apply(at(5, "bob", 0));
+    page.apply(at(6, "bob", 60_000));
+    page.apply(at(7, "alice", 120_000));
+    page.apply(at(8, "alice", 120_000 + GROUP_WINDOW_MS));
+    let placed = |page: &PageModel| -> Vec<(u64, bool, Option<String>)> {
+        let log = &page.room("lobby").unwrap().log;
+        log.iter().filter_map(|e| Some((e.seq()?, e.place.continued, e.place.day.clone()))).collect()
+    };
+    let today = Some("Today".to_owned());
+    assert_eq!(placed(&page), [(5, false, today.clone()), (6, true, None), (7, false, None), (8, false, None)]);
+    let key_of =
+        |page: &PageModel, seq| page.room("lobby").unwrap().log.iter().find(|e| e.seq() == Some(seq)).unwrap().key;
+    let (key5, key6) = (key_of(&page, 5), key_of(&page, 6));
+
+    // older messages load above (bob's, at the same time): seq 5 joins their run, so it is
+    // placed again under a new key; seq 6 is where it was
+    page.apply(history("lobby", [3, 4], true));
+    assert_eq!(placed(&page)[..3], [(3, false, today), (4, true, None), (5, true, None)]);
+    assert_ne!(key_of(&page, 5), key5, "rendered again in its new place");
+    assert_eq!(key_of(&page, 6), key6, "unchanged, not rendered again");
+    let keys: std::collections::BTreeSet<u64> = page.room("lobby").unwrap().log.iter().map(|e| e.key).collect();
+    assert_eq!(keys.len(), page.room("lobby").unwrap().log.len(), "keys stay unique");
+}

@@ -1,6 +1,6 @@
-use crate::{browser::clock, state::Chat};
-use leptos::{ev::SubmitEvent, html, prelude::*};
-use page_model::{Entry, EntryKind, Pending};
+use crate::{browser::local_time, state::Chat};
+use leptos::{either::Either, ev::SubmitEvent, html, prelude::*};
+use page_model::{Entry, EntryKind, Pending, Segment};
 
 /// How close to the bottom (px) still counts as "at the bottom".
 const STICKY_SLACK: i32 = 40;
@@ -160,21 +160,41 @@ fn room_slice<T: Clone + PartialEq + Send + Sync + 'static>(
     Memo::new(move |_| chat.with(|m| m.room(&room).map(read)))
 }
 
-/// One line of the log. Text is always inserted as text nodes, never parsed as HTML.
+/// One line of the log, after its day's separator when it opens a day. Text is always inserted
+/// as text nodes, never parsed as HTML; only `http(s)` addresses become links.
 #[component]
 fn LogEntry(entry: Entry, room: String) -> impl IntoView {
+    let placement = entry.place;
+    let separator = placement.day.map(|label| view! { <h3 class="day"><span>{label}</span></h3> });
     match entry.kind {
-        EntryKind::Message { author, text, ts, own, .. } => view! {
-            <article class=if own { "msg own" } else { "msg" } data-state=own.then_some("sent")>
-                <header>
-                    <span class="author">{author}</span>
-                    <time>{clock(ts)}</time>
-                    {own.then(|| view! { <span class="state">"✓ sent"</span> })}
-                </header>
-                <p class="text">{text}</p>
-            </article>
+        EntryKind::Message { author, text, ts, own, .. } => {
+            let (day, hours, minutes) = local_time(ts);
+            let short = format!("{hours:02}:{minutes:02}");
+            let full = format!("{}, {short}", day.long());
+            let iso = format!("{:04}-{:02}-{:02}T{short}", day.year, day.month, day.day);
+            // a message under the previous one's header keeps its author for screen readers
+            // and shows its time on hover and focus (style.css)
+            view! {
+                {separator}
+                <article
+                    class=match (own, placement.continued) {
+                        (false, false) => "msg",
+                        (false, true) => "msg continued",
+                        (true, false) => "msg own",
+                        (true, true) => "msg own continued",
+                    }
+                    data-state=own.then_some("sent")
+                >
+                    <header>
+                        <span class="author">{author}</span>
+                        <time datetime=iso title=full tabindex="0">{short}</time>
+                        {own.then(|| view! { <span class="state">"✓ sent"</span> })}
+                    </header>
+                    <p class="text">{message_text(&text)}</p>
+                </article>
+            }
+            .into_any()
         }
-        .into_any(),
         EntryKind::Gap { .. } => {
             // the model knows how much of the gap is left: each click loads the next page of it
             let chat = expect_context::<Chat>();
@@ -192,6 +212,21 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
         EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
         EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),
     }
+}
+
+/// A message's text as text nodes, with its `http(s)` addresses as links that open in a new tab
+/// and tell the target nothing about this page.
+fn message_text(text: &str) -> impl IntoView + use<> {
+    page_model::segments(text)
+        .into_iter()
+        .map(|segment| match segment {
+            Segment::Text(text) => Either::Left(text),
+            Segment::Link(url) => {
+                let href = url.clone();
+                Either::Right(view! { <a href=href target="_blank" rel="noopener noreferrer">{url}</a> })
+            }
+        })
+        .collect_view()
 }
 
 /// An own message not yet acknowledged: sending, or refused with Retry and Discard.
