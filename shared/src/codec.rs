@@ -186,6 +186,7 @@ mod tests {
             text: "<b>hi</b>".into(),
             ts: 1_700_000_000_000,
             id: None,
+            ..ChatMessage::default()
         });
         let text = encode(&m);
         assert!(text.starts_with(r#"{"type":"message","room":"lobby","seq":7"#), "{text}");

@@ -402,6 +402,15 @@ impl Fields {
         }
     }
 
+    /// A flag that is false when absent or `null`.
+    pub fn opt_bool(&mut self, key: &str) -> Result<bool, String> {
+        match self.take(key) {
+            None => Ok(false),
+            Some(Value::Bool(b)) => Ok(b),
+            Some(_) => Err(wrong(key, "true or false")),
+        }
+    }
+
     /// A list field; absent or `null` is empty.
     pub fn list(&mut self, key: &str) -> Result<Vec<Value>, String> {
         match self.take(key) {

@@ -117,6 +117,9 @@ fn chat_message(f: &mut Fields) -> Result<ChatMessage, String> {
         text: f.string("text")?,
         ts: f.u64("ts")?,
         id: f.opt_string("id")?,
+        edits: f.opt_u64("edits")?,
+        edited: f.opt_bool("edited")?,
+        deleted: f.opt_bool("deleted")?,
     })
 }
 
@@ -168,6 +171,12 @@ pub fn encode_client(msg: &ClientMsg) -> String {
         ClientMsg::Add { id, a, b } => typed("add").opt_str("id", id.as_deref()).i64("a", *a).i64("b", *b),
         ClientMsg::Typing { room } => typed("typing").str("room", room),
         ClientMsg::Visibility { hidden } => typed("visibility").bool("hidden", *hidden),
+        ClientMsg::Edit { id, room, seq, text } => {
+            typed("edit").opt_str("id", id.as_deref()).str("room", room).u64("seq", *seq).str("text", text)
+        }
+        ClientMsg::Delete { id, room, seq } => {
+            typed("delete").opt_str("id", id.as_deref()).str("room", room).u64("seq", *seq)
+        }
         ClientMsg::Send { id, room, text } => {
             typed("send").opt_str("id", id.as_deref()).str("room", room).str("text", text)
         }
@@ -188,6 +197,7 @@ mod tests {
             text: "line\nnext 😀 \\ </script>".into(),
             ts: u64::MAX,
             id: id.map(str::to_owned),
+            ..ChatMessage::default()
         }
     }
 
@@ -255,6 +265,8 @@ mod tests {
             ServerMsg::Typing { room: "lobby".into(), nicks: vec![] },
             ServerMsg::Message(message(1, None)),
             ServerMsg::Message(message(2, Some("c-1"))),
+            ServerMsg::Message(ChatMessage { edits: Some(2), edited: true, ..message(3, Some("c-2")) }),
+            ServerMsg::Message(ChatMessage { edits: Some(2), deleted: true, text: String::new(), ..message(4, None) }),
             ServerMsg::Ack { id: "c-1".into(), room: "lobby".into(), seq: 2 },
             ServerMsg::History {
                 id: None,
@@ -314,6 +326,10 @@ mod tests {
             ClientMsg::Typing { room: "lobby".into() },
             ClientMsg::Visibility { hidden: true },
             ClientMsg::Visibility { hidden: false },
+            ClientMsg::Edit { id: None, room: "lobby".into(), seq: 3, text: "fixed \"typo\"".into() },
+            ClientMsg::Edit { id: id("e"), room: "lobby".into(), seq: u64::MAX, text: "x".into() },
+            ClientMsg::Delete { id: None, room: "lobby".into(), seq: 1 },
+            ClientMsg::Delete { id: id("d"), room: "lobby".into(), seq: 2 },
             ClientMsg::Send { id: None, room: "lobby".into(), text: "hi\n\t\u{1} 😀 \\ \"".into() },
             ClientMsg::Send { id: id("c-1"), room: "lobby".into(), text: "x".into() },
         ]

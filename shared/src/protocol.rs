@@ -81,6 +81,25 @@ pub enum ClientMsg {
     /// The page became hidden or visible (the Page Visibility API). A member whose every
     /// connection has been hidden for 5 minutes is shown as away (`member_state`).
     Visibility { hidden: bool },
+    /// Change the text of one's own message `seq` in `room` to `text`. Stored like a send: it
+    /// takes the room's next sequence number and reaches every member as a `message` with
+    /// `edits: seq`; with an `id` it is acknowledged (`ack`) once stored, and a resend of the same
+    /// id is acknowledged again and never applied twice. Refused with `not_author` for someone
+    /// else's message, `no_such_message` for one that does not exist or was deleted.
+    Edit {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        seq: u64,
+        text: String,
+    },
+    /// Delete one's own message `seq` in `room`: as `edit`, with `deleted` and no text.
+    Delete {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        seq: u64,
+    },
     /// Say `text` in `room`. The author, sequence number and time are the hub's, never the
     /// client's. With an `id` (client-generated, unique per message) the hub answers `ack` once
     /// the message is on disk, and a resend of the same id is acknowledged again with the same
@@ -104,14 +123,17 @@ impl ClientMsg {
             | ClientMsg::Members { id, .. }
             | ClientMsg::Auth { id, .. }
             | ClientMsg::Add { id, .. }
+            | ClientMsg::Edit { id, .. }
+            | ClientMsg::Delete { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
             ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } => None,
         }
     }
 }
 
-/// A chat message as the hub accepted it and as every member of the room receives it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A chat message as the hub accepted it and as every member of the room receives it, or a
+/// change to an earlier one (`edits`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChatMessage {
     /// Canonical room name.
     pub room: String,
@@ -126,6 +148,22 @@ pub struct ChatMessage {
     /// replace its pending copy with this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// Set on an edit or a deletion: the `seq` of the message it changes (by the same author, in
+    /// the same room). Its own `seq` orders it with everything else (resume and gaps work as for
+    /// messages); a client applies it to that message (new `text`, or `deleted`) and shows no
+    /// line of its own for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edits: Option<u64>,
+    /// The text was changed after it was sent: history and resume give the latest text.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub edited: bool,
+    /// Deleted by its author: the text is gone (empty).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub deleted: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// What the hub sends.
@@ -314,11 +352,16 @@ pub enum ErrorCode {
     InvalidToken,
     /// Sign-in mode: a token past its `exp`.
     TokenExpired,
+    /// `edit` or `delete` of a message that is not this person's.
+    NotAuthor,
+    /// `edit` or `delete` of a message that does not exist in the room, was deleted, or is
+    /// itself an edit.
+    NoSuchMessage,
 }
 
 impl ErrorCode {
     /// Every code (the docs' table is checked against this list by the server's tests).
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
@@ -344,6 +387,8 @@ impl ErrorCode {
         ErrorCode::Unauthorized,
         ErrorCode::InvalidToken,
         ErrorCode::TokenExpired,
+        ErrorCode::NotAuthor,
+        ErrorCode::NoSuchMessage,
     ];
 
     /// The wire string of this code, e.g. `nick_taken`.
@@ -374,6 +419,8 @@ impl ErrorCode {
             ErrorCode::Unauthorized => "unauthorized",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::TokenExpired => "token_expired",
+            ErrorCode::NotAuthor => "not_author",
+            ErrorCode::NoSuchMessage => "no_such_message",
         }
     }
 }
@@ -412,6 +459,8 @@ mod tests {
             ErrorCode::Unauthorized => 22,
             ErrorCode::InvalidToken => 23,
             ErrorCode::TokenExpired => 24,
+            ErrorCode::NotAuthor => 25,
+            ErrorCode::NoSuchMessage => 26,
         };
         for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
             assert_eq!(position(code), i, "{}", code.as_str());

@@ -14,6 +14,7 @@ fn msg(room: &str, seq: u64, author: &str, id: Option<&str>) -> ChatMessage {
         text: format!("m{seq}"),
         ts: 0,
         id: id.map(Into::into),
+        ..ChatMessage::default()
     }
 }
 

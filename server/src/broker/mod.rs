@@ -10,7 +10,7 @@ pub(crate) mod redis;
 
 use crate::{
     chat::presence::HubView,
-    store::{Committed, NotStored, OnCommit},
+    store::{Committed, NotStored, OnCommit, Outcome},
 };
 use futures_util::future::BoxFuture;
 use hubbub_shared::{ChatMessage, ErrorCode, RoomName, ServerMsg};
@@ -55,17 +55,27 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
 }
 
 /// What happens once the log decided on a message: a new one is published, then the sender
-/// gets its `ack` (when it gave an id), so that its own copy arrives before the ack; when the
-/// commit failed, the sender gets `storage_unavailable` and nobody hears of the message.
+/// gets its `ack` (when it gave an id), so that its own copy arrives before the ack; a change the
+/// log refused (`not_author`, `no_such_message`) is told to the sender alone; when the commit
+/// failed, the sender gets `storage_unavailable` and nobody hears of the message.
 pub(crate) fn after_commit(fanout: Arc<dyn Fanout>) -> OnCommit {
     Box::new(move |outcome| match outcome {
-        Ok(Committed { message, ack_id, duplicate, reply_to }) => {
-            let (room, seq) = (message.room.clone(), message.seq);
-            if !duplicate {
-                fanout.publish(message);
-            }
+        Ok(Committed { room, outcome, ack_id, reply_to }) => {
+            let seq = match outcome {
+                Outcome::New(message) => {
+                    let seq = message.seq;
+                    fanout.publish(message);
+                    seq
+                }
+                Outcome::Duplicate(message) => message.seq,
+                Outcome::Refused(code, message) => {
+                    let room = Some(room.to_string());
+                    reply_to.push(&ServerMsg::Error { id: ack_id, code, message, room, retry_after_ms: None });
+                    return;
+                }
+            };
             if let Some(id) = ack_id {
-                reply_to.push(&ServerMsg::Ack { id, room, seq });
+                reply_to.push(&ServerMsg::Ack { id, room: room.to_string(), seq });
             }
         }
         Err(NotStored { append, reason }) => {

@@ -753,7 +753,7 @@ mod tests {
     use super::*;
 
     fn m(seq: u64) -> ChatMessage {
-        ChatMessage { room: "lobby".into(), seq, author: "a".into(), text: format!("{seq}"), ts: 0, id: None }
+        ChatMessage { room: "lobby".into(), seq, author: "a".into(), text: format!("{seq}"), ..ChatMessage::default() }
     }
 
     fn seqs(ms: Vec<ChatMessage>) -> Vec<u64> {

@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     net::{Close, ConnId, Endpoint, Outbound, rate::TokenBucket},
-    store::Append,
+    store::{Append, Change},
 };
 use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, ServerMsg, close, decode_client};
@@ -24,8 +24,9 @@ const MAX_ERROR_DETAIL_CHARS: usize = 200;
 pub(crate) struct ChatSession {
     deps: ChatDeps,
     conn: ConnId,
-    /// The rooms joined on this connection, with the (canonical) nickname used in each.
-    rooms: HashMap<RoomName, Nick>,
+    /// The rooms joined on this connection: the (canonical) nickname used in each, and the author
+    /// key its messages are stored with (the digest that holds the nickname, `claim_for`).
+    rooms: HashMap<RoomName, (Nick, String)>,
     /// Messages sent without a client id, numbered to make one (no acks for those).
     anonymous_sends: u64,
     /// Requests per second: a refusal is an `error` `rate_limited` with the wait.
@@ -226,7 +227,13 @@ impl ChatSession {
                 self.deps.tasks.spawn(history::send_since(self.deps.clone(), room, Some(since), id, out.clone()));
                 Ok(())
             }
-            ClientMsg::Send { id, room, text } => self.send(id, &room, &text, out),
+            ClientMsg::Send { id, room, text } => self.send(id, &room, &text, None, out),
+            ClientMsg::Edit { id, room, seq, text } => {
+                self.send(id, &room, &text, Some(Change { target: seq, delete: false }), out)
+            }
+            ClientMsg::Delete { id, room, seq } => {
+                self.send(id, &room, "", Some(Change { target: seq, delete: true }), out)
+            }
             // ephemeral: no reply when accepted
             ClientMsg::Typing { room } => {
                 let room = self.member_of(&room)?;
@@ -283,7 +290,7 @@ impl ChatSession {
             room: &room,
             nick: nick.clone(),
             identity: token,
-            claim,
+            claim: claim.clone(),
             hidden: self.hidden,
             views,
             out,
@@ -295,17 +302,33 @@ impl ChatSession {
         // registered first, history read second: every message is either in the history or
         // delivered live (or both; clients keep one copy per seq)
         self.deps.tasks.spawn(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone()));
-        self.rooms.insert(room, nick);
+        self.rooms.insert(room, (nick, claim));
         Ok(())
     }
 
-    /// Queues a chat message for the next group commit; the ack (or `storage_unavailable`)
-    /// follows from the commit (`crate::broker::after_commit`).
-    fn send(&mut self, id: Option<String>, room: &str, text: &str, out: &Outbound) -> Result<(), Refusal> {
+    /// Queues a chat message (or, with `change`, an edit or deletion of one) for the next group
+    /// commit; the ack (or `storage_unavailable`, `not_author`, `no_such_message`) follows from
+    /// the commit (`crate::broker::after_commit`).
+    fn send(
+        &mut self,
+        id: Option<String>,
+        room: &str,
+        text: &str,
+        change: Option<Change>,
+        out: &Outbound,
+    ) -> Result<(), Refusal> {
         let room = self.member_of(room)?;
-        let max = self.deps.config.limits().max_text_chars;
-        let text = ChatText::parse(text, max).map_err(Refusal::in_room(&room))?;
-        let author = self.rooms[&room].to_string();
+        let text = match change {
+            Some(Change { delete: true, .. }) => String::new(),
+            _ => {
+                let max = self.deps.config.limits().max_text_chars;
+                ChatText::parse(text, max).map_err(Refusal::in_room(&room))?.into_string()
+            }
+        };
+        let (author, author_key) = {
+            let (nick, key) = &self.rooms[&room];
+            (nick.to_string(), key.clone())
+        };
         let client_id = match &id {
             Some(id) => format!("c:{id}"),
             None => {
@@ -320,7 +343,9 @@ impl ChatSession {
         let append = Append {
             room: room.clone(),
             author,
-            text: text.into_string(),
+            author_key,
+            text,
+            change,
             client_id,
             ack_id: id,
             reply_to: out.clone(),

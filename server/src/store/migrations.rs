@@ -3,7 +3,8 @@
 use rusqlite::Connection;
 
 /// Schema versions, oldest first. Never edit one that has shipped: add the next.
-const MIGRATIONS: &[&str] = &["CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+const MIGRATIONS: &[&str] = &[
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
      INSERT INTO meta (key, value) VALUES ('epoch', lower(hex(randomblob(8))));
      CREATE TABLE messages (
          room TEXT NOT NULL,
@@ -14,7 +15,13 @@ const MIGRATIONS: &[&str] = &["CREATE TABLE meta (key TEXT PRIMARY KEY, value TE
          client_id TEXT NOT NULL,
          PRIMARY KEY (room, seq)
      ) WITHOUT ROWID;
-     CREATE UNIQUE INDEX messages_by_client_id ON messages (room, client_id);"];
+     CREATE UNIQUE INDEX messages_by_client_id ON messages (room, client_id);",
+    // version 2: edits and deletions (see `crate::store`): who may change a row, and what it is
+    "ALTER TABLE messages ADD COLUMN author_key TEXT;
+     ALTER TABLE messages ADD COLUMN edits INTEGER;
+     ALTER TABLE messages ADD COLUMN edited INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE messages ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;",
+];
 
 /// Brings the database up to the newest version, one transaction per version.
 pub(super) fn migrate(conn: &Connection) -> rusqlite::Result<()> {

@@ -15,6 +15,12 @@
 //! - **dedupe by client id**: a resend with a stored `(room, client_id)` is reported as a
 //!   duplicate with the first copy, and nothing new is written.
 //! - **an epoch** naming the database, so a cursor from another database is recognised.
+//! - **edits and deletions** are appends too: one takes the room's next `seq` (so it reaches
+//!   everyone, and resumes, in order) and, in the same transaction, changes the message it
+//!   targets, so history and resume give the latest text. Only the author may change a message:
+//!   each row keeps its author's `author_key` (a digest of the person's identity, the one that
+//!   holds nicknames), and a change by another person, or of a missing, deleted or edit row, is
+//!   [`Outcome::Refused`] with nothing written.
 
 mod migrations;
 pub(crate) mod postgres;
@@ -22,7 +28,7 @@ pub(crate) mod sqlite;
 
 use crate::net::Outbound;
 use futures_util::future::BoxFuture;
-use hubbub_shared::{ChatMessage, RoomName};
+use hubbub_shared::{ChatMessage, ErrorCode, RoomName};
 
 /// Durability of a commit (SQLite's `PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -73,12 +79,17 @@ fn db_seq(n: u64) -> i64 {
     n.min(i64::MAX as u64) as i64
 }
 
-/// A chat message to store.
+/// A chat message to store, or a change to an earlier one.
 #[derive(Debug)]
 pub(crate) struct Append {
     pub(crate) room: RoomName,
     pub(crate) author: String,
+    /// Who the author is, as a digest of their identity: only they may change the message.
+    pub(crate) author_key: String,
+    /// The message's text, or the new text of an edit (empty for a deletion).
     pub(crate) text: String,
+    /// Set for an edit or a deletion: which message it changes.
+    pub(crate) change: Option<Change>,
     /// The client's id for this message: a resend with the same id in the same room is a
     /// duplicate, acknowledged with the first one's sequence number and not stored again.
     pub(crate) client_id: String,
@@ -89,14 +100,69 @@ pub(crate) struct Append {
     pub(crate) reply_to: Outbound,
 }
 
+/// An edit or a deletion of message `target` of the same room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Change {
+    pub(crate) target: u64,
+    pub(crate) delete: bool,
+}
+
+/// What a committed transaction did with one [`Append`].
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Stored under a new `seq`: published to the room, then acknowledged.
+    New(ChatMessage),
+    /// A resend of an already stored message (nothing new was written): acknowledged again.
+    Duplicate(ChatMessage),
+    /// A change that may not be made: `not_author`, `no_such_message`; nothing was written.
+    Refused(ErrorCode, String),
+}
+
 /// What happened to an [`Append`] whose transaction committed.
 #[derive(Debug)]
 pub(crate) struct Committed {
-    pub(crate) message: ChatMessage,
+    pub(crate) room: RoomName,
+    pub(crate) outcome: Outcome,
     pub(crate) ack_id: Option<String>,
-    /// True when this was a resend of an already stored message (nothing new was written).
-    pub(crate) duplicate: bool,
     pub(crate) reply_to: Outbound,
+}
+
+impl Committed {
+    pub(crate) fn new(append: Append, outcome: Outcome) -> Committed {
+        Committed { room: append.room, outcome, ack_id: append.ack_id, reply_to: append.reply_to }
+    }
+}
+
+/// Why a change to message `target` is refused, from the target's row (`None`: no such row):
+/// its author's key, whether it is itself a change, whether it was deleted.
+fn refuse_change(
+    target: u64,
+    row: Option<(Option<String>, bool, bool)>,
+    author_key: &str,
+) -> Option<(ErrorCode, String)> {
+    match row {
+        None | Some((_, true, _)) => Some((ErrorCode::NoSuchMessage, format!("There is no message {target} here."))),
+        Some((_, _, true)) => Some((ErrorCode::NoSuchMessage, format!("Message {target} was deleted."))),
+        Some((key, ..)) if key.as_deref() != Some(author_key) => {
+            Some((ErrorCode::NotAuthor, format!("Message {target} is someone else's: only its author can change it.")))
+        }
+        Some(_) => None,
+    }
+}
+
+/// The broadcast form of a stored change: the new text (none for a deletion) for `target`.
+fn change_message(room: &str, seq: u64, a: &Append, change: Change, ts: u64) -> ChatMessage {
+    ChatMessage {
+        room: room.to_owned(),
+        seq,
+        author: a.author.clone(),
+        text: if change.delete { String::new() } else { a.text.clone() },
+        ts,
+        id: public_id(&a.client_id),
+        edits: Some(change.target),
+        edited: !change.delete,
+        deleted: change.delete,
+    }
 }
 
 /// An append that was not stored, and why (nothing of its batch was).

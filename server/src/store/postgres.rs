@@ -20,7 +20,10 @@
 //! Reads (history pages, heads, the health check) share a second connection; tokio-postgres
 //! pipelines concurrent queries over it.
 
-use super::{Append, Committed, MessageLog, NotStored, OnCommit, Range, StoreError, db_seq, public_id};
+use super::{
+    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, change_message, db_seq, public_id,
+    refuse_change,
+};
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
 use hubbub_shared::{ChatMessage, RoomName};
@@ -42,10 +45,16 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Schema versions, oldest first, from `server/migrations/postgres/`. Never edit one that has
 /// shipped: add the next.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/postgres/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/postgres/0001_init.sql"),
+    include_str!("../../migrations/postgres/0002_edits.sql"),
+];
 /// Any fixed number: the advisory lock that makes hubs starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6875_6262_7562; // "hubbub"
 
+// nearly every write is an Append: boxing it would cost an allocation per message for the
+// sake of the one Close
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Write {
     Append(Append),
@@ -149,10 +158,10 @@ impl MessageLog for PgLog {
         let (reader, room) = (self.reader.clone(), room.to_string());
         async move {
             let sql = if range.newest {
-                "SELECT seq, author, text, ts, client_id FROM messages
+                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages
                  WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq DESC LIMIT $4"
             } else {
-                "SELECT seq, author, text, ts, client_id FROM messages
+                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages
                  WHERE room = $1 AND seq > $2 AND seq <= $3 ORDER BY seq ASC LIMIT $4"
             };
             let client = reader.shared().await?;
@@ -241,9 +250,9 @@ async fn write_loop(
         match committed {
             Ok(outcomes) => {
                 stats.commit_outcome(None);
-                stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
-                for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
-                    on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
+                stats.messages_stored.add(outcomes.iter().filter(|o| matches!(o, Outcome::New(_))).count() as u64);
+                for (append, outcome) in batch.into_iter().zip(outcomes) {
+                    on_commit(Ok(Committed::new(append, outcome)));
                 }
             }
             Err(err) => {
@@ -260,15 +269,15 @@ async fn write_loop(
     tracing::debug!("PostgreSQL writer stopped");
 }
 
-/// Stores `batch` in one transaction; the outcomes in batch order, with "was a duplicate".
-async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<(ChatMessage, bool)>, StoreError> {
+/// Stores `batch` in one transaction; the outcomes in batch order.
+async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<Outcome>, StoreError> {
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
     // each room's appends, in arrival order; rooms in name order (the lock order of every hub)
     let mut by_room: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in batch.iter().enumerate() {
         by_room.entry(a.room.as_str()).or_default().push(i);
     }
-    let mut outcomes: Vec<Option<(ChatMessage, bool)>> = (0..batch.len()).map(|_| None).collect();
+    let mut outcomes: Vec<Option<Outcome>> = (0..batch.len()).map(|_| None).collect();
     let tx = client.transaction().await?;
     for (room, indexes) in by_room {
         let head: i64 = tx
@@ -283,7 +292,8 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<(Chat
         let ids: Vec<&str> = indexes.iter().map(|&i| batch[i].client_id.as_str()).collect();
         let rows = tx
             .query(
-                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = $1 AND client_id = ANY($2)",
+                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages
+                 WHERE room = $1 AND client_id = ANY($2)",
                 &[&room, &ids],
             )
             .await?;
@@ -294,29 +304,48 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<(Chat
         for i in indexes {
             let a = &batch[i];
             if let Some(message) = stored.get(&a.client_id) {
-                outcomes[i] = Some((message.clone(), true));
+                outcomes[i] = Some(Outcome::Duplicate(message.clone()));
                 continue;
             }
+            if let Some(c) = a.change {
+                // the target may be among this batch's rows: write those first (changes are rare)
+                new.insert(&tx, room).await?;
+                let row = tx
+                    .query_opt(
+                        "SELECT author_key, edits IS NOT NULL, deleted FROM messages WHERE room = $1 AND seq = $2",
+                        &[&room, &db_seq(c.target)],
+                    )
+                    .await?
+                    .map(|r| (r.get(0), r.get(1), r.get(2)));
+                if let Some((code, reason)) = refuse_change(c.target, row, &a.author_key) {
+                    outcomes[i] = Some(Outcome::Refused(code, reason));
+                    continue;
+                }
+                tx.execute(
+                    "UPDATE messages SET text = $3, edited = edited OR NOT $4, deleted = $4 WHERE room = $1 AND seq = $2",
+                    &[&room, &db_seq(c.target), &a.text, &c.delete],
+                )
+                .await?;
+            }
             seq += 1;
-            let message = ChatMessage {
-                room: room.to_owned(),
-                seq: seq as u64,
-                author: a.author.clone(),
-                text: a.text.clone(),
-                ts: now as u64,
-                id: public_id(&a.client_id),
+            let message = match a.change {
+                Some(c) => change_message(room, seq as u64, a, c, now as u64),
+                None => ChatMessage {
+                    room: room.to_owned(),
+                    seq: seq as u64,
+                    author: a.author.clone(),
+                    text: a.text.clone(),
+                    ts: now as u64,
+                    id: public_id(&a.client_id),
+                    ..ChatMessage::default()
+                },
             };
             new.push(seq, a, now);
             stored.insert(a.client_id.clone(), message.clone());
-            outcomes[i] = Some((message, false));
+            outcomes[i] = Some(Outcome::New(message));
         }
+        new.insert(&tx, room).await?;
         if seq > head {
-            tx.execute(
-                "INSERT INTO messages (room, seq, author, text, ts, client_id)
-                 SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[])",
-                &[&room, &new.seqs, &new.authors, &new.texts, &new.ts, &new.client_ids],
-            )
-            .await?;
             tx.execute("UPDATE rooms SET head = $2 WHERE room = $1", &[&room, &seq]).await?;
         }
     }
@@ -324,7 +353,7 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<(Chat
     Ok(outcomes.into_iter().map(|o| o.expect("every append has an outcome")).collect())
 }
 
-/// The new messages of one room, as columns for one `INSERT … UNNEST`.
+/// The new rows of one room not yet written, as columns for one `INSERT … UNNEST`.
 #[derive(Debug, Default)]
 struct NewRows<'a> {
     seqs: Vec<i64>,
@@ -332,6 +361,9 @@ struct NewRows<'a> {
     texts: Vec<&'a str>,
     ts: Vec<i64>,
     client_ids: Vec<&'a str>,
+    author_keys: Vec<&'a str>,
+    edits: Vec<Option<i64>>,
+    deleted: Vec<bool>,
 }
 
 impl<'a> NewRows<'a> {
@@ -341,10 +373,39 @@ impl<'a> NewRows<'a> {
         self.texts.push(&a.text);
         self.ts.push(ts);
         self.client_ids.push(&a.client_id);
+        self.author_keys.push(&a.author_key);
+        self.edits.push(a.change.map(|c| db_seq(c.target)));
+        self.deleted.push(a.change.is_some_and(|c| c.delete));
+    }
+
+    /// Writes the rows gathered so far in one statement, and forgets them.
+    async fn insert(&mut self, tx: &tokio_postgres::Transaction<'_>, room: &str) -> Result<(), StoreError> {
+        if self.seqs.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted)
+             SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                                      $8::bigint[], $9::boolean[])",
+            &[
+                &room,
+                &self.seqs,
+                &self.authors,
+                &self.texts,
+                &self.ts,
+                &self.client_ids,
+                &self.author_keys,
+                &self.edits,
+                &self.deleted,
+            ],
+        )
+        .await?;
+        *self = NewRows::default();
+        Ok(())
     }
 }
 
-/// A message from a row of `SELECT seq, author, text, ts, client_id`.
+/// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
 fn message_from_row(room: &str, r: &tokio_postgres::Row) -> ChatMessage {
     ChatMessage {
         room: room.to_owned(),
@@ -353,5 +414,8 @@ fn message_from_row(room: &str, r: &tokio_postgres::Row) -> ChatMessage {
         text: r.get(2),
         ts: r.get::<_, i64>(3).max(0) as u64,
         id: public_id(r.get(4)),
+        edits: r.get::<_, Option<i64>>(5).map(|s| s.max(0) as u64),
+        edited: r.get(6),
+        deleted: r.get(7),
     }
 }

@@ -9,7 +9,8 @@
 //! them run beside the writer.
 
 use super::{
-    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Range, StoreError, db_seq, migrations, public_id,
+    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, change_message, db_seq,
+    migrations, public_id, refuse_change,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -27,6 +28,9 @@ use std::{
 const MAX_BATCH: usize = 1024;
 
 /// What the writer thread is asked to do, in order.
+// nearly every write is an Append: boxing it would cost an allocation per message for the
+// sake of the one Close
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 enum Write {
     Append(Append),
@@ -119,9 +123,9 @@ impl MessageLog for SqliteLog {
         let room = room.to_string();
         self.read(move |conn| {
             let sql = if range.newest {
-                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
             } else {
-                "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
+                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
             };
             let mut stmt = conn.prepare_cached(sql)?;
             let bounds = params![room, db_seq(range.after), db_seq(range.up_to), range.limit as i64];
@@ -160,7 +164,7 @@ impl MessageLog for SqliteLog {
     }
 }
 
-/// A message from a row of `SELECT seq, author, text, ts, client_id`.
+/// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
 fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
         room: room.to_owned(),
@@ -169,6 +173,9 @@ fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatM
         text: r.get(2)?,
         ts: r.get::<_, i64>(3)? as u64,
         id: public_id(&r.get::<_, String>(4)?),
+        edits: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
+        edited: r.get(6)?,
+        deleted: r.get(7)?,
     })
 }
 
@@ -214,9 +221,9 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
         match committed {
             Ok(outcomes) => {
                 stats.commit_outcome(None);
-                stats.messages_stored.add(outcomes.iter().filter(|(_, duplicate)| !duplicate).count() as u64);
-                for (append, (message, duplicate)) in batch.into_iter().zip(outcomes) {
-                    on_commit(Ok(Committed { message, ack_id: append.ack_id, duplicate, reply_to: append.reply_to }));
+                stats.messages_stored.add(outcomes.iter().filter(|o| matches!(o, Outcome::New(_))).count() as u64);
+                for (append, outcome) in batch.into_iter().zip(outcomes) {
+                    on_commit(Ok(Committed::new(append, outcome)));
                 }
             }
             Err(err) => {
@@ -233,43 +240,72 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
     tracing::debug!("store writer stopped");
 }
 
-/// Stores `batch` in one transaction: each append is either found (a resend, by client id) or
-/// inserted with its room's next seq. The outcomes, in batch order, with "was a duplicate".
+/// Stores `batch` in one transaction: each append is either found (a resend, by client id),
+/// refused (a change that may not be made), or inserted with its room's next seq (a change also
+/// updates its target). The outcomes, in batch order.
 fn commit_batch(
     conn: &mut Connection,
     heads: &mut HashMap<String, u64>,
     batch: &[Append],
-) -> Result<Vec<(ChatMessage, bool)>, rusqlite::Error> {
+) -> Result<Vec<Outcome>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     let mut outcomes = Vec::with_capacity(batch.len());
     {
         let mut find = tx.prepare_cached(
-            "SELECT seq, author, text, ts, client_id FROM messages WHERE room = ?1 AND client_id = ?2",
+            "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages
+             WHERE room = ?1 AND client_id = ?2",
         )?;
         let mut head = tx.prepare_cached("SELECT MAX(seq) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, seq, author, text, ts, client_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut target = tx.prepare_cached(
+            "SELECT author_key, edits IS NOT NULL, deleted FROM messages WHERE room = ?1 AND seq = ?2",
+        )?;
+        let mut change = tx.prepare_cached(
+            "UPDATE messages SET text = ?3, edited = edited OR NOT ?4, deleted = ?4 WHERE room = ?1 AND seq = ?2",
         )?;
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
         for a in batch {
             let room = a.room.as_str();
             let existing = find.query_row(params![room, a.client_id], |r| message_from_row(room, r)).optional()?;
             if let Some(message) = existing {
-                outcomes.push((message, true));
+                outcomes.push(Outcome::Duplicate(message));
                 continue;
+            }
+            if let Some(c) = a.change {
+                let row = target
+                    .query_row(params![room, db_seq(c.target)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .optional()?;
+                if let Some((code, reason)) = refuse_change(c.target, row, &a.author_key) {
+                    outcomes.push(Outcome::Refused(code, reason));
+                    continue;
+                }
+                change.execute(params![room, db_seq(c.target), a.text, c.delete])?;
             }
             let last = match heads.get(room) {
                 Some(last) => *last,
                 None => head.query_row([room], |r| r.get::<_, Option<i64>>(0))?.unwrap_or(0) as u64,
             };
             let seq = last + 1;
-            insert.execute(params![room, seq as i64, a.author, a.text, now as i64, a.client_id])?;
+            let (edits, deleted) = (a.change.map(|c| db_seq(c.target)), a.change.is_some_and(|c| c.delete));
+            let row =
+                params![room, seq as i64, a.author, a.text, now as i64, a.client_id, a.author_key, edits, deleted];
+            insert.execute(row)?;
             heads.insert(room.to_owned(), seq);
-            let id = public_id(&a.client_id);
-            outcomes.push((
-                ChatMessage { room: room.to_owned(), seq, author: a.author.clone(), text: a.text.clone(), ts: now, id },
-                false,
-            ));
+            outcomes.push(Outcome::New(match a.change {
+                Some(c) => change_message(room, seq, a, c, now),
+                None => ChatMessage {
+                    room: room.to_owned(),
+                    seq,
+                    author: a.author.clone(),
+                    text: a.text.clone(),
+                    ts: now,
+                    id: public_id(&a.client_id),
+                    ..ChatMessage::default()
+                },
+            }));
         }
     }
     tx.commit()?;

@@ -6,6 +6,7 @@ mod auth;
 mod chat;
 mod cluster;
 mod docs;
+mod edits;
 mod frames;
 mod helpers;
 mod history;
