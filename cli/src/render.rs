@@ -83,13 +83,9 @@ impl Renderer {
             ServerMsg::Members { .. } => return None,
             // a terminal has no room to show who is typing without getting in the way
             ServerMsg::Typing { .. } => return None,
-            ServerMsg::Message(m) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
+            ServerMsg::Message(m) => message_line(&m),
             ServerMsg::History { messages, .. } if messages.is_empty() => return None,
-            ServerMsg::History { messages, .. } => messages
-                .iter()
-                .map(|m| format!("[#{}] <{}> {}", m.room, m.author, m.text))
-                .collect::<Vec<_>>()
-                .join("\n"),
+            ServerMsg::History { messages, .. } => messages.iter().map(message_line).collect::<Vec<_>>().join("\n"),
             ServerMsg::Ack { .. } => return None,
             ServerMsg::Lagged { room, from_seq } => {
                 format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")
@@ -101,6 +97,18 @@ impl Renderer {
 }
 
 /// Names for a line: all of a few, or the first ones and how many more.
+/// A message, or a change to one: a terminal cannot rewrite a line it printed, so a change is
+/// a line of its own that says which message it changed.
+fn message_line(m: &hubbub_shared::ChatMessage) -> String {
+    match (m.edits, m.deleted) {
+        (Some(target), true) => format!("[#{}] * {} deleted message #{target}", m.room, m.author),
+        (Some(target), false) => format!("[#{}] * {} edited message #{target}: {}", m.room, m.author, m.text),
+        (None, true) => format!("[#{}] <{}> (message deleted)", m.room, m.author),
+        (None, false) if m.edited => format!("[#{}] <{}> {} (edited)", m.room, m.author, m.text),
+        (None, false) => format!("[#{}] <{}> {}", m.room, m.author, m.text),
+    }
+}
+
 fn name_list(names: &[String], total: u64) -> String {
     const SHOWN: usize = 5;
     let shown = names.len().min(SHOWN);
@@ -134,5 +142,21 @@ mod tests {
         );
         let again = r#"{"type":"presence","room":"lobby","count":9,"joined":["c"]}"#;
         assert_eq!(renderer.readable(Mode::Chat, again), None);
+    }
+
+    #[test]
+    fn edits_and_deletions_are_lines_that_name_the_message_they_changed() {
+        let mut renderer = Renderer::new(Some("ada"));
+        let edit =
+            r#"{"type":"message","room":"lobby","seq":9,"author":"bob","text":"hello","ts":1,"edits":8,"edited":true}"#;
+        assert_eq!(renderer.readable(Mode::Chat, edit).as_deref(), Some("[#lobby] * bob edited message #8: hello"));
+        let gone =
+            r#"{"type":"message","room":"lobby","seq":10,"author":"bob","text":"","ts":1,"edits":8,"deleted":true}"#;
+        assert_eq!(renderer.readable(Mode::Chat, gone).as_deref(), Some("[#lobby] * bob deleted message #8"));
+        let history = r#"{"type":"history","room":"lobby","messages":[{"room":"lobby","seq":7,"author":"bob","text":"hi","ts":1,"edited":true},{"room":"lobby","seq":8,"author":"bob","text":"","ts":1,"deleted":true}],"recovered":false,"more":false}"#;
+        assert_eq!(
+            renderer.readable(Mode::Chat, history).as_deref(),
+            Some("[#lobby] <bob> hi (edited)\n[#lobby] <bob> (message deleted)")
+        );
     }
 }

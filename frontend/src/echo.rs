@@ -1,6 +1,7 @@
 //! The echo test page (`/echo`): one socket to `/ws/echo`, a box to send text, and a log of
 //! what happened: connected, sent, received, and the close code when the connection ends.
 
+use crate::components::on;
 use futures::{
     SinkExt, StreamExt,
     channel::mpsc::{UnboundedReceiver, UnboundedSender, unbounded},
@@ -69,21 +70,21 @@ pub(crate) fn EchoPage() -> impl IntoView {
             </header>
             <main class="echo-main">
                 <p class="hint">"Everything sent to " <code>"/ws/echo"</code> " comes back unchanged."</p>
-                <form class="compose" on:submit=on_submit>
+                <form class="compose" on:submit=on(on_submit)>
                     <label for="echo-input">"Message"</label>
                     <div class="compose-row">
                         <input
                             id="echo-input"
                             autocomplete="off"
                             prop:value=move || text.get()
-                            on:input=move |ev| text.set(event_target_value(&ev))
+                            on:input=on(move |ev| text.set(event_target_value(&ev)))
                             disabled=move || !log.open.get()
                         />
                         <button type="submit" disabled=move || !log.open.get()>
                             "Send"
                         </button>
                         <Show when=move || !log.open.get()>
-                            <button type="button" on:click=move |_| connect()>
+                            <button type="button" on:click=on(move |_| connect())>
                                 "Reconnect"
                             </button>
                         </Show>

@@ -162,6 +162,19 @@ impl Chat {
         result
     }
 
+    /// Edits one's own message `seq` (`Some` text) or deletes it (`None`).
+    pub(crate) fn change_message(&self, room: &str, seq: u64, text: Option<&str>) -> Result<(), String> {
+        let mut result = Ok(());
+        self.change(|m| match m.change_message(room, seq, text, crate::browser::new_id()) {
+            Ok(effects) => effects,
+            Err(reason) => {
+                result = Err(reason);
+                Vec::new()
+            }
+        });
+        result
+    }
+
     pub(crate) fn retry(&self, id: &str) {
         self.change(|m| m.retry(id));
     }

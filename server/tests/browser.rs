@@ -560,6 +560,74 @@ async fn the_log_reads_like_a_chat_app_grouped_by_author_and_day_with_links_and_
 
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn an_author_edits_and_deletes_a_message_and_the_other_person_sees_both_live() {
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
+    let driver = Driver::start().await;
+    let (alice, bob) = (driver.browser("alice-edits").await, driver.browser("bob-edits").await);
+    join(&alice, &hub.url, "alice").await;
+    join(&bob, &hub.url, "bob").await;
+    say(&alice, "helo wrold").await;
+    eventually("bob sees the typo", || async { (texts(&bob, ".msg .text").await == ["helo wrold"]).then_some(()) })
+        .await;
+    assert!(bob.find(Locator::Css(".msg .change")).await.is_err(), "no Edit under someone else's message");
+    let edit_button = || async { alice.find(Locator::Css(".msg.own .change")).await.expect("Edit under her message") };
+    eventually("alice's message is confirmed", || async {
+        alice.find(Locator::Css(".msg.own[data-state=sent] .change")).await.ok().map(|_| ())
+    })
+    .await;
+
+    // Escape leaves the message as it was
+    edit_button().await.click().await.unwrap();
+    let field = alice.wait().at_most(WAIT).for_element(Locator::Css(".msg form.edit input")).await.unwrap();
+    eventually("the box has the focus and the text", || async {
+        let focused = alice.execute("return document.activeElement.value", vec![]).await.ok()?;
+        (focused.as_str() == Some("helo wrold")).then_some(())
+    })
+    .await;
+    field.send_keys("\u{E00C}").await.unwrap(); // Escape
+    eventually("the box is gone", || async { alice.find(Locator::Css(".msg form.edit")).await.is_err().then_some(()) })
+        .await;
+
+    // Act: fix the typo, Enter saves
+    edit_button().await.click().await.unwrap();
+    let field = alice.wait().at_most(WAIT).for_element(Locator::Css(".msg form.edit input")).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys("hello world\u{E007}").await.unwrap();
+
+    // Assert: both see the new text, marked edited, in place of the old one
+    for (who, page) in [("alice", &alice), ("bob", &bob)] {
+        eventually(&format!("{who} sees the edit"), || async {
+            let shown = texts(page, ".log .msg .text").await;
+            (shown == ["hello world (edited)"]).then_some(())
+        })
+        .await;
+    }
+
+    // Act: delete it (Delete is in the same box)
+    edit_button().await.click().await.unwrap();
+    let delete = alice.wait().at_most(WAIT).for_element(Locator::Css(".msg form.edit .danger")).await.unwrap();
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("edit.png"), alice.screenshot().await.unwrap()).unwrap();
+    delete.click().await.unwrap();
+    for (who, page) in [("alice", &alice), ("bob", &bob)] {
+        eventually(&format!("{who} sees the deletion"), || async {
+            (texts(page, ".log .msg .text").await == ["message deleted"]).then_some(())
+        })
+        .await;
+    }
+    assert!(alice.find(Locator::Css(".msg .change")).await.is_err(), "a deleted message cannot be edited");
+
+    // what the history says afterwards: a fresh page shows it deleted, and the change takes no line
+    bob.refresh().await.unwrap();
+    eventually("bob's history after a reload", || async {
+        (texts(&bob, ".log .msg .text").await == ["message deleted"]).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_asked() {
     use futures_util::SinkExt;
     const OTHERS: usize = 150;

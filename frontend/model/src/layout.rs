@@ -225,7 +225,15 @@ mod tests {
     fn message(key: u64, author: &str, ts: u64) -> Entry {
         Entry {
             key,
-            kind: EntryKind::Message { seq: key, author: author.into(), text: String::new(), ts, own: false },
+            kind: EntryKind::Message {
+                seq: key,
+                author: author.into(),
+                text: String::new(),
+                ts,
+                own: false,
+                edited: false,
+                deleted: false,
+            },
             place: Placement::default(),
         }
     }

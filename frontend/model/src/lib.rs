@@ -438,6 +438,31 @@ impl PageModel {
         Ok(effects)
     }
 
+    /// Changes the text of one's own message `seq` (`Some` text) or deletes it (`None`). Sent
+    /// at once with the client id `id`, never queued: a change needs the hub's word on who the
+    /// author is, so it is offered only while connected. The hub's `message` with `edits`
+    /// changes the log; a refusal shows in the room.
+    pub fn change_message(
+        &mut self,
+        room: &str,
+        seq: u64,
+        text: Option<&str>,
+        id: String,
+    ) -> Result<Vec<Effect>, String> {
+        if !self.is_connected() {
+            return Err("Offline: messages can be changed once the connection is back.".to_owned());
+        }
+        let msg = match text {
+            Some(text) => {
+                let max = self.limits.map_or(hubbub_shared::validate::MAX_TEXT_CHARS, |l| l.max_text_chars);
+                let text = ChatText::parse(text, max).map_err(|e| e.reason)?.into_string();
+                ClientMsg::Edit { id: Some(id), room: room.to_owned(), seq, text }
+            }
+            None => ClientMsg::Delete { id: Some(id), room: room.to_owned(), seq },
+        };
+        Ok(vec![Effect::Send(msg)])
+    }
+
     /// Sends a failed message again.
     pub fn retry(&mut self, id: &str) -> Vec<Effect> {
         let Some(p) = self.outbox.iter_mut().find(|p| p.id == id) else { return Vec::new() };

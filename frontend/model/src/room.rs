@@ -12,6 +12,10 @@ pub enum EntryKind {
         text: String,
         ts: u64,
         own: bool,
+        /// Its author changed the text after sending it.
+        edited: bool,
+        /// Its author deleted it: the text is gone.
+        deleted: bool,
     },
     /// Joins, leaves, reconnects.
     Notice(String),
@@ -19,10 +23,7 @@ pub enum EntryKind {
     Problem(String),
     /// Messages `after < seq < before` may be missing here (a resume found too large a gap).
     /// Loading pages shrinks `before`; the marker goes once nothing is missing.
-    Gap {
-        after: u64,
-        before: u64,
-    },
+    Gap { after: u64, before: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,13 +204,21 @@ impl Room {
 
     /// Adds a chat message once, in sequence order: history and live delivery may overlap.
     /// A message inside a gap shrinks it.
+    /// A change (`edits`) is applied to the message it targets, when the log holds it, and takes
+    /// no line of its own; its seq still counts for resuming and for gaps.
     pub(crate) fn add_message(&mut self, m: ChatMessage, next_key: &mut u64) {
         let seq = m.seq;
+        if let Some(target) = m.edits {
+            self.fill_gaps(seq);
+            self.last_seq = self.last_seq.max(seq);
+            return self.apply_change(target, m.text, m.deleted);
+        }
         if self.log.iter().any(|e| e.seq() == Some(seq)) {
             return;
         }
         let own = self.nick == m.author;
-        let kind = EntryKind::Message { seq, author: m.author, text: m.text, ts: m.ts, own };
+        let (text, ts, edited, deleted) = (m.text, m.ts, m.edited, m.deleted);
+        let kind = EntryKind::Message { seq, author: m.author, text, ts, own, edited, deleted };
         *next_key += 1;
         let entry = Entry { key: *next_key, kind, place: Placement::default() };
         self.fill_gaps(seq);
@@ -220,6 +229,25 @@ impl Room {
         let at = self.log.iter().position(|e| e.seq().is_some_and(|s| s > seq)).unwrap_or(self.log.len());
         self.log.insert(at, entry);
         self.place_from(at);
+    }
+
+    /// Gives message `target` its new text, or deletes it; under a new key, so the page renders
+    /// it again. Applying the same change twice changes nothing more.
+    fn apply_change(&mut self, target: u64, new_text: String, delete: bool) {
+        let Some(at) = self.log.iter().position(|e| e.seq() == Some(target)) else { return };
+        let EntryKind::Message { text, edited, deleted, .. } = &mut self.log[at].kind else { return };
+        if *deleted || (*text == new_text && *edited && !delete) {
+            return;
+        }
+        if delete {
+            *deleted = true;
+            text.clear();
+        } else {
+            *edited = true;
+            *text = new_text;
+        }
+        self.rekeyed += 1;
+        self.log[at].key = REKEYED + self.rekeyed;
     }
 
     /// Places the entries whose neighbours changed at `at`: from it up to the next message after

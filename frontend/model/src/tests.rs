@@ -626,3 +626,43 @@ fn the_log_groups_each_authors_run_and_places_entries_again_when_older_ones_load
     let keys: std::collections::BTreeSet<u64> = page.room("lobby").unwrap().log.iter().map(|e| e.key).collect();
     assert_eq!(keys.len(), page.room("lobby").unwrap().log.len(), "keys stay unique");
 }
+
+#[test]
+fn an_edit_and_a_deletion_change_their_message_in_place_and_count_for_resuming() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::Message(msg("lobby", 1, "alice", Some("c-1"))));
+    page.apply(ServerMsg::Message(msg("lobby", 2, "bob", None)));
+    let entry = |page: &PageModel| page.room("lobby").unwrap().log.iter().find(|e| e.seq() == Some(1)).unwrap().clone();
+    let before = entry(&page);
+
+    // asking: sent at once with its id; empty text refused before it leaves
+    let effects = page.change_message("lobby", 1, Some("fixed"), "e-1".into()).unwrap();
+    assert_eq!(
+        effects,
+        [Effect::Send(ClientMsg::Edit { id: Some("e-1".into()), room: "lobby".into(), seq: 1, text: "fixed".into() })]
+    );
+    assert!(page.change_message("lobby", 1, Some("  "), "e-2".into()).is_err());
+
+    // the hub's change: the message gets the text, under a new key; no line of its own
+    let edit =
+        ChatMessage { edits: Some(1), edited: true, text: "fixed".into(), ..msg("lobby", 3, "alice", Some("e-1")) };
+    page.apply(ServerMsg::Message(edit.clone()));
+    let after = entry(&page);
+    assert!(matches!(&after.kind, EntryKind::Message { text, edited: true, deleted: false, .. } if text == "fixed"));
+    assert_ne!(after.key, before.key, "rendered again");
+    assert_eq!(seqs(&page, "lobby"), [1, 2]);
+    assert_eq!(page.room("lobby").unwrap().last_seq, 3, "a resume starts after the change");
+    page.apply(ServerMsg::Message(edit));
+    assert_eq!(entry(&page).key, after.key, "the same change twice changes nothing");
+
+    // a deletion
+    let delete = ChatMessage { edits: Some(1), deleted: true, text: String::new(), ..msg("lobby", 4, "alice", None) };
+    page.apply(ServerMsg::Message(delete));
+    assert!(matches!(&entry(&page).kind, EntryKind::Message { text, deleted: true, .. } if text.is_empty()));
+    let delete_msg = page.change_message("lobby", 2, None, "d-1".into()).unwrap();
+    assert_eq!(delete_msg, [Effect::Send(ClientMsg::Delete { id: Some("d-1".into()), room: "lobby".into(), seq: 2 })]);
+
+    // offline, nothing is sent
+    page.connection_lost(1006, String::new(), true);
+    assert!(page.change_message("lobby", 2, None, "d-2".into()).is_err());
+}

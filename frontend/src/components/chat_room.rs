@@ -1,3 +1,4 @@
+use crate::components::on;
 use crate::{browser::local_time, state::Chat};
 use leptos::{either::Either, ev::SubmitEvent, html, prelude::*};
 use page_model::{Entry, EntryKind, Pending, Segment};
@@ -92,10 +93,10 @@ pub(crate) fn ChatRoom(
                         aria-label=format!("Messages in {room}")
                         tabindex="0"
                         node_ref=log_ref
-                        on:scroll=on_scroll
+                        on:scroll=on(on_scroll)
                     >
                         <Show when=move || oldest().is_some_and(|seq| seq > 1)>
-                            <button class="load-older" on:click=load_older.clone()>
+                            <button class="load-older" on:click=on(load_older.clone())>
                                 "Load older messages"
                             </button>
                         </Show>
@@ -107,7 +108,7 @@ pub(crate) fn ChatRoom(
                         </For>
                     </div>
                     <Show when=move || unseen.get()>
-                        <button class="new-messages" on:click=jump>
+                        <button class="new-messages" on:click=on(jump)>
                             "New messages ↓"
                         </button>
                     </Show>
@@ -134,7 +135,7 @@ pub(crate) fn ChatRoom(
                     </ul>
                     // a big room's list comes in pages: the rest on request
                     <Show when=move || not_loaded.get().is_some_and(|n| n != 0)>
-                        <button class="more-members" on:click=show_more.clone()>
+                        <button class="more-members" on:click=on(show_more.clone())>
                             "Show more (" {move || not_loaded.get().unwrap_or_default()} " not shown)"
                         </button>
                     </Show>
@@ -167,7 +168,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
     let placement = entry.place;
     let separator = placement.day.map(|label| view! { <h3 class="day"><span>{label}</span></h3> });
     match entry.kind {
-        EntryKind::Message { author, text, ts, own, .. } => {
+        EntryKind::Message { seq, author, text, ts, own, edited, deleted } => {
             let (day, hours, minutes) = local_time(ts);
             let short = format!("{hours:02}:{minutes:02}");
             let full = format!("{}, {short}", day.long());
@@ -190,7 +191,11 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
                         <time datetime=iso title=full tabindex="0">{short}</time>
                         {own.then(|| view! { <span class="state">"✓ sent"</span> })}
                     </header>
-                    <p class="text">{message_text(&text)}</p>
+                    {if deleted {
+                        Either::Left(view! { <p class="text deleted">"message deleted"</p> })
+                    } else {
+                        Either::Right(view! { <MessageBody room=room seq text own edited /> })
+                    }}
                 </article>
             }
             .into_any()
@@ -202,7 +207,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
             view! {
                 <p class="notice gap">
                     "Some messages were skipped while you were away. "
-                    <button class="link" on:click=move |_| chat.load_gap(&room, key)>
+                    <button class="link" on:click=on(move |_| chat.load_gap(&room, key))>
                         "Load them"
                     </button>
                 </p>
@@ -211,6 +216,85 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
         }
         EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
         EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),
+    }
+}
+
+/// A message's text, "(edited)" when it was, and for one's own message Edit and Delete; Edit
+/// turns the text into a form (Enter saves, Escape cancels).
+#[component]
+fn MessageBody(room: String, seq: u64, text: String, own: bool, edited: bool) -> impl IntoView {
+    let chat = expect_context::<Chat>();
+    let editing = RwSignal::new(false);
+    let problem = RwSignal::new(None::<String>);
+    let input = NodeRef::<html::Input>::new();
+    let change = {
+        let room = room.clone();
+        move |text: Option<String>| match chat.change_message(&room, seq, text.as_deref()) {
+            Ok(()) => {
+                editing.set(false);
+                problem.set(None);
+            }
+            Err(reason) => problem.set(Some(reason)),
+        }
+    };
+    let save = {
+        let change = change.clone();
+        move |ev: SubmitEvent| {
+            ev.prevent_default();
+            if let Some(el) = input.get_untracked() {
+                change(Some(el.value()));
+            }
+        }
+    };
+    let field = format!("edit-{room}-{seq}");
+    move || {
+        if editing.get() {
+            let change = change.clone();
+            Either::Left(view! {
+                <form class="edit" on:submit=on(save.clone())>
+                    <label class="sr-only" for=field.clone()>"Edit your message"</label>
+                    <input
+                        id=field.clone()
+                        node_ref=input
+                        value=text.clone()
+                        on:keydown=on(move |ev: leptos::ev::KeyboardEvent| {
+                            if ev.key() == "Escape" {
+                                editing.set(false);
+                            }
+                        })
+                    />
+                    <div class="actions">
+                        <button type="submit">"Save"</button>
+                        <button type="button" class="link" on:click=on(move |_| editing.set(false))>"Cancel"</button>
+                        <button type="button" class="link danger" on:click=on(move |_| change(None))>"Delete"</button>
+                    </div>
+                    <p class="error" role="alert">{move || problem.get()}</p>
+                </form>
+            })
+        } else {
+            Either::Right(view! {
+                <p class="text">
+                    {message_text(&text)}
+                    {edited.then(|| view! { <span class="edited">" (edited)"</span> })}
+                </p>
+                {own.then(|| view! {
+                    <button
+                        class="link change"
+                        on:click=on(move |_| {
+                            editing.set(true);
+                            // the box takes the focus once it is there
+                            request_animation_frame(move || {
+                                if let Some(el) = input.get_untracked() {
+                                    let _ = el.focus();
+                                }
+                            });
+                        })
+                    >
+                        "Edit"
+                    </button>
+                })}
+            })
+        }
     }
 }
 
@@ -248,8 +332,8 @@ fn PendingEntry(pending: Pending) -> impl IntoView {
             <p class="text">{pending.text}</p>
             {failed.is_some().then(|| view! {
                 <div class="actions">
-                    <button class="link" on:click=move |_| chat.retry(&retry_id)>"Retry"</button>
-                    <button class="link" on:click=move |_| chat.discard(&discard_id)>"Discard"</button>
+                    <button class="link" on:click=on(move |_| chat.retry(&retry_id))>"Retry"</button>
+                    <button class="link" on:click=on(move |_| chat.discard(&discard_id))>"Discard"</button>
                 </div>
             })}
         </article>
@@ -274,7 +358,7 @@ fn Refused(room: String, reason: String) -> impl IntoView {
         }
     };
     view! {
-        <form class="refused" role="alert" on:submit=on_submit>
+        <form class="refused" role="alert" on:submit=on(on_submit)>
             <p>"Could not rejoin #" {room.clone()} ": " {reason}</p>
             <label for="rejoin-nick">"Another nickname for #" {room.clone()}</label>
             <div class="compose-row">
@@ -282,10 +366,10 @@ fn Refused(room: String, reason: String) -> impl IntoView {
                     id="rejoin-nick"
                     autocomplete="nickname"
                     prop:value=move || nick.get()
-                    on:input=move |ev| nick.set(event_target_value(&ev))
+                    on:input=on(move |ev| nick.set(event_target_value(&ev)))
                 />
                 <button type="submit">"Rejoin"</button>
-                <button type="button" class="link" on:click=remove>
+                <button type="button" class="link" on:click=on(remove)>
                     "Remove the room"
                 </button>
             </div>
@@ -324,7 +408,7 @@ fn MessageForm(room: String) -> impl IntoView {
         }
     };
     view! {
-        <form class="compose" on:submit=on_submit>
+        <form class="compose" on:submit=on(on_submit)>
             <label for="message">"Message"</label>
             <div class="compose-row">
                 <input
@@ -335,7 +419,7 @@ fn MessageForm(room: String) -> impl IntoView {
                         if connected() { "Say something…" } else { "Offline: messages are sent when the connection is back" }
                     }
                     prop:value=move || text.get()
-                    on:input=on_input
+                    on:input=on(on_input)
                 />
                 <button type="submit">
                     "Send"

@@ -1,3 +1,4 @@
+use crate::components::on;
 use crate::state::Chat;
 use leptos::{ev::SubmitEvent, prelude::*};
 
@@ -24,7 +25,7 @@ pub(crate) fn JoinForm() -> impl IntoView {
         None => String::new(),
     };
     view! {
-        <form class="join" on:submit=on_submit>
+        <form class="join" on:submit=on(on_submit)>
             <h2>"Join a room"</h2>
             <p class="signed-in" id="signed-in" hidden=anonymous>{who}</p>
             <label for="nick" hidden=move || !anonymous()>"Nickname"</label>
@@ -34,7 +35,7 @@ pub(crate) fn JoinForm() -> impl IntoView {
                 autocomplete="nickname"
                 hidden=move || !anonymous()
                 prop:value=move || nick.get()
-                on:input=move |ev| nick.set(event_target_value(&ev))
+                on:input=on(move |ev| nick.set(event_target_value(&ev)))
             />
             <label for="room">"Room"</label>
             <input
@@ -42,7 +43,7 @@ pub(crate) fn JoinForm() -> impl IntoView {
                 name="room"
                 autocomplete="off"
                 prop:value=move || room.get()
-                on:input=move |ev| room.set(event_target_value(&ev))
+                on:input=on(move |ev| room.set(event_target_value(&ev)))
             />
             <button type="submit">"Join"</button>
             <p class="error" role="alert">{move || chat.with(|m| m.join_error.clone())}</p>

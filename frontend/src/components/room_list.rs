@@ -1,3 +1,4 @@
+use crate::components::on;
 use crate::state::Chat;
 use leptos::prelude::*;
 
@@ -29,7 +30,7 @@ pub(crate) fn RoomList() -> impl IntoView {
                                 <button
                                     class="room-tab"
                                     aria-current=move || is_active().then_some("page")
-                                    on:click=select
+                                    on:click=on(select)
                                 >
                                     "#"
                                     {name.clone()}
@@ -38,7 +39,7 @@ pub(crate) fn RoomList() -> impl IntoView {
                                     class="leave"
                                     aria-label=format!("Leave {name}")
                                     title=format!("Leave {name}")
-                                    on:click=leave
+                                    on:click=on(leave)
                                 >
                                     "×"
                                 </button>
