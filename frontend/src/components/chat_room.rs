@@ -19,18 +19,14 @@ pub(crate) fn ChatRoom(
     let at_bottom = RwSignal::new(true);
     let unseen = RwSignal::new(false);
     let chat = expect_context::<Chat>();
-    // slices of the model: each re-renders only when its own part changed
+    // slices of the model: each re-renders only when its own part changed (the log often, the
+    // rest rarely: one memo for the rest keeps the page smaller, each memo type is code)
     let log = room_slice(chat, &room, |r| r.log.clone());
-    let members = room_slice(chat, &room, |r| r.members.clone());
-    let nick = room_slice(chat, &room, |r| r.nick.clone());
-    let away = room_slice(chat, &room, |r| r.away.clone());
-    let member_count = room_slice(chat, &room, |r| r.member_count);
-    let not_loaded = room_slice(chat, &room, |r| r.members_not_loaded());
+    let side = room_slice(chat, &room, Side::of);
     let show_more = {
         let room = room.clone();
         move |_| chat.load_more_members(&room)
     };
-    let refused = room_slice(chat, &room, |r| r.refused.clone());
 
     let scroll_to_bottom = move || {
         // after the browser laid out the new entries
@@ -83,7 +79,7 @@ pub(crate) fn ChatRoom(
         <section class="room" aria-labelledby="room-title">
             <div class="room-head">
                 <h2 id="room-title">"#" {room.clone()}</h2>
-                <span class="me">"as " {move || nick.get()}</span>
+                <span class="me">"as " {move || side.with(|s| s.as_ref().map(|s| s.nick.clone()))}</span>
             </div>
             <div class="room-body">
                 <div class="log-wrap">
@@ -114,39 +110,62 @@ pub(crate) fn ChatRoom(
                     </Show>
                 </div>
                 <aside class="members" aria-label="Members">
-                    <h3>"Members (" {move || member_count.get().unwrap_or_default()} ")"</h3>
+                    <h3>"Members (" {move || side.with(|s| s.as_ref().map_or(0, |s| s.count))} ")"</h3>
                     <ul>
-                        <For each=move || members.get().unwrap_or_default() key=|n| n.clone() let:name>
-                            {
-                                let is_away = {
-                                    let name = name.clone();
-                                    move || away.with(|a| a.as_ref().is_some_and(|a| a.contains(&name)))
-                                };
-                                view! {
-                                    <li class:away=is_away.clone()>
-                                        {name}
-                                        <Show when=is_away.clone()>
-                                            <span class="state">" (away)"</span>
-                                        </Show>
-                                    </li>
-                                }
-                            }
+                        <For
+                            each=move || side.with(|s| s.as_ref().map(|s| s.members.clone()).unwrap_or_default())
+                            key=|member| member.clone()
+                            let:((name, away))
+                        >
+                            <li class:away=away>{name} {away.then_some(view! { <span class="state">" (away)"</span> })}</li>
                         </For>
                     </ul>
                     // a big room's list comes in pages: the rest on request
-                    <Show when=move || not_loaded.get().is_some_and(|n| n != 0)>
-                        <button class="more-members" on:click=on(show_more.clone())>
-                            "Show more (" {move || not_loaded.get().unwrap_or_default()} " not shown)"
-                        </button>
-                    </Show>
+                    {move || {
+                        let not_loaded = side.with(|s| s.as_ref().map_or(0, |s| s.not_loaded));
+                        (not_loaded != 0)
+                            .then(|| {
+                                view! {
+                                    <button class="more-members" on:click=on(show_more.clone())>
+                                        "Show more (" {not_loaded} " not shown)"
+                                    </button>
+                                }
+                            })
+                    }}
                 </aside>
             </div>
             {
                 let room = room.clone();
-                move || refused.get().flatten().map(|reason| view! { <Refused room=room.clone() reason /> })
+                move || {
+                    side.with(|s| s.as_ref().and_then(|s| s.refused.clone()))
+                        .map(|reason| view! { <Refused room=room.clone() reason /> })
+                }
             }
             <MessageForm room=room.clone() />
         </section>
+    }
+}
+
+/// What a room view shows besides the log: the nickname, the loaded members (with "away"), the
+/// room's size, how many are not loaded, and why a rejoin was refused.
+#[derive(Debug, Clone, PartialEq)]
+struct Side {
+    nick: String,
+    members: Vec<(String, bool)>,
+    count: u64,
+    not_loaded: u64,
+    refused: Option<String>,
+}
+
+impl Side {
+    fn of(r: &page_model::Room) -> Side {
+        Side {
+            nick: r.nick.clone(),
+            members: r.members.iter().map(|n| (n.clone(), r.away.contains(n))).collect(),
+            count: r.member_count,
+            not_loaded: r.members_not_loaded(),
+            refused: r.refused.clone(),
+        }
     }
 }
 
