@@ -118,6 +118,7 @@ fi
 
 # --- 3. for tests only: the browser, PostgreSQL, and the Autobahn runner -------------------
 KOSOKU_VERSION=0.1.0
+AXE_VERSION=4.14.1
 if [ "$mode" = test ]; then
   # the emoji font keeps screenshots of emoji readable
   apt_ensure chromium chromium-driver fonts-noto-color-emoji
@@ -126,6 +127,16 @@ if [ "$mode" = test ]; then
   apt_ensure postgresql redis-server
   # the reverse-proxy test runs nginx with the configuration docs/operations.md prints
   apt_ensure nginx-light
+  # the browser tests inject axe-core into every view and want zero accessibility violations
+  axe=target/axe/node_modules/axe-core/axe.min.js
+  if [ -f "$axe" ] && grep -q "axe v$AXE_VERSION" "$axe"; then
+    step "axe-core $AXE_VERSION present ($axe)"
+  else
+    have npm || apt_ensure npm
+    step "npm: installing axe-core@$AXE_VERSION into target/axe"
+    mkdir -p target/axe
+    npm install --silent --no-audit --no-fund --prefix target/axe "axe-core@$AXE_VERSION" >/dev/null
+  fi
   venv=target/kosoku-venv
   # grep without -q below: -q stops reading early, pip dies of SIGPIPE, and pipefail would
   # then reinstall on every run

@@ -132,6 +132,26 @@ async fn join(page: &Client, base: &str, nick: &str) {
     .await;
 }
 
+/// What axe-core (npm, installed by `scripts/setup.sh test`) finds wrong with the page as it is
+/// now, against WCAG 2.x A and AA: one line per violation with the elements it concerns.
+async fn accessibility_violations(page: &Client) -> Vec<String> {
+    let axe = repo_root().join("target/axe/node_modules/axe-core/axe.min.js");
+    let script = std::fs::read_to_string(&axe).expect("axe-core is installed (scripts/setup.sh test)");
+    page.execute(&format!("{script}\n;window.axe = axe;"), vec![]).await.expect("axe-core loads");
+    let found = page
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa', 'best-practice'] })
+               .then(r => done(r.violations.map(v =>
+                 v.id + ': ' + v.help + ' at ' + v.nodes.map(n => n.target.join(' ')).join(', '))))
+               .catch(e => done(['axe failed: ' + e]));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    found.as_array().expect("a list").iter().map(|v| v.as_str().unwrap_or_default().to_owned()).collect()
+}
+
 async fn members(page: &Client) -> Vec<String> {
     texts(page, ".members li").await
 }
@@ -480,6 +500,9 @@ async fn the_log_reads_like_a_chat_app_grouped_by_author_and_day_with_links_and_
     let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
     let driver = Driver::start().await;
     let alice = driver.browser("alice-log").await;
+    alice.goto(&hub.url).await.unwrap();
+    alice.wait().at_most(WAIT).for_element(Locator::Id("nick")).await.expect("join form");
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the join view");
     join(&alice, &hub.url, "alice").await;
     let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
     let mut bob = hubbub_client::connect(&url, &[]).await.expect("a socket");
@@ -552,6 +575,10 @@ async fn the_log_reads_like_a_chat_app_grouped_by_author_and_day_with_links_and_
     let focused: Vec<String> = focused.as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_owned()).collect();
     assert_eq!(focused[..2], ["0", "1"], "hidden until focused");
     assert!(focused[2].contains(&year), "the full date shows on focus: {}", focused[2]);
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "a room with grouped messages and links");
+    alice.set_window_size(375, 700).await.unwrap();
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the same at phone width");
+    alice.set_window_size(1100, 720).await.unwrap();
     let out = repo_root().join("target/e2e");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("log.png"), alice.screenshot().await.unwrap()).unwrap();
@@ -609,6 +636,7 @@ async fn an_author_edits_and_deletes_a_message_and_the_other_person_sees_both_li
     let out = repo_root().join("target/e2e");
     std::fs::create_dir_all(&out).unwrap();
     std::fs::write(out.join("edit.png"), alice.screenshot().await.unwrap()).unwrap();
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "a room with the edit box open");
     delete.click().await.unwrap();
     for (who, page) in [("alice", &alice), ("bob", &bob)] {
         eventually(&format!("{who} sees the deletion"), || async {
