@@ -47,10 +47,12 @@ pub(crate) fn EchoPage() -> impl IntoView {
     };
     connect();
 
-    let text = RwSignal::new(String::new());
+    // read when sent, then cleared (no signal per keystroke)
+    let input = NodeRef::<leptos::html::Input>::new();
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        let typed = text.get_untracked();
+        let Some(el) = input.get_untracked() else { return };
+        let typed = el.value();
         if typed.is_empty() {
             return;
         }
@@ -59,7 +61,7 @@ pub(crate) fn EchoPage() -> impl IntoView {
                 let _ = tx.unbounded_send(typed);
             }
         });
-        text.set(String::new());
+        el.set_value("");
     };
 
     view! {
@@ -76,18 +78,15 @@ pub(crate) fn EchoPage() -> impl IntoView {
                         <input
                             id="echo-input"
                             autocomplete="off"
-                            prop:value=move || text.get()
-                            on:input=on(move |ev| text.set(event_target_value(&ev)))
+                            node_ref=input
                             disabled=move || !log.open.get()
                         />
                         <button type="submit" disabled=move || !log.open.get()>
                             "Send"
                         </button>
-                        <Show when=move || !log.open.get()>
-                            <button type="button" on:click=on(move |_| connect())>
-                                "Reconnect"
-                            </button>
-                        </Show>
+                        <button type="button" hidden=move || log.open.get() on:click=on(move |_| connect())>
+                            "Reconnect"
+                        </button>
                     </div>
                 </form>
                 <ol class="echo-log" role="log" aria-label="Echo log">

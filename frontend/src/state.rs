@@ -175,6 +175,11 @@ impl Chat {
         result
     }
 
+    /// The next (`forward`) or previous room.
+    pub(crate) fn switch_room(&self, forward: bool) {
+        self.change(|m| m.switch_room(forward));
+    }
+
     pub(crate) fn retry(&self, id: &str) {
         self.change(|m| m.retry(id));
     }

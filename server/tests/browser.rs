@@ -654,6 +654,107 @@ async fn an_author_edits_and_deletes_a_message_and_the_other_person_sees_both_li
     .await;
 }
 
+/// Presses `key` on whatever has the focus (a keyboard-only person's only way in).
+async fn press(page: &Client, key: &str) {
+    page.active_element().await.unwrap().send_keys(key).await.unwrap();
+}
+
+/// Presses Tab until the element with `id` has the focus; fails after 30 presses.
+async fn tab_to(page: &Client, id: &str) {
+    for _ in 0..30 {
+        let focused = page.execute("return document.activeElement.id", vec![]).await.unwrap();
+        if focused.as_str() == Some(id) {
+            return;
+        }
+        press(page, "\u{E004}").await; // Tab
+    }
+    panic!("Tab never reached #{id}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn on_a_phone_the_chat_fills_the_screen_drawers_open_and_close_and_the_keyboard_does_it_all() {
+    const ALT_UP: &str = "\u{E00A}\u{E013}\u{E000}";
+    const ALT_DOWN: &str = "\u{E00A}\u{E015}\u{E000}";
+    const ESCAPE: &str = "\u{E00C}";
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-phone").await;
+    alice.set_window_size(375, 700).await.unwrap();
+    alice.goto(&hub.url).await.unwrap();
+    alice.wait().at_most(WAIT).for_element(Locator::Id("nick")).await.expect("join form");
+
+    // Act: join by keyboard alone, then talk
+    tab_to(&alice, "nick").await;
+    press(&alice, "alice").await;
+    tab_to(&alice, "room").await;
+    press(&alice, "\u{E007}").await; // Enter: the room field says lobby already
+    eventually("in the lobby", || async { (texts(&alice, "#room-title").await == ["#lobby"]).then_some(()) }).await;
+    tab_to(&alice, "message").await;
+    press(&alice, "typed, not clicked\u{E007}").await;
+    eventually("the message", || async {
+        (texts(&alice, ".msg.own .text").await == ["typed, not clicked"]).then_some(())
+    })
+    .await;
+
+    // Assert: the chat has the screen: no form above it, no members beside it
+    let shown = |css: &'static str| {
+        let alice = &alice;
+        async move { alice.find(Locator::Css(css)).await.unwrap().is_displayed().await.unwrap() }
+    };
+    assert!(!shown("#sidebar").await && !shown("#members").await, "the join form and members are out of the way");
+    let log_box = alice
+        .execute(
+            "const r = document.querySelector('.log').getBoundingClientRect(); return [r.width, r.height];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let (width, height) = (log_box[0].as_f64().unwrap(), log_box[1].as_f64().unwrap());
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("phone.png"), alice.screenshot().await.unwrap()).unwrap();
+    let viewport = alice.execute("return window.innerHeight", vec![]).await.unwrap().as_f64().unwrap();
+    assert!(width >= 370.0 && height >= 0.55 * viewport, "the log is {width}×{height} of 375×{viewport}");
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the phone layout");
+
+    // the rooms drawer, by keyboard: open, Escape closes; then join a second room from it
+    let rooms_toggle = alice.find(Locator::Css(".drawer-toggle[aria-controls=sidebar]")).await.unwrap();
+    assert_eq!(rooms_toggle.attr("aria-expanded").await.unwrap().as_deref(), Some("false"));
+    rooms_toggle.click().await.unwrap();
+    assert!(shown("#sidebar").await, "the rooms drawer opens");
+    assert_eq!(rooms_toggle.attr("aria-expanded").await.unwrap().as_deref(), Some("true"));
+    std::fs::write(out.join("phone-rooms.png"), alice.screenshot().await.unwrap()).unwrap();
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the rooms drawer");
+    press(&alice, ESCAPE).await;
+    eventually("Escape closes it", || async { (!shown("#sidebar").await).then_some(()) }).await;
+    rooms_toggle.click().await.unwrap();
+    let room_field = alice.find(Locator::Id("room")).await.unwrap();
+    room_field.clear().await.unwrap();
+    room_field.send_keys("rust\u{E007}").await.unwrap();
+    eventually("in #rust, the drawer closed", || async {
+        (texts(&alice, "#room-title").await == ["#rust"] && !shown("#sidebar").await).then_some(())
+    })
+    .await;
+
+    // the members drawer
+    alice.find(Locator::Css(".drawer-toggle[aria-controls=members]")).await.unwrap().click().await.unwrap();
+    eventually("the members drawer", || async {
+        (shown("#members").await && members(&alice).await == ["alice"]).then_some(())
+    })
+    .await;
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the members drawer");
+    press(&alice, ESCAPE).await;
+
+    // Alt+ArrowUp / Alt+ArrowDown move between the rooms, from wherever the focus is
+    tab_to(&alice, "message").await;
+    press(&alice, ALT_UP).await;
+    eventually("Alt+Up: the lobby", || async { (texts(&alice, "#room-title").await == ["#lobby"]).then_some(()) })
+        .await;
+    press(&alice, ALT_DOWN).await;
+    eventually("Alt+Down: #rust", || async { (texts(&alice, "#room-title").await == ["#rust"]).then_some(()) }).await;
+}
+
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_asked() {

@@ -420,6 +420,21 @@ impl PageModel {
         vec![Effect::SaveSession]
     }
 
+    /// The next room in the list (`forward`) or the previous one, round the end: the page's
+    /// Alt+ArrowDown / Alt+ArrowUp.
+    pub fn switch_room(&mut self, forward: bool) -> Vec<Effect> {
+        let count = self.rooms.len();
+        let Some(at) = self.active_room().and_then(|a| self.rooms.iter().position(|r| r.name == a)) else {
+            return Vec::new();
+        };
+        let next = if forward { (at + 1) % count } else { (at + count - 1) % count };
+        if next == at {
+            return Vec::new();
+        }
+        let name = self.rooms[next].name.clone();
+        self.select(&name)
+    }
+
     /// Validates a chat message and puts it in the outbox under client id `id` (sent now when
     /// connected, else after the next rejoin). `Err` is the rule it breaks.
     pub fn say(&mut self, room: &str, text: &str, id: String) -> Result<Vec<Effect>, String> {

@@ -666,3 +666,29 @@ fn an_edit_and_a_deletion_change_their_message_in_place_and_count_for_resuming()
     page.connection_lost(1006, String::new(), true);
     assert!(page.change_message("lobby", 2, None, "d-2".into()).is_err());
 }
+
+#[test]
+fn alt_arrows_move_between_rooms_round_the_ends() {
+    let mut page = in_lobby();
+    for room in ["rust", "random"] {
+        let Some(Effect::Send(ClientMsg::Join { id, .. })) = page.request_join(room, "alice", TOKEN).first().cloned()
+        else {
+            panic!()
+        };
+        page.apply(ServerMsg::Joined {
+            id,
+            room: room.into(),
+            nick: "alice".into(),
+            members: vec!["alice".into()],
+            away: vec![],
+            count: 1,
+        });
+    }
+    assert_eq!(page.active_room(), Some("random"), "the last joined is shown");
+    let mut visited = Vec::new();
+    for forward in [true, true, false, false, false] {
+        assert_eq!(page.switch_room(forward), [Effect::SaveSession]);
+        visited.push(page.active_room().unwrap().to_owned());
+    }
+    assert_eq!(visited, ["lobby", "rust", "lobby", "random", "rust"]);
+}

@@ -1,5 +1,5 @@
 use crate::components::on;
-use crate::{browser::local_time, state::Chat};
+use crate::{app::Drawer, browser::local_time, state::Chat};
 use leptos::{either::Either, ev::SubmitEvent, html, prelude::*};
 use page_model::{Entry, EntryKind, Pending, Segment};
 
@@ -80,6 +80,8 @@ pub(crate) fn ChatRoom(
             <div class="room-head">
                 <h2 id="room-title">"#" {room.clone()}</h2>
                 <span class="me">"as " {move || side.with(|s| s.as_ref().map(|s| s.nick.clone()))}</span>
+                <DrawerToggle which=Drawer::Rooms label="Rooms" controls="sidebar" />
+                <DrawerToggle which=Drawer::Members label="Members" controls="members" />
             </div>
             <div class="room-body">
                 <div class="log-wrap">
@@ -109,7 +111,7 @@ pub(crate) fn ChatRoom(
                         </button>
                     </Show>
                 </div>
-                <aside class="members" aria-label="Members">
+                <aside class="members" id="members" aria-label="Members">
                     <h3>"Members (" {move || side.with(|s| s.as_ref().map_or(0, |s| s.count))} ")"</h3>
                     <ul>
                         <For
@@ -143,6 +145,22 @@ pub(crate) fn ChatRoom(
             }
             <MessageForm room=room.clone() />
         </section>
+    }
+}
+
+/// A button that opens (or closes) a drawer; shown on narrow screens only (style.css).
+#[component]
+fn DrawerToggle(which: Drawer, label: &'static str, controls: &'static str) -> impl IntoView {
+    let drawer = expect_context::<RwSignal<Drawer>>();
+    view! {
+        <button
+            class="drawer-toggle"
+            aria-controls=controls
+            aria-expanded=move || if drawer.get() == which { "true" } else { "false" }
+            on:click=on(move |_| drawer.update(|d| *d = if *d == which { Drawer::Closed } else { which }))
+        >
+            {label}
+        </button>
     }
 }
 
@@ -364,7 +382,7 @@ fn PendingEntry(pending: Pending) -> impl IntoView {
 #[component]
 fn Refused(room: String, reason: String) -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let nick = RwSignal::new(String::new());
+    let nick = NodeRef::<html::Input>::new();
     let remove = {
         let room = room.clone();
         move |_| chat.leave(&room)
@@ -373,7 +391,7 @@ fn Refused(room: String, reason: String) -> impl IntoView {
         let room = room.clone();
         move |ev: SubmitEvent| {
             ev.prevent_default();
-            chat.rejoin_as(&room, &nick.get_untracked());
+            chat.rejoin_as(&room, &nick.get_untracked().map(|el| el.value()).unwrap_or_default());
         }
     };
     view! {
@@ -384,8 +402,7 @@ fn Refused(room: String, reason: String) -> impl IntoView {
                 <input
                     id="rejoin-nick"
                     autocomplete="nickname"
-                    prop:value=move || nick.get()
-                    on:input=on(move |ev| nick.set(event_target_value(&ev)))
+                    node_ref=nick
                 />
                 <button type="submit">"Rejoin"</button>
                 <button type="button" class="link" on:click=on(remove)>

@@ -1,6 +1,6 @@
 use crate::components::on;
-use crate::state::Chat;
-use leptos::{ev::SubmitEvent, prelude::*};
+use crate::{app::Drawer, state::Chat};
+use leptos::{ev::SubmitEvent, html, prelude::*};
 
 /// Nickname and room; the nickname is remembered in local storage for the next visit. In
 /// sign-in mode there is no nickname to type: the page shows who the host application says
@@ -8,11 +8,15 @@ use leptos::{ev::SubmitEvent, prelude::*};
 #[component]
 pub(crate) fn JoinForm() -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let nick = RwSignal::new(crate::browser::remembered_nick().unwrap_or_default());
-    let room = RwSignal::new(String::from("lobby"));
+    // read when the form is sent (no signal per keystroke: each costs the page code)
+    let (nick, room) = (NodeRef::<html::Input>::new(), NodeRef::<html::Input>::new());
+    let value = |field: NodeRef<html::Input>| field.get_untracked().map(|el| el.value()).unwrap_or_default();
+    let drawer = expect_context::<RwSignal<Drawer>>();
     let on_submit = move |ev: SubmitEvent| {
         ev.prevent_default();
-        chat.request_join(&room.get_untracked(), &nick.get_untracked());
+        chat.request_join(&value(room), &value(nick));
+        // on a phone the form was a drawer over the chat: the room it joins is what to see
+        drawer.set(Drawer::Closed);
     };
     // sign-in mode: Some(the name, or None while signing in); anonymous: None. One view with
     // `hidden` rather than a view per case: each `view!` costs the page kilobytes.
@@ -34,16 +38,16 @@ pub(crate) fn JoinForm() -> impl IntoView {
                 name="nick"
                 autocomplete="nickname"
                 hidden=move || !anonymous()
-                prop:value=move || nick.get()
-                on:input=on(move |ev| nick.set(event_target_value(&ev)))
+                node_ref=nick
+                value=crate::browser::remembered_nick().unwrap_or_default()
             />
             <label for="room">"Room"</label>
             <input
                 id="room"
                 name="room"
                 autocomplete="off"
-                prop:value=move || room.get()
-                on:input=on(move |ev| room.set(event_target_value(&ev)))
+                node_ref=room
+                value="lobby"
             />
             <button type="submit">"Join"</button>
             <p class="error" role="alert">{move || chat.with(|m| m.join_error.clone())}</p>

@@ -1,11 +1,12 @@
 use crate::components::on;
-use crate::state::Chat;
+use crate::{app::Drawer, state::Chat};
 use leptos::prelude::*;
 
 /// The joined rooms: pick one to read it, or leave it.
 #[component]
 pub(crate) fn RoomList() -> impl IntoView {
     let chat = expect_context::<Chat>();
+    let drawer = expect_context::<RwSignal<Drawer>>();
     let names = Memo::new(move |_| chat.with(|m| m.rooms.iter().map(|r| r.name.clone()).collect::<Vec<_>>()));
     let active = Memo::new(move |_| chat.with(|m| m.active.clone()));
     view! {
@@ -19,7 +20,10 @@ pub(crate) fn RoomList() -> impl IntoView {
                         };
                         let select = {
                             let name = name.clone();
-                            move |_| chat.select(&name)
+                            move |_| {
+                                chat.select(&name);
+                                drawer.set(Drawer::Closed);
+                            }
                         };
                         let leave = {
                             let name = name.clone();
