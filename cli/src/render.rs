@@ -91,6 +91,10 @@ impl Renderer {
                 format!("* this terminal fell behind in #{room}: messages from #{from_seq} on were skipped")
             }
             ServerMsg::Sum { sum, .. } => sum.to_string(),
+            ServerMsg::Rooms { rooms, .. } if rooms.is_empty() => "* nobody is in any room".to_owned(),
+            ServerMsg::Rooms { rooms, .. } => {
+                rooms.iter().map(|r| format!("* #{} ({})", r.room, r.count)).collect::<Vec<_>>().join("\n")
+            }
             ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
         })
     }
@@ -158,5 +162,14 @@ mod tests {
             renderer.readable(Mode::Chat, history).as_deref(),
             Some("[#lobby] <bob> hi (edited)\n[#lobby] <bob> (message deleted)")
         );
+    }
+
+    #[test]
+    fn the_list_of_rooms_is_a_line_per_room() {
+        let mut renderer = Renderer::new(None);
+        let rooms = r#"{"type":"rooms","rooms":[{"room":"lobby","count":3},{"room":"rust","count":1}]}"#;
+        assert_eq!(renderer.readable(Mode::Chat, rooms).as_deref(), Some("* #lobby (3)\n* #rust (1)"));
+        let none = r#"{"type":"rooms","rooms":[]}"#;
+        assert_eq!(renderer.readable(Mode::Chat, none).as_deref(), Some("* nobody is in any room"));
     }
 }

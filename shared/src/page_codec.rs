@@ -5,7 +5,7 @@
 
 use crate::codec::{DecodeError, DecodeErrorKind};
 use crate::json::{self, Fields, ObjectWriter, Value};
-use crate::protocol::{AuthInfo, ChatMessage, ClientMsg, ErrorCode, Limits, ServerMsg};
+use crate::protocol::{AuthInfo, ChatMessage, ClientMsg, ErrorCode, Limits, RoomSize, ServerMsg};
 
 /// Decodes one frame the hub sent item by item, like [`crate::codec::decode_server_items`]:
 /// each item is a message or the error that item alone gave, so an item from a newer hub that
@@ -91,6 +91,10 @@ fn variant(kind: &str, f: &mut Fields) -> Result<Option<ServerMsg>, String> {
             more: f.bool("more")?,
         })),
         "lagged" => Ok(Some(ServerMsg::Lagged { room: f.string("room")?, from_seq: f.u64("from_seq")? })),
+        "rooms" => Ok(Some(ServerMsg::Rooms {
+            id: f.opt_string("id")?,
+            rooms: f.list("rooms")?.into_iter().map(room_size).collect::<Result<_, _>>()?,
+        })),
         "sum" => Ok(Some(ServerMsg::Sum { id: f.opt_string("id")?, sum: f.i64("sum")? })),
         "error" => {
             let code = f.string("code")?;
@@ -125,6 +129,11 @@ fn chat_message(f: &mut Fields) -> Result<ChatMessage, String> {
 
 fn message_item(item: Value) -> Result<ChatMessage, String> {
     chat_message(&mut Fields::of(item).ok_or("a history message is not an object")?)
+}
+
+fn room_size(item: Value) -> Result<RoomSize, String> {
+    let mut f = Fields::of(item).ok_or("a room is not an object")?;
+    Ok(RoomSize { room: f.string("room")?, count: f.u64("count")? })
 }
 
 fn limits(value: Value) -> Result<Limits, String> {
@@ -167,6 +176,7 @@ pub fn encode_client(msg: &ClientMsg) -> String {
         ClientMsg::Resume { id, room, since } => {
             typed("resume").opt_str("id", id.as_deref()).str("room", room).str("since", since)
         }
+        ClientMsg::Rooms { id } => typed("rooms").opt_str("id", id.as_deref()),
         ClientMsg::Auth { id, token } => typed("auth").opt_str("id", id.as_deref()).str("token", token),
         ClientMsg::Add { id, a, b } => typed("add").opt_str("id", id.as_deref()).i64("a", *a).i64("b", *b),
         ClientMsg::Typing { room } => typed("typing").str("room", room),
@@ -283,6 +293,11 @@ mod tests {
                 more: true,
             },
             ServerMsg::Lagged { room: "lobby".into(), from_seq: 7 },
+            ServerMsg::Rooms { id: None, rooms: vec![] },
+            ServerMsg::Rooms {
+                id: Some("r".into()),
+                rooms: vec![RoomSize { room: "lobby".into(), count: 3 }, RoomSize { room: "rust".into(), count: 1 }],
+            },
             ServerMsg::Sum { id: None, sum: i64::MIN },
             ServerMsg::Sum { id: Some("s".into()), sum: i64::MAX },
         ];
@@ -323,6 +338,8 @@ mod tests {
             ClientMsg::Auth { id: id("a"), token: "a.b.c".into() },
             ClientMsg::Add { id: None, a: i64::MIN, b: i64::MAX },
             ClientMsg::Add { id: id("s"), a: -1, b: 2 },
+            ClientMsg::Rooms { id: None },
+            ClientMsg::Rooms { id: id("r") },
             ClientMsg::Typing { room: "lobby".into() },
             ClientMsg::Visibility { hidden: true },
             ClientMsg::Visibility { hidden: false },

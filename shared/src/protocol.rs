@@ -59,6 +59,12 @@ pub enum ClientMsg {
         room: String,
         since: String,
     },
+    /// The rooms people are in right now, biggest first (at most 100); reply `rooms`. For a
+    /// "browse rooms" view: any room can be joined by name.
+    Rooms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+    },
     /// Sign-in mode (the hub says `auth` in `welcome`): the connection token from the host
     /// application, first, and again before it expires; reply `authed`. A bad token is refused
     /// (`invalid_token`, `token_expired`) and the connection closed (4005).
@@ -123,6 +129,7 @@ impl ClientMsg {
             | ClientMsg::Members { id, .. }
             | ClientMsg::Auth { id, .. }
             | ClientMsg::Add { id, .. }
+            | ClientMsg::Rooms { id, .. }
             | ClientMsg::Edit { id, .. }
             | ClientMsg::Delete { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
@@ -271,6 +278,13 @@ pub enum ServerMsg {
         id: Option<String>,
         sum: i64,
     },
+    /// Reply to `rooms`: the active rooms with how many people are in each, biggest first,
+    /// then by name; at most 100.
+    Rooms {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        rooms: Vec<RoomSize>,
+    },
     /// A request was refused. The connection stays open.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -283,6 +297,14 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+}
+
+/// A room in a `rooms` reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoomSize {
+    pub room: String,
+    /// People in it (each person once, across every hub).
+    pub count: u64,
 }
 
 /// Sign-in mode, as `welcome` announces it.

@@ -554,6 +554,8 @@ impl PageModel {
     /// Applies one message from the hub.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<Effect> {
         match msg {
+            // the page does not ask for the list of rooms yet (no "browse rooms" view)
+            ServerMsg::Rooms { .. } => Vec::new(),
             ServerMsg::Welcome { limits, epoch, auth, .. } => {
                 self.limits = Some(limits);
                 self.epoch = Some(epoch);

@@ -47,6 +47,12 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// The rooms that only other hubs have people in, with how many people (each once) their
+    /// views show there; for `rooms`. In-process: there are no other hubs.
+    fn remote_room_sizes(&self) -> BoxFuture<'static, Vec<(String, u64)>> {
+        Box::pin(std::future::ready(Vec::new()))
+    }
+
     /// The other hubs' views of `room`'s people, read when this hub's first member joins it, so
     /// that their `joined` lists everyone. In-process: there are no other hubs.
     fn load_views(&self, _room: &RoomName) -> BoxFuture<'static, Vec<(String, HubView)>> {

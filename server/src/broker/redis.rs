@@ -97,6 +97,9 @@ fn channel(room: &str) -> String {
     format!("hubbub:room:{room}")
 }
 
+/// A room's stored views as (hub, payload).
+type StoredViews = Vec<(String, String)>;
+
 fn views_key(room: &str) -> String {
     format!("hubbub:views:{room}")
 }
@@ -146,6 +149,10 @@ enum Command {
     LoadViews {
         room: String,
         reply: oneshot::Sender<Vec<(String, String)>>,
+    },
+    /// Every room's stored views (the `hubbub:views:*` hashes), as (room, [(hub, payload)]).
+    ListViews {
+        reply: oneshot::Sender<Vec<(String, StoredViews)>>,
     },
     /// Take a nickname ([`CLAIM`]): `Err` with the holder's name when someone else has it.
     Claim {
@@ -505,6 +512,35 @@ impl Fanout for RedisFanout {
         async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(Ok(())) }.boxed()
     }
 
+    /// Redis slow or away: only this hub's rooms are listed.
+    fn remote_room_sizes(&self) -> BoxFuture<'static, Vec<(String, u64)>> {
+        let inner = self.inner.clone();
+        async move {
+            let (reply, listed) = oneshot::channel();
+            let _ = inner.publishes.send(Command::ListViews { reply });
+            let Ok(Ok(listed)) = tokio::time::timeout(WATCH_WAIT, listed).await else { return Vec::new() };
+            let fresh_after = now_ms().saturating_sub(inner.ttl().as_millis() as u64);
+            let held = inner.local.room_names();
+            listed
+                .into_iter()
+                .filter(|(room, _)| !held.contains(room))
+                .filter_map(|(room, views)| {
+                    // each person once, however many hubs show them
+                    let mut people = std::collections::HashSet::new();
+                    for (_, payload) in views {
+                        if let Ok(Envelope { view: Some(v), .. }) = serde_json::from_str::<Envelope>(&payload)
+                            && v.seen_ms >= fresh_after
+                        {
+                            people.extend(v.view.members.into_iter().map(|(nick, _)| nick.to_lowercase()));
+                        }
+                    }
+                    (!people.is_empty()).then_some((room, people.len() as u64))
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
     fn load_views(&self, room: &RoomName) -> BoxFuture<'static, Vec<(String, HubView)>> {
         let inner = self.inner.clone();
         let room = room.to_string();
@@ -596,6 +632,51 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
                     pipe.cmd("EVAL").arg(RELEASE).arg(1).arg(key).arg(claim).ignore();
                 }
                 pipe.query_async::<()>(c).await
+            }
+            Command::ListViews { reply } => {
+                // SCAN, not KEYS: a cluster's Redis may hold many rooms, and KEYS blocks it
+                let mut keys: Vec<String> = Vec::new();
+                let mut cursor = 0u64;
+                let scanned: redis::RedisResult<()> = loop {
+                    let step = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(views_key("*"))
+                        .arg("COUNT")
+                        .arg(1000)
+                        .query_async::<(u64, Vec<String>)>(c)
+                        .await;
+                    match step {
+                        Ok((next, found)) => {
+                            keys.extend(found);
+                            if next == 0 {
+                                break Ok(());
+                            }
+                            cursor = next;
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                match scanned {
+                    Ok(()) => {
+                        let mut pipe = redis::pipe();
+                        for key in &keys {
+                            pipe.cmd("HGETALL").arg(key);
+                        }
+                        pipe.query_async::<Vec<HashMap<String, String>>>(c).await.map(|all| {
+                            let rooms = keys
+                                .iter()
+                                .zip(all)
+                                .filter_map(|(key, views)| {
+                                    let room = key.strip_prefix(&views_key(""))?.to_owned();
+                                    Some((room, views.into_iter().collect()))
+                                })
+                                .collect();
+                            let _ = reply.send(rooms);
+                        })
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Command::LoadViews { room, reply } => {
                 let views = redis::cmd("HGETALL").arg(views_key(&room)).query_async::<HashMap<String, String>>(c).await;

@@ -148,6 +148,10 @@ pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
 
     /// Whether anyone is in `room` on this hub.
     fn holds(&self, room: &RoomName) -> bool;
+
+    /// The rooms someone is in here, with how many people each has (in cluster mode counting
+    /// the other hubs' people too): for `rooms`.
+    fn sizes(&self) -> Vec<(String, u64)>;
 }
 
 /// The rooms of this process. Also what [`crate::broker::local::LocalFanout`] delivers through.
@@ -811,6 +815,14 @@ impl Presence for LocalPresence {
 
     fn holds(&self, room: &RoomName) -> bool {
         self.lock().get(room).is_some_and(|entry| !entry.members.is_empty())
+    }
+
+    fn sizes(&self) -> Vec<(String, u64)> {
+        self.lock()
+            .iter()
+            .filter(|(_, entry)| !entry.members.is_empty())
+            .map(|(room, entry)| (room.to_string(), entry.count()))
+            .collect()
     }
 }
 

@@ -11,13 +11,15 @@ use crate::{
     store::{Append, Change},
 };
 use axum::extract::ws::Utf8Bytes;
-use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, ServerMsg, close, decode_client};
+use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, RoomSize, ServerMsg, close, decode_client};
 use std::collections::{HashMap, HashSet};
 
 /// Most messages one `history` request returns.
 const MAX_HISTORY_LIMIT: u32 = 100;
 /// Longest piece of a decode error's detail sent back (serde quotes the input).
 const MAX_ERROR_DETAIL_CHARS: usize = 200;
+/// Most rooms a `rooms` reply lists.
+const MAX_ROOMS_LISTED: usize = 100;
 
 /// One chat connection: which rooms it is in, under which nickname, and its rate limits.
 #[derive(Debug)]
@@ -225,6 +227,19 @@ impl ChatSession {
             ClientMsg::Resume { id, room, since } => {
                 let room = self.member_of(&room)?;
                 self.deps.tasks.spawn(history::send_since(self.deps.clone(), room, Some(since), id, out.clone()));
+                Ok(())
+            }
+            ClientMsg::Rooms { id } => {
+                let (presence, fanout, out) = (self.deps.presence.clone(), self.deps.fanout.clone(), out.clone());
+                self.deps.tasks.spawn(async move {
+                    // this hub's rooms with their full counts, then the rooms only others hold
+                    let mut rooms = presence.sizes();
+                    rooms.extend(fanout.remote_room_sizes().await);
+                    rooms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+                    rooms.truncate(MAX_ROOMS_LISTED);
+                    let rooms = rooms.into_iter().map(|(room, count)| RoomSize { room, count }).collect();
+                    out.push(&ServerMsg::Rooms { id, rooms });
+                });
                 Ok(())
             }
             ClientMsg::Send { id, room, text } => self.send(id, &room, &text, None, out),

@@ -26,4 +26,5 @@ mod presence;
 mod proxy;
 #[path = "../support/redis.rs"]
 mod redis;
+mod rooms;
 mod services;
