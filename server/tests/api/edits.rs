@@ -1,20 +1,9 @@
 //! Editing and deleting one's own messages: seen live by everyone, what history and resume give
 //! afterwards, acknowledged and idempotent like sends, and refused (typed) for anyone else.
 
-use crate::helpers::{Client, TestApp, spawn_app};
+use crate::helpers::{Client, spawn_app};
 use hubbub_shared::{ChatMessage, ClientMsg, ErrorCode, ServerMsg, cursor::Cursor};
 use std::time::Duration;
-
-/// Joins `lobby` as `nick` with the browser identity `token`.
-async fn person(app: &TestApp, nick: &str, token: &str) -> Client {
-    let mut c = app.client().await;
-    let join =
-        ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: Some(token.into()) };
-    c.send(&join).await;
-    assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
-    assert!(matches!(c.next().await, ServerMsg::History { .. }));
-    c
-}
 
 fn edit(id: &str, seq: u64, text: &str) -> ClientMsg {
     ClientMsg::Edit { id: Some(id.into()), room: "lobby".into(), seq, text: text.into() }
@@ -50,8 +39,8 @@ async fn refusal(c: &mut Client) -> (Option<String>, ErrorCode, Option<String>) 
 #[tokio::test]
 async fn an_edit_and_a_deletion_reach_everyone_live_and_are_what_history_and_resume_give() {
     let app = spawn_app().await;
-    let mut alice = person(&app, "alice", "alice-secret").await;
-    let mut bob = person(&app, "bob", "bob-secret").await;
+    let mut alice = app.person("alice", "alice-secret").await;
+    let mut bob = app.person("bob", "bob-secret").await;
     let send = ClientMsg::Send { id: Some("m1".into()), room: "lobby".into(), text: "helo wrold".into() };
     let (_, first) = send_acked(&mut alice, &send).await;
     assert_eq!(next_message(&mut bob).await.text, "helo wrold");
@@ -102,8 +91,8 @@ async fn an_edit_and_a_deletion_reach_everyone_live_and_are_what_history_and_res
 #[tokio::test]
 async fn only_the_author_changes_a_message_and_every_refusal_is_typed_and_tells_no_one_else() {
     let app = spawn_app().await;
-    let mut alice = person(&app, "alice", "alice-secret").await;
-    let mut bob = person(&app, "bob", "bob-secret").await;
+    let mut alice = app.person("alice", "alice-secret").await;
+    let mut bob = app.person("bob", "bob-secret").await;
     let send = ClientMsg::Send { id: Some("m1".into()), room: "lobby".into(), text: "mine".into() };
     let (_, first) = send_acked(&mut alice, &send).await;
     next_message(&mut bob).await;
@@ -158,7 +147,7 @@ async fn only_the_author_changes_a_message_and_every_refusal_is_typed_and_tells_
     assert_eq!(refusal(&mut impostor).await, (Some("i1".into()), ErrorCode::NotAuthor, lobby.clone()));
 
     // while alice herself, back in another tab (the same identity), may
-    let mut alice_again = person(&app, "alice2", "alice-secret").await;
+    let mut alice_again = app.person("alice2", "alice-secret").await;
     let (gone, _) = send_acked(&mut alice_again, &delete("a1", first)).await;
     assert!(gone.deleted);
     alice_again.send(&edit("a2", first, "back from the dead")).await;

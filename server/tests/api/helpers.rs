@@ -109,6 +109,29 @@ impl TestApp {
         (c, members)
     }
 
+    /// A person (browser identity `token`) in the lobby as `nick`; `joined` and `history` read.
+    pub async fn person(&self, nick: &str, token: &str) -> Client {
+        self.person_in(&["lobby"], nick, token).await
+    }
+
+    /// A person (browser identity `token`) in each of `rooms` as `nick`, in order.
+    pub async fn person_in(&self, rooms: &[&str], nick: &str, token: &str) -> Client {
+        let mut c = self.client().await;
+        for room in rooms {
+            let join = ClientMsg::Join {
+                id: None,
+                room: (*room).into(),
+                nick: nick.into(),
+                since: None,
+                token: Some(token.into()),
+            };
+            c.send(&join).await;
+            assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
+            assert!(matches!(c.next().await, ServerMsg::History { .. }));
+        }
+        c
+    }
+
     /// Starts the shutdown, as SIGTERM does for the binary (of every hub).
     pub fn shut_down(&mut self) {
         if let Some(stop) = self.stop.take() {

@@ -5,28 +5,17 @@ use crate::helpers::*;
 use hubbub_shared::{ClientMsg, ServerMsg};
 use std::time::Duration;
 
-/// A client that joined `lobby` as `nick` with identity `token`, its history read.
-async fn person(app: &TestApp, nick: &str, token: &str) -> Client {
-    let mut c = app.client().await;
-    let join =
-        ClientMsg::Join { id: None, room: "lobby".into(), nick: nick.into(), since: None, token: Some(token.into()) };
-    c.send(&join).await;
-    assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
-    assert!(matches!(c.next().await, ServerMsg::History { .. }));
-    c
-}
-
 #[tokio::test]
 async fn a_person_gone_leaves_only_after_the_grace_and_a_return_within_it_is_quiet() {
     let app = spawn_app_with(|c| c.presence_grace_ms = 600).await;
-    let mut alice = person(&app, "alice", "a").await;
-    let bob = person(&app, "bob", "b").await;
+    let mut alice = app.person("alice", "a").await;
+    let bob = app.person("bob", "b").await;
     alice.sees_join("bob").await;
 
     // a reload: the old connection goes, a new one comes within the grace
     drop(bob);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let bob = person(&app, "bob", "b").await;
+    let bob = app.person("bob", "b").await;
     assert!(alice.is_quiet_for(Duration::from_millis(900)).await);
     assert_eq!(alice.presence_so_far(), [], "a reload announces nothing");
 
@@ -42,8 +31,8 @@ async fn a_person_gone_leaves_only_after_the_grace_and_a_return_within_it_is_qui
 #[tokio::test]
 async fn typing_reaches_the_room_ends_with_the_send_and_expires_without_a_refresh() {
     let app = spawn_app_with(|c| c.typing_ttl_ms = 400).await;
-    let mut alice = person(&app, "alice", "a").await;
-    let mut bob = person(&app, "bob", "b").await;
+    let mut alice = app.person("alice", "a").await;
+    let mut bob = app.person("bob", "b").await;
     let typing = |nicks: &[&str]| ServerMsg::Typing {
         room: "lobby".into(),
         nicks: nicks.iter().map(|n| n.to_string()).collect(),
@@ -75,9 +64,9 @@ async fn typing_reaches_the_room_ends_with_the_send_and_expires_without_a_refres
 #[tokio::test]
 async fn a_person_whose_every_tab_is_hidden_becomes_away_and_a_visible_tab_brings_them_back() {
     let app = spawn_app_with(|c| c.away_after_ms = 300).await;
-    let mut alice = person(&app, "alice", "a").await;
-    let mut tab1 = person(&app, "bob", "b").await;
-    let mut tab2 = person(&app, "bob", "b").await;
+    let mut alice = app.person("alice", "a").await;
+    let mut tab1 = app.person("bob", "b").await;
+    let mut tab2 = app.person("bob", "b").await;
     alice.sees_join("bob").await;
 
     tab1.send(&ClientMsg::Visibility { hidden: true }).await;
@@ -103,10 +92,10 @@ async fn a_person_whose_every_tab_is_hidden_becomes_away_and_a_visible_tab_bring
 async fn a_wave_of_joins_reaches_a_member_in_a_few_frames_and_the_list_comes_in_pages() {
     const PEOPLE: usize = 250;
     let app = spawn_app_with(|c| c.max_connections_per_ip = 1000).await;
-    let mut alice = person(&app, "alice", "a").await;
+    let mut alice = app.person("alice", "a").await;
     let mut people = Vec::new();
     for i in 0..PEOPLE {
-        people.push(person(&app, &format!("p{i:03}"), &format!("t{i}")).await);
+        people.push(app.person(&format!("p{i:03}"), &format!("t{i}")).await);
     }
 
     // Assert: everyone announced once, in a few batched frames, not one notice per join

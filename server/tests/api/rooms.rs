@@ -1,25 +1,8 @@
 //! `rooms`: the rooms people are in right now, for a "browse rooms" view, from any hub.
 
-use crate::helpers::{Client, TestApp, spawn_app};
+use crate::helpers::{Client, spawn_app};
 use hubbub_shared::{ClientMsg, RoomSize, ServerMsg};
 use std::time::{Duration, Instant};
-
-async fn person_in(app: &TestApp, rooms: &[&str], nick: &str, token: &str) -> Client {
-    let mut c = app.client().await;
-    for room in rooms {
-        let join = ClientMsg::Join {
-            id: None,
-            room: (*room).into(),
-            nick: nick.into(),
-            since: None,
-            token: Some(token.into()),
-        };
-        c.send(&join).await;
-        assert!(matches!(c.next().await, ServerMsg::Joined { .. }));
-        assert!(matches!(c.next().await, ServerMsg::History { .. }));
-    }
-    c
-}
 
 /// Asks until the answer is `want` (other hubs' people arrive with their next view).
 async fn sees_rooms(c: &mut Client, want: &[(&str, u64)]) {
@@ -49,11 +32,11 @@ async fn sees_rooms(c: &mut Client, want: &[(&str, u64)]) {
 #[tokio::test]
 async fn anyone_can_list_the_rooms_people_are_in_biggest_first_each_person_once() {
     let app = spawn_app().await;
-    let _alice = person_in(&app, &["lobby", "rust"], "alice", "alice-secret").await;
-    let _bob = person_in(&app, &["lobby"], "bob", "bob-secret").await;
+    let _alice = app.person_in(&["lobby", "rust"], "alice", "alice-secret").await;
+    let _bob = app.person_in(&["lobby"], "bob", "bob-secret").await;
     // bob's second tab: still one person in the lobby
-    let _bob_again = person_in(&app, &["lobby", "zoo"], "bob", "bob-secret").await;
-    let mut carol = person_in(&app, &["quiet"], "carol", "carol-secret").await;
+    let _bob_again = app.person_in(&["lobby", "zoo"], "bob", "bob-secret").await;
+    let mut carol = app.person_in(&["quiet"], "carol", "carol-secret").await;
     carol.send(&ClientMsg::Leave { id: None, room: "quiet".into() }).await;
     assert!(matches!(carol.next().await, ServerMsg::Left { .. }));
 
@@ -65,6 +48,6 @@ async fn anyone_can_list_the_rooms_people_are_in_biggest_first_each_person_once(
 
     // a room empties: it is no longer listed
     drop(_alice);
-    let mut dave_in = person_in(&app, &["lobby"], "dave", "dave-secret").await;
+    let mut dave_in = app.person_in(&["lobby"], "dave", "dave-secret").await;
     sees_rooms(&mut dave_in, &[("lobby", 2), ("zoo", 1)]).await;
 }
