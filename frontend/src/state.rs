@@ -140,6 +140,22 @@ impl Chat {
         }
     }
 
+    /// Asks the hub which rooms people are in.
+    pub(crate) fn browse_rooms(&self) {
+        self.change(PageModel::browse_rooms);
+    }
+
+    /// Joins a room from the browse list, or shows it when already in it, under the nickname
+    /// on screen.
+    pub(crate) fn join_listed(&self, room: &str) {
+        if self.with_untracked(|m| m.room(room).is_some()) {
+            return self.select(room);
+        }
+        let remembered = crate::browser::remembered_nick().unwrap_or_default();
+        let nick = self.with_untracked(|m| m.current_nick(&remembered).to_owned());
+        self.request_join(room, &nick);
+    }
+
     pub(crate) fn leave(&self, room: &str) {
         self.change(|m| m.leave(room));
     }

@@ -757,6 +757,46 @@ async fn on_a_phone_the_chat_fills_the_screen_drawers_open_and_close_and_the_key
 
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn browse_rooms_lists_where_people_are_and_one_click_joins_one() {
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
+    let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
+    let mut others = Vec::new();
+    for (nick, rooms) in [("bob", &["rust", "lobby"][..]), ("carol", &["rust"][..])] {
+        let mut ws = hubbub_client::connect(&url, &[]).await.expect("a socket");
+        for room in rooms {
+            hubbub_client::join_and_wait(&mut ws, &hubbub_client::join(room, nick), WAIT).await.expect("joined");
+        }
+        others.push(ws);
+    }
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-browse").await;
+    join(&alice, &hub.url, "alice").await;
+
+    // Act: ask which rooms are active
+    alice.find(Locator::Css(".rooms .browse")).await.unwrap().click().await.unwrap();
+
+    // Assert: every other room with people, biggest first, with its size
+    eventually("the active rooms", || async {
+        // the lobby, joined, first; then the others with their sizes
+        (texts(&alice, ".rooms .room-tab").await == ["#lobby", "#rust (2)"]).then_some(())
+    })
+    .await;
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the list of rooms");
+
+    // one click joins, under the nickname on screen
+    let rust = alice.find(Locator::XPath("//nav[@class='rooms']//button[contains(., '#rust')]")).await.unwrap();
+    rust.click().await.unwrap();
+    eventually("alice in #rust with bob and carol", || async {
+        (texts(&alice, "#room-title").await == ["#rust"] && members(&alice).await == ["alice", "bob", "carol"])
+            .then_some(())
+    })
+    .await;
+    assert_eq!(texts(&alice, ".rooms .room-tab").await, ["#lobby", "#rust"], "now one of hers");
+    drop(others);
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_asked() {
     use futures_util::SinkExt;
     const OTHERS: usize = 150;

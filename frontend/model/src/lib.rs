@@ -14,7 +14,7 @@ pub use layout::{Calendar, Day, GROUP_WINDOW_MS, Placement, Segment, place, segm
 pub use room::{Entry, EntryKind, Room};
 
 use hubbub_shared::{
-    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, ServerMsg, close,
+    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, RoomSize, ServerMsg, close,
     cursor::Cursor,
     json::{self, Fields, ObjectWriter, Value},
     page_codec::decode_server_items,
@@ -26,6 +26,17 @@ pub const MAX_LOG: usize = 1000;
 /// While the person types, the hub is told at most this often (ms); it forgets a signal that is
 /// not refreshed within 6 s.
 pub const TYPING_EVERY_MS: u64 = 3_000;
+
+/// The key of a pending message in [`PageModel::room_entries`]: FNV-1a of its client id and
+/// whether it failed, with the top bit set so that it never meets a log entry's key (those count
+/// up from 1, and re-placed ones from 2^48).
+fn pending_key(id: &str, failed: bool) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in id.bytes().chain([u8::from(failed)]) {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    hash | (1 << 63)
+}
 
 /// The request id of the rejoin of `room` after a reconnect: a refusal of it is told apart from
 /// other errors about the room.
@@ -203,6 +214,9 @@ pub struct PageModel {
     epoch: Option<String>,
     /// Refusal of the last join from the form, shown under it.
     pub join_error: Option<String>,
+    /// The rooms people are in, biggest first, from the hub's last `rooms` answer ("browse
+    /// rooms"); `None` until asked.
+    pub browse: Option<Vec<RoomSize>>,
     /// Own messages not yet acknowledged, oldest first.
     pub outbox: Vec<Pending>,
     /// Request id of the join the form is waiting for.
@@ -232,6 +246,7 @@ impl PageModel {
             limits: None,
             epoch: None,
             join_error: None,
+            browse: None,
             outbox,
             pending_join: None,
             sign_in_required: false,
@@ -249,6 +264,19 @@ impl PageModel {
             room.calendar = calendar;
         }
         self
+    }
+
+    /// What the page shows for `room`: its log, then the person's own messages there that are
+    /// not acknowledged yet. A pending message's key changes when it fails or is retried, so the
+    /// page renders it again; one list (one keyed list type in the page) for both.
+    pub fn room_entries(&self, room: &str) -> Option<Vec<Entry>> {
+        let mut entries = self.room(room)?.log.clone();
+        entries.extend(self.outbox.iter().filter(|p| p.room == room).map(|p| Entry {
+            key: pending_key(&p.id, p.failed.is_some()),
+            kind: EntryKind::Pending { id: p.id.clone(), text: p.text.clone(), failed: p.failed.clone() },
+            place: Placement::default(),
+        }));
+        Some(entries)
     }
 
     pub fn is_connected(&self) -> bool {
@@ -420,6 +448,26 @@ impl PageModel {
         vec![Effect::SaveSession]
     }
 
+    /// Asks the hub which rooms people are in (the answer fills [`PageModel::browse`]).
+    pub fn browse_rooms(&mut self) -> Vec<Effect> {
+        if self.is_connected() { vec![Effect::Send(ClientMsg::Rooms { id: None })] } else { Vec::new() }
+    }
+
+    /// The sidebar's list: the joined rooms (no size), then the rooms of the last "browse"
+    /// answer this page is not in, with their sizes.
+    pub fn room_list(&self) -> Vec<(String, Option<u64>)> {
+        let joined = self.rooms.iter().map(|r| (r.name.clone(), None));
+        let others = self.browse.iter().flatten().filter(|b| self.room(&b.room).is_none());
+        joined.chain(others.map(|b| (b.room.clone(), Some(b.count)))).collect()
+    }
+
+    /// The nickname to join another room with: the one used in the room on screen, else the
+    /// first room's, else `remembered` (the join form's last one).
+    pub fn current_nick<'a>(&'a self, remembered: &'a str) -> &'a str {
+        let on_screen = self.active_room().and_then(|a| self.room(a)).or(self.rooms.first());
+        on_screen.map_or(remembered, |r| r.nick.as_str())
+    }
+
     /// The next room in the list (`forward`) or the previous one, round the end: the page's
     /// Alt+ArrowDown / Alt+ArrowUp.
     pub fn switch_room(&mut self, forward: bool) -> Vec<Effect> {
@@ -554,8 +602,10 @@ impl PageModel {
     /// Applies one message from the hub.
     pub fn apply(&mut self, msg: ServerMsg) -> Vec<Effect> {
         match msg {
-            // the page does not ask for the list of rooms yet (no "browse rooms" view)
-            ServerMsg::Rooms { .. } => Vec::new(),
+            ServerMsg::Rooms { rooms, .. } => {
+                self.browse = Some(rooms);
+                Vec::new()
+            }
             ServerMsg::Welcome { limits, epoch, auth, .. } => {
                 self.limits = Some(limits);
                 self.epoch = Some(epoch);

@@ -21,6 +21,9 @@ pub enum EntryKind {
     Notice(String),
     /// A refusal from the hub concerning this room.
     Problem(String),
+    /// An own message not yet acknowledged (from the outbox, [`crate::PageModel::room_entries`]):
+    /// sending, or refused with the reason (`failed`).
+    Pending { id: String, text: String, failed: Option<String> },
     /// Messages `after < seq < before` may be missing here (a resume found too large a gap).
     /// Loading pages shrinks `before`; the marker goes once nothing is missing.
     Gap { after: u64, before: u64 },

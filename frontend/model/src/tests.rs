@@ -692,3 +692,59 @@ fn alt_arrows_move_between_rooms_round_the_ends() {
     }
     assert_eq!(visited, ["lobby", "rust", "lobby", "random", "rust"]);
 }
+
+#[test]
+fn a_rooms_entries_are_its_log_then_its_pending_messages_under_keys_that_change_when_they_fail() {
+    let mut page = in_lobby();
+    page.apply(ServerMsg::Message(msg("lobby", 1, "bob", None)));
+    page.say("lobby", "first", "c-1".into()).unwrap();
+    page.say("lobby", "second", "c-2".into()).unwrap();
+    let pending = |page: &PageModel| -> Vec<(u64, String, bool)> {
+        page.room_entries("lobby")
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.kind {
+                EntryKind::Pending { text, failed, .. } => Some((e.key, text, failed.is_some())),
+                _ => None,
+            })
+            .collect()
+    };
+    let entries = page.room_entries("lobby").unwrap();
+    assert_eq!(entries.len(), page.room("lobby").unwrap().log.len() + 2, "the log, then the two");
+    assert!(matches!(entries.last().unwrap().kind, EntryKind::Pending { ref text, .. } if text == "second"));
+    let before = pending(&page);
+    assert_ne!(before[0].0, before[1].0, "keys of their own");
+    assert!(entries.iter().filter(|e| e.seq().is_some()).all(|e| e.key < 1 << 63), "apart from the log's");
+
+    // refused: the same message under a new key (rendered again, with Retry); retried: again
+    page.apply(ServerMsg::Error {
+        id: Some("c-1".into()),
+        code: ErrorCode::TextTooLong,
+        message: "too long".into(),
+        room: Some("lobby".into()),
+        retry_after_ms: None,
+    });
+    let failed = pending(&page);
+    assert!(failed[0].2 && failed[0].0 != before[0].0);
+    assert_eq!(failed[1], before[1], "the other one is untouched");
+    page.retry("c-1");
+    assert_eq!(pending(&page)[0], before[0]);
+    assert_eq!(page.room_entries("nowhere"), None);
+}
+
+#[test]
+fn browsing_asks_the_hub_and_keeps_its_answer_and_a_join_from_it_uses_the_nickname_on_screen() {
+    let mut page = in_lobby();
+    assert_eq!(page.browse_rooms(), [Effect::Send(ClientMsg::Rooms { id: None })]);
+    let rooms = vec![
+        hubbub_shared::RoomSize { room: "rust".into(), count: 4 },
+        hubbub_shared::RoomSize { room: "lobby".into(), count: 1 },
+    ];
+    page.apply(ServerMsg::Rooms { id: None, rooms: rooms.clone() });
+    assert_eq!(page.browse, Some(rooms));
+    assert_eq!(page.room_list(), [("lobby".to_owned(), None), ("rust".to_owned(), Some(4))], "joined, then the others");
+    assert_eq!(page.current_nick("remembered"), "alice", "the lobby's");
+    assert_eq!(PageModel::new(Session::default(), Vec::new()).current_nick("remembered"), "remembered");
+    page.connection_lost(1006, String::new(), true);
+    assert!(page.browse_rooms().is_empty(), "offline: nothing to ask");
+}

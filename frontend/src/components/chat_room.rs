@@ -1,7 +1,7 @@
 use crate::components::on;
 use crate::{app::Drawer, browser::local_time, state::Chat};
 use leptos::{either::Either, ev::SubmitEvent, html, prelude::*};
-use page_model::{Entry, EntryKind, Pending, Segment};
+use page_model::{Entry, EntryKind, Segment};
 
 /// How close to the bottom (px) still counts as "at the bottom".
 const STICKY_SLACK: i32 = 40;
@@ -21,7 +21,10 @@ pub(crate) fn ChatRoom(
     let chat = expect_context::<Chat>();
     // slices of the model: each re-renders only when its own part changed (the log often, the
     // rest rarely: one memo for the rest keeps the page smaller, each memo type is code)
-    let log = room_slice(chat, &room, |r| r.log.clone());
+    let log = {
+        let room = room.clone();
+        Memo::new(move |_| chat.with(|m| m.room_entries(&room)))
+    };
     let side = room_slice(chat, &room, Side::of);
     let show_more = {
         let room = room.clone();
@@ -37,15 +40,14 @@ pub(crate) fn ChatRoom(
         });
     };
     let name = room.clone();
-    let pending = {
-        let name = name.clone();
-        Memo::new(move |_| chat.with(|m| m.outbox.iter().filter(|p| p.room == name).cloned().collect::<Vec<_>>()))
-    };
     // follow the end of the log (new messages, own pending ones), not older pages loaded above
     Effect::new(move |previous: Option<(Option<u64>, usize)>| {
-        let last = log.with(|l| l.as_ref().and_then(|l| l.last()).map(|e| e.key));
-        let waiting = pending.with(Vec::len);
-        let now = (last, waiting);
+        let now = log.with(|l| {
+            let entries = l.as_deref().unwrap_or_default();
+            let waiting = entries.iter().filter(|e| matches!(e.kind, EntryKind::Pending { .. })).count();
+            (entries.iter().rev().find(|e| !matches!(e.kind, EntryKind::Pending { .. })).map(|e| e.key), waiting)
+        });
+        let last = now.0;
         if previous.is_none_or(|p| p != now) {
             if at_bottom.get_untracked() || previous.is_none() {
                 scroll_to_bottom();
@@ -100,9 +102,6 @@ pub(crate) fn ChatRoom(
                         </Show>
                         <For each=move || log.get().unwrap_or_default() key=|entry| entry.key let:entry>
                             <LogEntry entry room=name.clone() />
-                        </For>
-                        <For each=move || pending.get() key=|p| (p.id.clone(), p.failed.clone()) let:p>
-                            <PendingEntry pending=p />
                         </For>
                     </div>
                     <Show when=move || unseen.get()>
@@ -251,6 +250,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
             }
             .into_any()
         }
+        EntryKind::Pending { id, text, failed } => view! { <PendingEntry id text failed /> }.into_any(),
         EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
         EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),
     }
@@ -352,10 +352,9 @@ fn message_text(text: &str) -> impl IntoView + use<> {
 
 /// An own message not yet acknowledged: sending, or refused with Retry and Discard.
 #[component]
-fn PendingEntry(pending: Pending) -> impl IntoView {
+fn PendingEntry(id: String, text: String, failed: Option<String>) -> impl IntoView {
     let chat = expect_context::<Chat>();
-    let (retry_id, discard_id) = (pending.id.clone(), pending.id.clone());
-    let failed = pending.failed.clone();
+    let (retry_id, discard_id) = (id.clone(), id);
     view! {
         <article class="msg own pending" data-state=if failed.is_some() { "failed" } else { "sending" }>
             <header>
@@ -366,7 +365,7 @@ fn PendingEntry(pending: Pending) -> impl IntoView {
                     }}
                 </span>
             </header>
-            <p class="text">{pending.text}</p>
+            <p class="text">{text}</p>
             {failed.is_some().then(|| view! {
                 <div class="actions">
                     <button class="link" on:click=on(move |_| chat.retry(&retry_id))>"Retry"</button>

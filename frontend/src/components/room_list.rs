@@ -1,27 +1,30 @@
 use crate::components::on;
 use crate::{app::Drawer, state::Chat};
-use leptos::prelude::*;
+use leptos::{either::Either, prelude::*};
 
-/// The joined rooms: pick one to read it, or leave it.
+/// The joined rooms (pick one to read it, or leave it), then, once asked with "Browse rooms",
+/// the other rooms people are in with their sizes (pick one to join it). One list, so the page
+/// carries one keyed list's code for both.
 #[component]
 pub(crate) fn RoomList() -> impl IntoView {
     let chat = expect_context::<Chat>();
     let drawer = expect_context::<RwSignal<Drawer>>();
-    let names = Memo::new(move |_| chat.with(|m| m.rooms.iter().map(|r| r.name.clone()).collect::<Vec<_>>()));
+    let list = Memo::new(move |_| chat.with(|m| m.room_list()));
     let active = Memo::new(move |_| chat.with(|m| m.active.clone()));
     view! {
-        <nav class="rooms" aria-label="Joined rooms">
+        <nav class="rooms" aria-label="Rooms">
             <ul>
-                <For each=move || names.get() key=|name| name.clone() let:name>
+                <For each=move || list.get() key=|item| item.clone() let:((name, size))>
                     {
                         let is_active = {
                             let name = name.clone();
                             move || active.with(|a| a.as_deref() == Some(name.as_str()))
                         };
-                        let select = {
+                        // a joined room is shown; another one is joined under the nickname on screen
+                        let open = {
                             let name = name.clone();
                             move |_| {
-                                chat.select(&name);
+                                chat.join_listed(&name);
                                 drawer.set(Drawer::Closed);
                             }
                         };
@@ -34,24 +37,35 @@ pub(crate) fn RoomList() -> impl IntoView {
                                 <button
                                     class="room-tab"
                                     aria-current=move || is_active().then_some("page")
-                                    on:click=on(select)
+                                    on:click=on(open)
                                 >
                                     "#"
                                     {name.clone()}
+                                    {size.map(|n| format!(" ({n})"))}
                                 </button>
-                                <button
-                                    class="leave"
-                                    aria-label=format!("Leave {name}")
-                                    title=format!("Leave {name}")
-                                    on:click=on(leave)
-                                >
-                                    "×"
-                                </button>
+                                {match size {
+                                    None => {
+                                        Either::Left(
+                                            view! {
+                                                <button
+                                                    class="leave"
+                                                    aria-label=format!("Leave {name}")
+                                                    title=format!("Leave {name}")
+                                                    on:click=on(leave)
+                                                >
+                                                    "×"
+                                                </button>
+                                            },
+                                        )
+                                    }
+                                    Some(_) => Either::Right(()),
+                                }}
                             </li>
                         }
                     }
                 </For>
             </ul>
+            <button class="link browse" on:click=on(move |_| chat.browse_rooms())>"Browse rooms"</button>
         </nav>
     }
 }
