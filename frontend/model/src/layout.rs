@@ -168,7 +168,7 @@ pub fn segments(text: &str) -> Vec<Segment> {
     let mut at = 0;
     while let Some(found) = find_scheme(text, at) {
         let end = address_end(text, found);
-        let scheme_len = if text.as_bytes()[found + 4] == b's' { 8 } else { 7 };
+        let scheme_len = if text.as_bytes()[found + 4].eq_ignore_ascii_case(&b's') { 8 } else { 7 };
         if end > found + scheme_len {
             if found > plain_from {
                 out.push(Segment::Text(text[plain_from..found].to_owned()));
@@ -301,6 +301,7 @@ mod tests {
             "xhttps://example.org",
             "https:// nothing",
             "ftp://files.test",
+            "HTTPS:// nothing either",
         ] {
             assert!(segments(plain).iter().all(|s| matches!(s, Segment::Text(_))), "{plain}");
             let joined: String = segments(plain)
