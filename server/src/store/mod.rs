@@ -150,18 +150,20 @@ fn refuse_change(
     }
 }
 
-/// The broadcast form of a stored change: the new text (none for a deletion) for `target`.
-fn change_message(room: &str, seq: u64, a: &Append, change: Change, ts: u64) -> ChatMessage {
+/// What a stored append is as everyone receives it: the message, or for a change the new text
+/// (none for a deletion) for its target. The same for every engine.
+fn stored_message(room: &str, seq: u64, a: &Append, ts: u64) -> ChatMessage {
+    let delete = a.change.is_some_and(|c| c.delete);
     ChatMessage {
         room: room.to_owned(),
         seq,
         author: a.author.clone(),
-        text: if change.delete { String::new() } else { a.text.clone() },
+        text: if delete { String::new() } else { a.text.clone() },
         ts,
         id: public_id(&a.client_id),
-        edits: Some(change.target),
-        edited: !change.delete,
-        deleted: change.delete,
+        edits: a.change.map(|c| c.target),
+        edited: a.change.is_some() && !delete,
+        deleted: delete,
     }
 }
 

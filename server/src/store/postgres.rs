@@ -21,8 +21,8 @@
 //! pipelines concurrent queries over it.
 
 use super::{
-    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, change_message, db_seq, public_id,
-    refuse_change,
+    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, public_id, refuse_change,
+    stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -328,18 +328,7 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<Outco
                 .await?;
             }
             seq += 1;
-            let message = match a.change {
-                Some(c) => change_message(room, seq as u64, a, c, now as u64),
-                None => ChatMessage {
-                    room: room.to_owned(),
-                    seq: seq as u64,
-                    author: a.author.clone(),
-                    text: a.text.clone(),
-                    ts: now as u64,
-                    id: public_id(&a.client_id),
-                    ..ChatMessage::default()
-                },
-            };
+            let message = stored_message(room, seq as u64, a, now as u64);
             new.push(seq, a, now);
             stored.insert(a.client_id.clone(), message.clone());
             outcomes[i] = Some(Outcome::New(message));

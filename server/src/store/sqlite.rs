@@ -9,8 +9,8 @@
 //! them run beside the writer.
 
 use super::{
-    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, change_message, db_seq,
-    migrations, public_id, refuse_change,
+    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, migrations,
+    public_id, refuse_change, stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -294,18 +294,7 @@ fn commit_batch(
                 params![room, seq as i64, a.author, a.text, now as i64, a.client_id, a.author_key, edits, deleted];
             insert.execute(row)?;
             heads.insert(room.to_owned(), seq);
-            outcomes.push(Outcome::New(match a.change {
-                Some(c) => change_message(room, seq, a, c, now),
-                None => ChatMessage {
-                    room: room.to_owned(),
-                    seq,
-                    author: a.author.clone(),
-                    text: a.text.clone(),
-                    ts: now,
-                    id: public_id(&a.client_id),
-                    ..ChatMessage::default()
-                },
-            }));
+            outcomes.push(Outcome::New(stored_message(room, seq, a, now)));
         }
     }
     tx.commit()?;
