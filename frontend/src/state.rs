@@ -167,26 +167,22 @@ impl Chat {
     /// Puts a message in the outbox (sent now when connected, else on reconnect); the broken
     /// rule when it breaks one.
     pub(crate) fn say(&self, room: &str, text: &str) -> Result<(), String> {
-        let mut result = Ok(());
-        self.change(|m| match m.say(room, text, crate::browser::new_id()) {
-            Ok(effects) => effects,
-            Err(reason) => {
-                result = Err(reason);
-                Vec::new()
-            }
-        });
-        result
+        self.try_change(|m| m.say(room, text, crate::browser::new_id()))
     }
 
     /// Edits one's own message `seq` (`Some` text) or deletes it (`None`).
     pub(crate) fn change_message(&self, room: &str, seq: u64, text: Option<&str>) -> Result<(), String> {
+        self.try_change(|m| m.change_message(room, seq, text, crate::browser::new_id()))
+    }
+
+    /// Runs a transition that may refuse (the reason comes back; nothing changed then).
+    fn try_change(&self, transition: impl FnOnce(&mut PageModel) -> Result<Vec<Effect>, String>) -> Result<(), String> {
         let mut result = Ok(());
-        self.change(|m| match m.change_message(room, seq, text, crate::browser::new_id()) {
-            Ok(effects) => effects,
-            Err(reason) => {
+        self.change(|m| {
+            transition(m).unwrap_or_else(|reason| {
                 result = Err(reason);
                 Vec::new()
-            }
+            })
         });
         result
     }
