@@ -507,6 +507,12 @@ async fn the_log_reads_like_a_chat_app_grouped_by_author_and_day_with_links_and_
     let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
     let mut bob = hubbub_client::connect(&url, &[]).await.expect("a socket");
     hubbub_client::join_and_wait(&mut bob, &hubbub_client::join("lobby", "bob"), WAIT).await.expect("joined");
+    // "bob joined." comes with the room's next presence tick and, like any notice, ends a run of
+    // one author's messages: let it land before the conversation this test groups
+    eventually("bob's arrival", || async {
+        texts(&alice, ".notice").await.iter().any(|t| t == "bob joined.").then_some(())
+    })
+    .await;
     let bob_says = |text: &str| {
         tokio_tungstenite::tungstenite::Message::text(hubbub_shared::encode(&hubbub_shared::ClientMsg::Send {
             id: None,
