@@ -17,6 +17,7 @@ mod fleet;
 mod procfs;
 mod report;
 mod scenarios;
+mod search;
 mod servers;
 mod token;
 mod worker;
@@ -56,6 +57,8 @@ enum Scenario {
     Storm(StormOptions),
     /// Add clients until the p99 broadcast latency passes a limit.
     Step(StepOptions),
+    /// `search` over 1,000,000 stored messages: queries/s and latency (Hubbub only).
+    Search(search::SearchOptions),
     /// Acknowledged sends with synchronous=FULL: closed-loop throughput, then the ack latency
     /// at a fixed rate (Hubbub only).
     Acks(acks::Options),
@@ -91,6 +94,7 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
             runs.extend(scenarios::idle(bins, common, &IdleOptions { clients: 19_000 }).await?);
             runs.extend(scenarios::storm(bins, common, &scenarios::defaults::<StormOptions>()).await?);
             runs.extend(scenarios::step(bins, common, &scenarios::defaults::<StepOptions>()).await?);
+            runs.extend(search::search(bins, common, &scenarios::defaults::<search::SearchOptions>()).await?);
             if common.servers.contains(&servers::Kind::Hubbub) {
                 runs.extend(cluster::cluster(bins, &scenarios::defaults::<cluster::ClusterOptions>()).await?);
             }
@@ -102,6 +106,7 @@ async fn coordinate(args: Args) -> anyhow::Result<()> {
         Scenario::Storm(o) => scenarios::storm(bins, common, o).await?,
         Scenario::Step(o) => scenarios::step(bins, common, o).await?,
         Scenario::Cluster(o) => cluster::cluster(bins, o).await?,
+        Scenario::Search(o) => search::search(bins, common, o).await?,
         Scenario::Acks(o) => return acks::run(&bins.server_bin, o.clone()).await,
         Scenario::Worker { .. } => unreachable!("handled before the runtime starts"),
     };

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! hubbub-cli ws://127.0.0.1:3000 --nick ada            # chat in #lobby; type lines to send
+//!                                                       # (`/search WORDS`, `/rooms`: see below)
 //! hubbub-cli ws://127.0.0.1:3000 --mode echo           # lines come back from /ws/echo
 //! hubbub-cli ws://127.0.0.1:3000 --mode add            # "3 9" prints 12, via /ws/add
 //! ```
@@ -66,7 +67,9 @@ struct Args {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
-    /// Join a room; each line is a message; what the room says is printed.
+    /// Join a room; each line is a message; what the room says is printed. Two lines are
+    /// commands: `/search WORDS` prints the room's messages with those words (matches between
+    /// `*`), `/rooms` the rooms people are in.
     Chat,
     /// Each line goes to /ws/echo and comes back.
     Echo,
@@ -252,6 +255,7 @@ impl Session<'_> {
 fn answers(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message) -> usize {
     let answers_one = |msg: &ServerMsg| match msg {
         ServerMsg::Message(m) => me.is_some_and(|me| me.as_str() == m.author),
+        ServerMsg::Found { .. } | ServerMsg::Rooms { .. } => true,
         ServerMsg::Error { code, .. } => {
             !matches!(code.as_str(), c if c.starts_with("nick_") || c.starts_with("room_"))
         }
@@ -272,6 +276,13 @@ fn answers(mode: Mode, me: Option<&hubbub_shared::Nick>, msg: &Message) -> usize
 fn outgoing(args: &Args, line: &str) -> Option<String> {
     match args.mode {
         Mode::Chat if line.trim().is_empty() => None,
+        Mode::Chat if line.trim() == "/rooms" => Some(hubbub_shared::encode(&ClientMsg::Rooms { id: None })),
+        Mode::Chat if line.starts_with("/search ") => Some(hubbub_shared::encode(&ClientMsg::Search {
+            id: None,
+            query: line["/search ".len()..].to_owned(),
+            room: Some(args.room.clone()),
+            limit: None,
+        })),
         Mode::Chat => {
             Some(hubbub_shared::encode(&ClientMsg::Send { id: None, room: args.room.clone(), text: line.to_owned() }))
         }

@@ -95,6 +95,23 @@ impl Renderer {
             ServerMsg::Rooms { rooms, .. } => {
                 rooms.iter().map(|r| format!("* #{} ({})", r.room, r.count)).collect::<Vec<_>>().join("\n")
             }
+            ServerMsg::Found { terms, messages, .. } => {
+                let mut lines = vec![format!("* {} found for {}:", messages.len(), terms.join(" "))];
+                lines.extend(messages.iter().map(|m| {
+                    let mut text = String::new();
+                    let mut from = 0;
+                    for mark in hubbub_shared::search::marks(&m.text, &terms) {
+                        text.push_str(&m.text[from..mark.start]);
+                        text.push('*');
+                        text.push_str(&m.text[mark.clone()]);
+                        text.push('*');
+                        from = mark.end;
+                    }
+                    text.push_str(&m.text[from..]);
+                    message_line(&hubbub_shared::ChatMessage { text, ..m.clone() })
+                }));
+                lines.join("\n")
+            }
             ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
         })
     }
@@ -161,6 +178,16 @@ mod tests {
         assert_eq!(
             renderer.readable(Mode::Chat, history).as_deref(),
             Some("[#lobby] <bob> hi (edited)\n[#lobby] <bob> (message deleted)")
+        );
+    }
+
+    #[test]
+    fn search_results_are_lines_with_the_matches_marked() {
+        let mut renderer = Renderer::new(None);
+        let found = r#"{"type":"found","terms":["deplo"],"messages":[{"room":"lobby","seq":4,"author":"bob","text":"Deployed, redeploy later","ts":1}]}"#;
+        assert_eq!(
+            renderer.readable(Mode::Chat, found).as_deref(),
+            Some("* 1 found for deplo:\n[#lobby] <bob> *Deployed*, redeploy later")
         );
     }
 

@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod json;
 pub mod page_codec;
 pub mod protocol;
+pub mod search;
 pub mod validate;
 
 pub use codec::{

@@ -95,6 +95,11 @@ fn variant(kind: &str, f: &mut Fields) -> Result<Option<ServerMsg>, String> {
             id: f.opt_string("id")?,
             rooms: f.list("rooms")?.into_iter().map(room_size).collect::<Result<_, _>>()?,
         })),
+        "found" => Ok(Some(ServerMsg::Found {
+            id: f.opt_string("id")?,
+            terms: f.strings("terms")?,
+            messages: f.list("messages")?.into_iter().map(message_item).collect::<Result<_, _>>()?,
+        })),
         "sum" => Ok(Some(ServerMsg::Sum { id: f.opt_string("id")?, sum: f.i64("sum")? })),
         "error" => {
             let code = f.string("code")?;
@@ -177,6 +182,11 @@ pub fn encode_client(msg: &ClientMsg) -> String {
             typed("resume").opt_str("id", id.as_deref()).str("room", room).str("since", since)
         }
         ClientMsg::Rooms { id } => typed("rooms").opt_str("id", id.as_deref()),
+        ClientMsg::Search { id, query, room, limit } => typed("search")
+            .opt_str("id", id.as_deref())
+            .str("query", query)
+            .opt_str("room", room.as_deref())
+            .opt_u64("limit", limit.map(u64::from)),
         ClientMsg::Auth { id, token } => typed("auth").opt_str("id", id.as_deref()).str("token", token),
         ClientMsg::Add { id, a, b } => typed("add").opt_str("id", id.as_deref()).i64("a", *a).i64("b", *b),
         ClientMsg::Typing { room } => typed("typing").str("room", room),
@@ -298,6 +308,12 @@ mod tests {
                 id: Some("r".into()),
                 rooms: vec![RoomSize { room: "lobby".into(), count: 3 }, RoomSize { room: "rust".into(), count: 1 }],
             },
+            ServerMsg::Found { id: None, terms: vec![], messages: vec![] },
+            ServerMsg::Found {
+                id: Some("f".into()),
+                terms: vec!["ünï".into(), "next".into()],
+                messages: vec![message(9, Some("c9")), message(3, None)],
+            },
             ServerMsg::Sum { id: None, sum: i64::MIN },
             ServerMsg::Sum { id: Some("s".into()), sum: i64::MAX },
         ];
@@ -340,6 +356,8 @@ mod tests {
             ClientMsg::Add { id: id("s"), a: -1, b: 2 },
             ClientMsg::Rooms { id: None },
             ClientMsg::Rooms { id: id("r") },
+            ClientMsg::Search { id: None, query: "a \"b\" ü".into(), room: None, limit: None },
+            ClientMsg::Search { id: id("s"), query: "deploy".into(), room: Some("lobby".into()), limit: Some(5) },
             ClientMsg::Typing { room: "lobby".into() },
             ClientMsg::Visibility { hidden: true },
             ClientMsg::Visibility { hidden: false },

@@ -65,6 +65,19 @@ pub enum ClientMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         id: Option<String>,
     },
+    /// Messages of the rooms this connection is in (or of `room` alone, which it must be in)
+    /// that contain every word of `query` (as the beginning of a word: see
+    /// [`crate::search`]), newest first, at most `limit` (clamped to 1–50, default 20);
+    /// reply `found`. Edits are found by their latest text; deleted messages are not found.
+    Search {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        query: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Sign-in mode (the hub says `auth` in `welcome`): the connection token from the host
     /// application, first, and again before it expires; reply `authed`. A bad token is refused
     /// (`invalid_token`, `token_expired`) and the connection closed (4005).
@@ -130,6 +143,7 @@ impl ClientMsg {
             | ClientMsg::Auth { id, .. }
             | ClientMsg::Add { id, .. }
             | ClientMsg::Rooms { id, .. }
+            | ClientMsg::Search { id, .. }
             | ClientMsg::Edit { id, .. }
             | ClientMsg::Delete { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
@@ -285,6 +299,15 @@ pub enum ServerMsg {
         id: Option<String>,
         rooms: Vec<RoomSize>,
     },
+    /// Reply to `search`: the matching messages, newest first, and the words looked for
+    /// (`terms`, lower case), so a client highlights exactly the words that matched
+    /// ([`crate::search::marks`]).
+    Found {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        terms: Vec<String>,
+        messages: Vec<ChatMessage>,
+    },
     /// A request was refused. The connection stays open.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -379,11 +402,13 @@ pub enum ErrorCode {
     /// `edit` or `delete` of a message that does not exist in the room, was deleted, or is
     /// itself an edit.
     NoSuchMessage,
+    /// `search` whose query has no letters or digits to look for.
+    QueryEmpty,
 }
 
 impl ErrorCode {
     /// Every code (the docs' table is checked against this list by the server's tests).
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 28] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
@@ -411,6 +436,7 @@ impl ErrorCode {
         ErrorCode::TokenExpired,
         ErrorCode::NotAuthor,
         ErrorCode::NoSuchMessage,
+        ErrorCode::QueryEmpty,
     ];
 
     /// The wire string of this code, e.g. `nick_taken`.
@@ -443,6 +469,7 @@ impl ErrorCode {
             ErrorCode::TokenExpired => "token_expired",
             ErrorCode::NotAuthor => "not_author",
             ErrorCode::NoSuchMessage => "no_such_message",
+            ErrorCode::QueryEmpty => "query_empty",
         }
     }
 }
@@ -483,6 +510,7 @@ mod tests {
             ErrorCode::TokenExpired => 24,
             ErrorCode::NotAuthor => 25,
             ErrorCode::NoSuchMessage => 26,
+            ErrorCode::QueryEmpty => 27,
         };
         for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
             assert_eq!(position(code), i, "{}", code.as_str());

@@ -669,8 +669,8 @@ impl PageModel {
                 }
                 _ => Vec::new(),
             },
-            // the page sends no `add` requests
-            ServerMsg::Sum { .. } => Vec::new(),
+            // the page sends no `add` requests, and no searches yet
+            ServerMsg::Sum { .. } | ServerMsg::Found { .. } => Vec::new(),
             ServerMsg::Error { id, code, message, room, retry_after_ms } => {
                 self.refused(id, code, message, room, retry_after_ms)
             }

@@ -20,6 +20,9 @@ const MAX_HISTORY_LIMIT: u32 = 100;
 const MAX_ERROR_DETAIL_CHARS: usize = 200;
 /// Most rooms a `rooms` reply lists.
 const MAX_ROOMS_LISTED: usize = 100;
+/// Most messages a `search` reply lists, and how many without a `limit`.
+const MAX_SEARCH_LIMIT: u32 = 50;
+const SEARCH_LIMIT: u32 = 20;
 
 /// One chat connection: which rooms it is in, under which nickname, and its rate limits.
 #[derive(Debug)]
@@ -239,6 +242,27 @@ impl ChatSession {
                     rooms.truncate(MAX_ROOMS_LISTED);
                     let rooms = rooms.into_iter().map(|(room, count)| RoomSize { room, count }).collect();
                     out.push(&ServerMsg::Rooms { id, rooms });
+                });
+                Ok(())
+            }
+            ClientMsg::Search { id, query, room, limit } => {
+                // only ever the rooms this connection is in: a search cannot reach further
+                let rooms = match room {
+                    Some(room) => vec![self.member_of(&room)?],
+                    None => self.rooms.keys().cloned().collect(),
+                };
+                let terms = hubbub_shared::search::terms(&query);
+                if terms.is_empty() {
+                    let reason = "Search for at least one word (letters or digits).".to_owned();
+                    return Err(Refusal::general(ErrorCode::QueryEmpty, reason));
+                }
+                let limit = limit.unwrap_or(SEARCH_LIMIT).clamp(1, MAX_SEARCH_LIMIT) as usize;
+                let (log, out) = (self.deps.log.clone(), out.clone());
+                self.deps.tasks.spawn(async move {
+                    match log.search(rooms, terms.clone(), limit).await {
+                        Ok(messages) => out.push(&ServerMsg::Found { id, terms, messages }),
+                        Err(e) => refuse(&out, id, Refusal::general(ErrorCode::StorageUnavailable, e.to_string())),
+                    }
                 });
                 Ok(())
             }

@@ -21,6 +21,11 @@
 //!   each row keeps its author's `author_key` (a digest of the person's identity, the one that
 //!   holds nicknames), and a change by another person, or of a missing, deleted or edit row, is
 //!   [`Outcome::Refused`] with nothing written.
+//! - **search** by words ([`hubbub_shared::search`]): every stored message is indexed by its
+//!   words in the transaction that stores it, an edit re-indexes its target and a deletion
+//!   removes it, so a search finds what history shows. SQLite uses FTS5, PostgreSQL a GIN
+//!   index over a `tsvector`; both index the very words the hub computes (never a database
+//!   parser's idea of a word), so both engines find the same messages.
 
 mod migrations;
 pub(crate) mod postgres;
@@ -167,6 +172,12 @@ fn stored_message(room: &str, seq: u64, a: &Append, ts: u64) -> ChatMessage {
     }
 }
 
+/// The words a message is found by: its text's distinct words, space-separated (what both
+/// engines index).
+fn index_words(text: &str) -> String {
+    hubbub_shared::search::index_words(text).join(" ")
+}
+
 /// An append that was not stored, and why (nothing of its batch was).
 #[derive(Debug)]
 pub(crate) struct NotStored {
@@ -201,6 +212,16 @@ pub(crate) trait MessageLog: Send + Sync + std::fmt::Debug {
 
     /// The sequence number of `room`'s newest message (0 when it has none).
     fn head(&self, room: &RoomName) -> BoxFuture<'static, Result<u64, StoreError>>;
+
+    /// The messages of `rooms` whose words begin with every one of `terms` (lower case, as
+    /// [`hubbub_shared::search::terms`] makes them), newest first, at most `limit`. Rows that
+    /// edit or delete another are never found, nor are deleted messages.
+    fn search(
+        &self,
+        rooms: Vec<RoomName>,
+        terms: Vec<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>>;
 
     /// Whether the database answers (for `/healthz`).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;

@@ -21,8 +21,8 @@
 //! pipelines concurrent queries over it.
 
 use super::{
-    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, public_id, refuse_change,
-    stored_message,
+    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, index_words, public_id,
+    refuse_change, stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -48,7 +48,11 @@ const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_edits.sql"),
+    include_str!("../../migrations/postgres/0003_search.sql"),
 ];
+/// A message's search lexemes from its words (`$W`, space-separated) and room (`$R`); see
+/// `0003_search.sql`.
+const WORDS_SQL: &str = "array_to_tsvector(string_to_array($W, ' ')) || array_to_tsvector(ARRAY['#' || $R])";
 /// Any fixed number: the advisory lock that makes hubs starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6875_6262_7562; // "hubbub"
 
@@ -182,6 +186,36 @@ impl MessageLog for PgLog {
             let client = reader.shared().await?;
             let row = client.query_opt("SELECT head FROM rooms WHERE room = $1", &[&room]).await?;
             Ok(row.map_or(0, |r| r.get::<_, i64>(0).max(0) as u64))
+        }
+        .boxed()
+    }
+
+    fn search(
+        &self,
+        rooms: Vec<RoomName>,
+        terms: Vec<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>> {
+        let reader = self.reader.clone();
+        async move {
+            if rooms.is_empty() || terms.is_empty() {
+                return Ok(Vec::new());
+            }
+            // tsquery text: terms are letters and digits, room names letters, digits, `-`, `_`
+            // and `.`, so quoting them is enough to keep them lexemes
+            let words: Vec<String> = terms.iter().map(|t| format!("'{t}':*")).collect();
+            let in_rooms: Vec<String> = rooms.iter().map(|r| format!("'#{r}'")).collect();
+            let query = format!("({}) & ({})", words.join(" & "), in_rooms.join(" | "));
+            let client = reader.shared().await?;
+            let rows = client
+                .query(
+                    "SELECT seq, author, text, ts, client_id, edits, edited, deleted, room FROM messages
+                     WHERE words @@ $1::text::tsquery ORDER BY ts DESC, seq DESC LIMIT $2",
+                    &[&query, &(limit as i64)],
+                )
+                .await?;
+            let found = rows.iter().map(|r| message_from_row(r.get(8), r));
+            Ok(found.filter(|m| rooms.iter().any(|r| r.as_str() == m.room)).collect())
         }
         .boxed()
     }
@@ -321,11 +355,14 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<Outco
                     outcomes[i] = Some(Outcome::Refused(code, reason));
                     continue;
                 }
-                tx.execute(
-                    "UPDATE messages SET text = $3, edited = edited OR NOT $4, deleted = $4 WHERE room = $1 AND seq = $2",
-                    &[&room, &db_seq(c.target), &a.text, &c.delete],
-                )
-                .await?;
+                // found by its new words from now on, or not at all once deleted
+                let update = format!(
+                    "UPDATE messages SET text = $3, edited = edited OR NOT $4, deleted = $4,
+                         words = CASE WHEN $4 THEN NULL ELSE {} END
+                     WHERE room = $1 AND seq = $2",
+                    WORDS_SQL.replace("$W", "$5").replace("$R", "$1")
+                );
+                tx.execute(&update, &[&room, &db_seq(c.target), &a.text, &c.delete, &index_words(&a.text)]).await?;
             }
             seq += 1;
             let message = stored_message(room, seq as u64, a, now as u64);
@@ -353,6 +390,8 @@ struct NewRows<'a> {
     author_keys: Vec<&'a str>,
     edits: Vec<Option<i64>>,
     deleted: Vec<bool>,
+    /// The words to index (empty for a change: it is found through its target).
+    words: Vec<String>,
 }
 
 impl<'a> NewRows<'a> {
@@ -365,6 +404,7 @@ impl<'a> NewRows<'a> {
         self.author_keys.push(&a.author_key);
         self.edits.push(a.change.map(|c| db_seq(c.target)));
         self.deleted.push(a.change.is_some_and(|c| c.delete));
+        self.words.push(if a.change.is_some() { String::new() } else { index_words(&a.text) });
     }
 
     /// Writes the rows gathered so far in one statement, and forgets them.
@@ -372,10 +412,15 @@ impl<'a> NewRows<'a> {
         if self.seqs.is_empty() {
             return Ok(());
         }
+        let insert = format!(
+            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted, words)
+             SELECT $1, s, a, t, ts, c, k, e, d, CASE WHEN e IS NULL THEN {} END
+             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                         $8::bigint[], $9::boolean[], $10::text[]) AS u(s, a, t, ts, c, k, e, d, w)",
+            WORDS_SQL.replace("$W", "w").replace("$R", "$1")
+        );
         tx.execute(
-            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted)
-             SELECT $1, * FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                                      $8::bigint[], $9::boolean[])",
+            &insert,
             &[
                 &room,
                 &self.seqs,
@@ -386,6 +431,7 @@ impl<'a> NewRows<'a> {
                 &self.author_keys,
                 &self.edits,
                 &self.deleted,
+                &self.words,
             ],
         )
         .await?;

@@ -9,8 +9,8 @@
 //! them run beside the writer.
 
 use super::{
-    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, migrations,
-    public_id, refuse_change, stored_message,
+    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, index_words,
+    migrations, public_id, refuse_change, stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -147,6 +147,36 @@ impl MessageLog for SqliteLog {
         })
     }
 
+    fn search(
+        &self,
+        rooms: Vec<RoomName>,
+        terms: Vec<String>,
+        limit: usize,
+    ) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>> {
+        if rooms.is_empty() || terms.is_empty() {
+            return futures_util::future::ready(Ok(Vec::new())).boxed();
+        }
+        // every term as a prefix, in any of the rooms; terms are letters and digits only, and
+        // rooms are tokens of hex digits, so nothing here can be FTS5 syntax
+        let words: Vec<String> = terms.iter().map(|t| format!("\"{t}\"*")).collect();
+        let in_rooms: Vec<String> = rooms.iter().map(|r| room_token(r.as_str())).collect();
+        let query = format!("words : ({}) AND room : ({})", words.join(" AND "), in_rooms.join(" OR "));
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT m.room, m.seq, m.author, m.text, m.ts, m.client_id, m.edits, m.edited, m.deleted
+                 FROM message_words JOIN messages m ON m.doc = message_words.rowid
+                 WHERE message_words MATCH ?1 ORDER BY message_words.rowid DESC LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![query, limit as i64], |r| {
+                let room: String = r.get(0)?;
+                message_from_columns(room, r, 1)
+            })?;
+            let found = rows.collect::<Result<Vec<_>, _>>()?;
+            // the room tokens are exact, so this keeps everything: a second lock on the door
+            Ok(found.into_iter().filter(|m| rooms.iter().any(|r| r.as_str() == m.room)).collect())
+        })
+    }
+
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
@@ -166,17 +196,40 @@ impl MessageLog for SqliteLog {
 
 /// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
 fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
+    message_from_columns(room.to_owned(), r, 0)
+}
+
+/// The same, from the columns starting at `at`.
+fn message_from_columns(room: String, r: &rusqlite::Row<'_>, at: usize) -> rusqlite::Result<ChatMessage> {
     Ok(ChatMessage {
-        room: room.to_owned(),
-        seq: r.get::<_, i64>(0)? as u64,
-        author: r.get(1)?,
-        text: r.get(2)?,
-        ts: r.get::<_, i64>(3)? as u64,
-        id: public_id(&r.get::<_, String>(4)?),
-        edits: r.get::<_, Option<i64>>(5)?.map(|s| s as u64),
-        edited: r.get(6)?,
-        deleted: r.get(7)?,
+        room,
+        seq: r.get::<_, i64>(at)? as u64,
+        author: r.get(at + 1)?,
+        text: r.get(at + 2)?,
+        ts: r.get::<_, i64>(at + 3)? as u64,
+        id: public_id(&r.get::<_, String>(at + 4)?),
+        edits: r.get::<_, Option<i64>>(at + 5)?.map(|s| s as u64),
+        edited: r.get(at + 6)?,
+        deleted: r.get(at + 7)?,
     })
+}
+
+/// A room as one token of the search index: `r` and its name's bytes in hex (exact, and only
+/// letters and digits, so FTS5 keeps it whole).
+fn room_token(room: &str) -> String {
+    let mut token = String::with_capacity(1 + 2 * room.len());
+    token.push('r');
+    for b in room.bytes() {
+        token.push_str(&format!("{b:02x}"));
+    }
+    token
+}
+
+/// Adds message `doc` of `room` with `text` to the search index.
+pub(super) fn index_message(conn: &Connection, doc: i64, room: &str, text: &str) -> rusqlite::Result<()> {
+    let mut insert = conn.prepare_cached("INSERT INTO message_words (rowid, words, room) VALUES (?1, ?2, ?3)")?;
+    insert.execute(params![doc, index_words(text), room_token(room)])?;
+    Ok(())
 }
 
 fn open_connection(location: &Path, durability: Durability, busy_timeout: Duration) -> rusqlite::Result<Connection> {
@@ -197,6 +250,8 @@ fn open_connection(location: &Path, durability: Durability, busy_timeout: Durati
 fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &Stats, on_commit: OnCommit) {
     // last sequence number per room, read from the database on first use
     let mut heads: HashMap<String, u64> = HashMap::new();
+    // the last search document number, likewise
+    let mut last_doc: Option<i64> = None;
     let mut closing = false;
     while !closing && let Ok(first) = queue.recv() {
         let mut batch = Vec::new();
@@ -216,7 +271,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
             continue;
         }
         let started = std::time::Instant::now();
-        let committed = commit_batch(&mut conn, &mut heads, &batch);
+        let committed = commit_batch(&mut conn, &mut heads, &mut last_doc, &batch);
         stats.commit_latency.observe(started.elapsed());
         match committed {
             Ok(outcomes) => {
@@ -229,6 +284,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
             Err(err) => {
                 // nothing of the batch was stored: the cached heads may be ahead of the disk
                 heads.clear();
+                last_doc = None;
                 tracing::error!(cause = %err, messages = batch.len(), "commit failed");
                 stats.commit_outcome(Some(err.to_string()));
                 for append in batch {
@@ -246,6 +302,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
 fn commit_batch(
     conn: &mut Connection,
     heads: &mut HashMap<String, u64>,
+    last_doc: &mut Option<i64>,
     batch: &[Append],
 ) -> Result<Vec<Outcome>, rusqlite::Error> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
@@ -257,12 +314,13 @@ fn commit_batch(
         )?;
         let mut head = tx.prepare_cached("SELECT MAX(seq) FROM messages WHERE room = ?1")?;
         let mut insert = tx.prepare_cached(
-            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted, doc)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         let mut target = tx.prepare_cached(
-            "SELECT author_key, edits IS NOT NULL, deleted FROM messages WHERE room = ?1 AND seq = ?2",
+            "SELECT author_key, edits IS NOT NULL, deleted, doc FROM messages WHERE room = ?1 AND seq = ?2",
         )?;
+        let mut unindex = tx.prepare_cached("DELETE FROM message_words WHERE rowid = ?1")?;
         let mut change = tx.prepare_cached(
             "UPDATE messages SET text = ?3, edited = edited OR NOT ?4, deleted = ?4 WHERE room = ?1 AND seq = ?2",
         )?;
@@ -276,13 +334,23 @@ fn commit_batch(
             }
             if let Some(c) = a.change {
                 let row = target
-                    .query_row(params![room, db_seq(c.target)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .query_row(params![room, db_seq(c.target)], |r| {
+                        Ok(((r.get(0)?, r.get(1)?, r.get(2)?), r.get::<_, Option<i64>>(3)?))
+                    })
                     .optional()?;
-                if let Some((code, reason)) = refuse_change(c.target, row, &a.author_key) {
+                if let Some((code, reason)) = refuse_change(c.target, row.as_ref().map(|r| r.0.clone()), &a.author_key)
+                {
                     outcomes.push(Outcome::Refused(code, reason));
                     continue;
                 }
                 change.execute(params![room, db_seq(c.target), a.text, c.delete])?;
+                // found by its new words from now on, or not at all once deleted
+                if let Some(doc) = row.and_then(|r| r.1) {
+                    unindex.execute([doc])?;
+                    if !c.delete {
+                        index_message(&tx, doc, room, &a.text)?;
+                    }
+                }
             }
             let last = match heads.get(room) {
                 Some(last) => *last,
@@ -290,9 +358,26 @@ fn commit_batch(
             };
             let seq = last + 1;
             let (edits, deleted) = (a.change.map(|c| db_seq(c.target)), a.change.is_some_and(|c| c.delete));
+            // a change is not a message of its own: it is found through its target
+            let doc = match a.change {
+                Some(_) => None,
+                None => {
+                    let last = match *last_doc {
+                        Some(last) => last,
+                        None => tx
+                            .query_row("SELECT MAX(doc) FROM messages", [], |r| r.get::<_, Option<i64>>(0))?
+                            .unwrap_or(0),
+                    };
+                    *last_doc = Some(last + 1);
+                    Some(last + 1)
+                }
+            };
             let row =
-                params![room, seq as i64, a.author, a.text, now as i64, a.client_id, a.author_key, edits, deleted];
+                params![room, seq as i64, a.author, a.text, now as i64, a.client_id, a.author_key, edits, deleted, doc];
             insert.execute(row)?;
+            if let Some(doc) = doc {
+                index_message(&tx, doc, room, &a.text)?;
+            }
             heads.insert(room.to_owned(), seq);
             outcomes.push(Outcome::New(stored_message(room, seq, a, now)));
         }

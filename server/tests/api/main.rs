@@ -27,4 +27,5 @@ mod proxy;
 #[path = "../support/redis.rs"]
 mod redis;
 mod rooms;
+mod search;
 mod services;
