@@ -3,7 +3,7 @@
 
 use crate::{
     client,
-    components::{ChatRoom, ConnectionStatus, JoinForm, RoomList},
+    components::{ChatRoom, ConnectionStatus, JoinForm, RoomList, SearchBox, SearchResults},
     state::Chat,
 };
 use leptos::prelude::*;
@@ -25,28 +25,36 @@ pub(crate) fn App() -> impl IntoView {
     client::spawn(chat, queue);
     crate::browser::on_visibility_change(move |hidden| chat.set_hidden(hidden));
 
-    // re-render the room view only when the active room itself changes
+    // re-render the room view only when the active room itself changes (or the search view
+    // opens or closes over it)
     let active_room = Memo::new(move |_| chat.with(|m| m.active_room().map(str::to_owned)));
+    let searching = Memo::new(move |_| chat.with(|m| m.search.is_some()));
     // on a narrow screen the rooms and the members open as drawers over the chat; picking,
     // joining or switching to a room closes them (RoomList, JoinForm, the keys below)
     let drawer = RwSignal::new(Drawer::Closed);
     provide_context(drawer);
-    // the page's keys: Alt+ArrowUp / Alt+ArrowDown move between rooms, Escape closes a drawer
+    // the page's keys: Alt+ArrowUp / Alt+ArrowDown move between rooms, "/" goes to the search
+    // box (outside text fields), Escape closes a drawer and the search view
     let _keys = window_event_listener(leptos::ev::keydown, move |ev| {
         let key = ev.key();
         if ev.alt_key() && (key == "ArrowUp" || key == "ArrowDown") {
             ev.prevent_default();
             chat.switch_room(key == "ArrowDown");
+        } else if key == "/" && !crate::browser::typing_in_a_field() {
+            ev.prevent_default();
+            crate::browser::focus("search");
         } else if key != "Escape" {
             return;
         }
         drawer.set(Drawer::Closed);
+        chat.close_search();
     });
 
     view! {
         <div class="app">
             <header class="topbar">
                 <h1>"Hubbub"</h1>
+                {move || active_room.with(Option::is_some).then(|| view! { <SearchBox /> })}
                 <a class="nav" href="/echo">"Echo test"</a>
                 <ConnectionStatus />
             </header>
@@ -63,9 +71,10 @@ pub(crate) fn App() -> impl IntoView {
                     <RoomList />
                 </aside>
                 <main class="main">
-                    {move || match active_room.get() {
-                        Some(room) => view! { <ChatRoom room /> }.into_any(),
-                        None => {
+                    {move || match (searching.get(), active_room.get()) {
+                        (true, _) => view! { <SearchResults /> }.into_any(),
+                        (false, Some(room)) => view! { <ChatRoom room /> }.into_any(),
+                        (false, None) => {
                             view! {
                                 <p class="empty">"Pick a nickname and a room, then press Join."</p>
                             }

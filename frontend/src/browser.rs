@@ -152,3 +152,34 @@ pub(crate) fn on_visibility_change(changed: impl Fn(bool) + 'static) {
     let _ = document().add_event_listener_with_callback("visibilitychange", listener.as_ref().unchecked_ref());
     listener.forget();
 }
+
+/// Scrolls the element with this id to the top of its view (what came after it below) and
+/// gives it the focus, once
+/// the view that holds it is rendered: two frames from now (a room switched to scrolls to its
+/// end in the first).
+pub(crate) fn reveal(id: &str) {
+    let id = id.to_owned();
+    leptos::prelude::request_animation_frame(move || {
+        leptos::prelude::request_animation_frame(move || {
+            if let Some(el) = leptos::prelude::document().get_element_by_id(&id) {
+                el.scroll_into_view();
+                focus(&id);
+            }
+        });
+    });
+}
+
+/// Gives the element with this id the focus, if it is there.
+pub(crate) fn focus(id: &str) {
+    let el = leptos::prelude::document().get_element_by_id(id);
+    if let Some(el) = el.and_then(|el| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el).ok()) {
+        let _ = el.focus();
+    }
+}
+
+/// Whether the focus is in a text field (where a key is text, not a shortcut).
+pub(crate) fn typing_in_a_field() -> bool {
+    leptos::prelude::document()
+        .active_element()
+        .is_some_and(|el| matches!(el.tag_name().as_str(), "INPUT" | "TEXTAREA"))
+}

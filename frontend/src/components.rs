@@ -3,11 +3,13 @@
 mod chat_room;
 mod join_form;
 mod room_list;
+mod search;
 mod status;
 
 pub(crate) use chat_room::ChatRoom;
 pub(crate) use join_form::JoinForm;
 pub(crate) use room_list::RoomList;
+pub(crate) use search::{SearchBox, SearchResults};
 pub(crate) use status::ConnectionStatus;
 
 /// Every event handler of the page as one type. tachys instantiates its attach code once per

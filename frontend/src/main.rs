@@ -14,7 +14,8 @@ mod state;
 
 fn main() {
     // a panic's message and place in the browser console (console_error_panic_hook does the same
-    // with a JS stack trace, for 1.4 KB more of gzipped page)
+    // with a JS stack trace, for 1.4 KB more of gzipped page); the release build's panics abort
+    // at once (scripts/build-page.sh), so this serves debug builds
     std::panic::set_hook(Box::new(|info| leptos::logging::error!("{info}")));
     // two pages, one build: the hub serves index.html for every path
     if browser::path().trim_end_matches('/') == "/echo" {

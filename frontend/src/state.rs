@@ -64,6 +64,7 @@ impl Chat {
                 Effect::SaveOutbox => {
                     self.model.with_untracked(|m| crate::browser::save(OUTBOX_KEY, &Pending::list_to_json(&m.outbox)));
                 }
+                Effect::Reveal { seq } => crate::browser::reveal(&format!("m{seq}")),
                 Effect::RetryLater { id, after_ms } => {
                     let chat = *self;
                     leptos::task::spawn_local(async move {
@@ -138,6 +139,19 @@ impl Chat {
         if self.with_untracked(|m| m.join_error.is_none() && !m.sign_in_required) {
             crate::browser::remember_nick(nick);
         }
+    }
+
+    pub(crate) fn search(&self, query: &str) {
+        self.change(|m| m.search(query));
+    }
+
+    pub(crate) fn close_search(&self) {
+        self.set(PageModel::close_search);
+    }
+
+    /// Opens a search result: its room, at it.
+    pub(crate) fn open_at(&self, room: &str, seq: u64) {
+        self.change(|m| m.open_at(room, seq));
     }
 
     /// Asks the hub which rooms people are in.

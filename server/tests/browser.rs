@@ -803,6 +803,110 @@ async fn browse_rooms_lists_where_people_are_and_one_click_joins_one() {
 
 #[tokio::test]
 #[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn a_person_searches_by_keyboard_and_jumps_to_an_old_message_shown_with_those_around_it() {
+    use futures_util::{SinkExt, StreamExt};
+    const ESCAPE: &str = "\u{E00C}";
+    // bob says 80 things at once: more than the default burst allows
+    let dist = dist_dir().to_string_lossy().into_owned();
+    let hub = Hub::start(&["--static-dir", &dist, "--messages-per-sec", "1000", "--message-burst", "1000"]).await;
+    // Arrange: bob said something worth finding, then 79 lines of chatter (more than a page)
+    let url = hubbub_client::socket_url(&hub.url, hubbub_client::Service::Chat).unwrap();
+    let mut bob = hubbub_client::connect(&url, &[]).await.expect("a socket");
+    hubbub_client::join_and_wait(&mut bob, &hubbub_client::join("lobby", "bob"), WAIT).await.expect("joined");
+    let texts_said: Vec<String> = std::iter::once("the deploy key is under the <b>mat</b>".to_owned())
+        .chain((2..=80).map(|n| format!("chatter {n}")))
+        .collect();
+    for (n, text) in texts_said.iter().enumerate() {
+        let send =
+            hubbub_shared::ClientMsg::Send { id: Some(format!("b{n}")), room: "lobby".into(), text: text.clone() };
+        bob.send(tokio_tungstenite::tungstenite::Message::text(hubbub_shared::encode(&send))).await.unwrap();
+    }
+    // the last one acknowledged: all are stored (and indexed)
+    tokio::time::timeout(WAIT, async {
+        while let Some(Ok(frame)) = bob.next().await {
+            for item in hubbub_shared::decode_server_items(frame.to_text().unwrap_or_default()).unwrap_or_default() {
+                match item {
+                    Ok(hubbub_shared::ServerMsg::Ack { id, .. }) if id == "b79" => return,
+                    Ok(hubbub_shared::ServerMsg::Error { message, .. }) => panic!("bob was refused: {message}"),
+                    _ => {}
+                }
+            }
+        }
+    })
+    .await
+    .expect("bob's messages acknowledged");
+    let driver = Driver::start().await;
+    let alice = driver.browser("alice-search").await;
+    join(&alice, &hub.url, "alice").await;
+    eventually("the newest page", || async {
+        texts(&alice, ".log .msg .text").await.contains(&"chatter 80".to_owned()).then_some(())
+    })
+    .await;
+    assert!(!texts(&alice, ".log .msg .text").await.contains(&texts_said[0]), "the old message is not on screen");
+
+    // Act: search by keyboard: "/" goes to the search box from anywhere but a text field
+    alice.execute("document.activeElement.blur()", vec![]).await.unwrap();
+    press(&alice, "/").await;
+    press(&alice, "DEPLO\u{E007}").await;
+
+    // Assert: one result, its matched word marked, its markup shown as text
+    eventually("the result", || async {
+        (texts(&alice, ".results .result .text").await == [texts_said[0].clone()]).then_some(())
+    })
+    .await;
+    assert_eq!(texts(&alice, ".results mark").await, ["deploy"]);
+    assert!(texts(&alice, ".results .where").await[0].starts_with("#lobby · bob · "));
+    assert_eq!(texts(&alice, ".search-view [role=status]").await, ["1 found, newest first."]);
+    assert_eq!(accessibility_violations(&alice).await, Vec::<String>::new(), "the search view");
+
+    // choosing it (Tab, Enter) opens the lobby at it, with the messages around it, and a gap
+    // between them and the newest page; the found message has the focus
+    tab_to_css(&alice, ".results .result").await;
+    press(&alice, "\u{E007}").await;
+    eventually("the old message revealed", || async {
+        let focused = alice.execute("return document.activeElement.id", vec![]).await.unwrap();
+        (focused.as_str() == Some("m1")).then_some(())
+    })
+    .await;
+    let shown = texts(&alice, ".log .msg .text").await;
+    assert_eq!(shown[0], texts_said[0]);
+    assert_eq!(shown[10], "chatter 11", "the ten after it");
+    assert_eq!(texts(&alice, ".log .gap").await.len(), 1, "what is between is marked as not loaded");
+    assert!(shown.contains(&"chatter 80".to_owned()), "and the newest are still there");
+
+    // Escape closes a search and goes back to the room
+    press(&alice, "/").await;
+    press(&alice, "\u{E009}a\u{E000}chatter\u{E007}").await; // Ctrl+A: a new query
+    eventually("results", || async { (!texts(&alice, ".results .result").await.is_empty()).then_some(()) }).await;
+    press(&alice, ESCAPE).await;
+    eventually("back in the lobby", || async {
+        (texts(&alice, ".search-view").await.is_empty() && texts(&alice, "#room-title").await == ["#lobby"])
+            .then_some(())
+    })
+    .await;
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    press(&alice, "/").await;
+    press(&alice, "\u{E009}a\u{E000}deploy key\u{E007}").await;
+    eventually("results", || async { (!texts(&alice, ".results .result").await.is_empty()).then_some(()) }).await;
+    std::fs::write(out.join("search.png"), alice.screenshot().await.unwrap()).unwrap();
+    drop(bob);
+}
+
+/// Presses Tab until the element matching `css` has the focus; fails after 40 presses.
+async fn tab_to_css(page: &Client, css: &str) {
+    for _ in 0..40 {
+        let focused = page.execute(&format!("return document.activeElement.matches({css:?})"), vec![]).await.unwrap();
+        if focused.as_bool() == Some(true) {
+            return;
+        }
+        press(page, "\u{E004}").await; // Tab
+    }
+    panic!("Tab never reached {css}");
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
 async fn a_big_room_shows_its_size_and_the_member_panel_loads_the_rest_when_asked() {
     use futures_util::SinkExt;
     const OTHERS: usize = 150;

@@ -44,6 +44,14 @@ fn rejoin_id(room: &str) -> String {
     format!("rejoin:{room}")
 }
 
+/// The request id of the page's searches: the answer (or refusal) to the latest one fills
+/// [`PageModel::search`].
+const SEARCH_ID: &str = "search";
+/// The request id of the history around a search result ([`PageModel::open_at`]).
+const AROUND_ID: &str = "around";
+/// How many messages before and after a search result are shown with it.
+pub const AROUND: u64 = 10;
+
 /// What a transition asks the outside world to do, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
@@ -55,6 +63,22 @@ pub enum Effect {
     SaveSession,
     /// The outbox changed: save [`PageModel::outbox`].
     SaveOutbox,
+    /// Bring message `seq` of the active room into view and give it the focus (once it is
+    /// rendered): a search result the person chose.
+    Reveal { seq: u64 },
+}
+
+/// The search view: what was asked and what the hub found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Search {
+    pub query: String,
+    /// The words the hub looked for, lower case: the page highlights the words they begin
+    /// ([`hubbub_shared::search::marks`]).
+    pub terms: Vec<String>,
+    /// Newest first; `None` while the answer is on its way.
+    pub found: Option<Vec<ChatMessage>>,
+    /// Why the hub refused to search.
+    pub problem: Option<String>,
 }
 
 /// The rooms the page is in, remembered so that a refresh rejoins them.
@@ -217,6 +241,10 @@ pub struct PageModel {
     /// The rooms people are in, biggest first, from the hub's last `rooms` answer ("browse
     /// rooms"); `None` until asked.
     pub browse: Option<Vec<RoomSize>>,
+    /// The search view, while it is open.
+    pub search: Option<Search>,
+    /// The search result whose surroundings are being fetched, revealed when they arrive.
+    reveal: Option<u64>,
     /// Own messages not yet acknowledged, oldest first.
     pub outbox: Vec<Pending>,
     /// Request id of the join the form is waiting for.
@@ -247,6 +275,8 @@ impl PageModel {
             epoch: None,
             join_error: None,
             browse: None,
+            search: None,
+            reveal: None,
             outbox,
             pending_join: None,
             sign_in_required: false,
@@ -446,6 +476,35 @@ impl PageModel {
     pub fn select(&mut self, room: &str) -> Vec<Effect> {
         self.active = Some(room.to_owned());
         vec![Effect::SaveSession]
+    }
+
+    /// Searches every room the page is in; the answer fills [`PageModel::search`].
+    pub fn search(&mut self, query: &str) -> Vec<Effect> {
+        let query = query.trim().to_owned();
+        self.search = Some(Search { query: query.clone(), ..Search::default() });
+        vec![Effect::Send(ClientMsg::Search { id: Some(SEARCH_ID.into()), query, room: None, limit: None })]
+    }
+
+    pub fn close_search(&mut self) {
+        self.search = None;
+    }
+
+    /// Opens `room` at message `seq` (a search result): the search closes, the room becomes the
+    /// active one, and the message is revealed with those around it, which are fetched first
+    /// when the log does not hold it (the log then shows a gap between them and the rest).
+    pub fn open_at(&mut self, room: &str, seq: u64) -> Vec<Effect> {
+        let Some(r) = self.room(room) else { return Vec::new() };
+        let held = r.log.iter().any(|e| e.seq() == Some(seq));
+        self.search = None;
+        let mut effects = self.select(room);
+        self.reveal = (!held).then_some(seq);
+        effects.push(if held {
+            Effect::Reveal { seq }
+        } else {
+            let (before, limit) = (seq + AROUND + 1, Some(2 * AROUND as u32 + 1));
+            Effect::Send(ClientMsg::History { id: Some(AROUND_ID.into()), room: room.to_owned(), before, limit })
+        });
+        effects
     }
 
     /// Asks the hub which rooms people are in (the answer fills [`PageModel::browse`]).
@@ -658,6 +717,20 @@ impl PageModel {
                 self.add_message(m);
                 effects
             }
+            // the messages around a search result: marked off from the rest, then revealed
+            ServerMsg::History { id: Some(id), room, messages, .. } if id == AROUND_ID => {
+                let (first, last) = (messages.first().map(|m| m.seq), messages.last().map(|m| m.seq));
+                let mut effects = self.history(&room, messages, true);
+                if let (Some(first), Some(last)) = (first, last) {
+                    let key = self.take_key();
+                    if let Some(r) = self.room_mut(&room) {
+                        r.gap_after(last, key);
+                    }
+                    let wanted = self.reveal.take().filter(|seq| (first..=last).contains(seq));
+                    effects.extend(wanted.map(|seq| Effect::Reveal { seq }));
+                }
+                effects
+            }
             ServerMsg::History { room, messages, recovered, .. } => self.history(&room, messages, recovered),
             // normally settled by the message itself; a resend of a stored one gets only this
             ServerMsg::Ack { id, .. } => self.settle(&id),
@@ -669,8 +742,15 @@ impl PageModel {
                 }
                 _ => Vec::new(),
             },
-            // the page sends no `add` requests, and no searches yet
-            ServerMsg::Sum { .. } | ServerMsg::Found { .. } => Vec::new(),
+            ServerMsg::Found { id, terms, messages } => {
+                if let Some(search) = self.search.as_mut().filter(|_| id.as_deref() == Some(SEARCH_ID)) {
+                    search.terms = terms;
+                    search.found = Some(messages);
+                }
+                Vec::new()
+            }
+            // the page sends no `add` requests
+            ServerMsg::Sum { .. } => Vec::new(),
             ServerMsg::Error { id, code, message, room, retry_after_ms } => {
                 self.refused(id, code, message, room, retry_after_ms)
             }
@@ -751,6 +831,12 @@ impl PageModel {
             (Some(p), _) => {
                 p.failed = Some(message);
                 vec![Effect::SaveOutbox]
+            }
+            (None, _) if id.as_deref() == Some(SEARCH_ID) => {
+                if let Some(search) = &mut self.search {
+                    search.problem = Some(message);
+                }
+                Vec::new()
             }
             (None, _) if id.is_some() && id == self.pending_join => {
                 self.pending_join = None;

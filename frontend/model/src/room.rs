@@ -272,6 +272,21 @@ impl Room {
         }
     }
 
+    /// After a page of history that need not reach the messages after it (those around a
+    /// search result): marks what may be missing between its newest message `last` and the next
+    /// one the log holds.
+    pub(crate) fn gap_after(&mut self, last: u64, key: u64) {
+        let Some(at) = self.log.iter().position(|e| e.seq() == Some(last)) else { return };
+        let Some(next) = self.log[at + 1..].iter().find_map(Entry::seq) else { return };
+        // a gap already marked between them (the page before asked for this very window)
+        let between = self.log[at + 1..].iter().take_while(|e| e.seq().is_none());
+        let marked = between.into_iter().any(|e| matches!(e.kind, EntryKind::Gap { .. }));
+        if next > last + 1 && !marked {
+            let gap = Entry { key, kind: EntryKind::Gap { after: last, before: next }, place: Placement::default() };
+            self.log.insert(at + 1, gap);
+        }
+    }
+
     /// `seq` arrived: any gap it falls in now ends at it; a gap with nothing left is removed.
     fn fill_gaps(&mut self, seq: u64) {
         for entry in &mut self.log {

@@ -748,3 +748,89 @@ fn browsing_asks_the_hub_and_keeps_its_answer_and_a_join_from_it_uses_the_nickna
     page.connection_lost(1006, String::new(), true);
     assert!(page.browse_rooms().is_empty(), "offline: nothing to ask");
 }
+
+/// What the log shows, in order: a message's seq, or "gap".
+fn log_shape(page: &PageModel, room: &str) -> Vec<String> {
+    let r = page.room(room).unwrap();
+    r.log
+        .iter()
+        .filter_map(|e| match e.kind {
+            EntryKind::Message { seq, .. } => Some(seq.to_string()),
+            EntryKind::Gap { .. } => Some("gap".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_search_shows_what_the_hub_found_and_its_refusal_and_closes() {
+    let mut page = in_lobby();
+    let effects = page.search("  deplo build ");
+    assert_eq!(
+        effects,
+        [Effect::Send(ClientMsg::Search {
+            id: Some("search".into()),
+            query: "deplo build".into(),
+            room: None,
+            limit: None
+        })]
+    );
+    assert_eq!(page.search.as_ref().unwrap().found, None, "waiting");
+    let found = vec![msg("lobby", 7, "bob", None)];
+    page.apply(ServerMsg::Found { id: Some("search".into()), terms: vec!["deplo".into()], messages: found.clone() });
+    let search = page.search.clone().unwrap();
+    assert_eq!((search.query.as_str(), search.terms, search.found), ("deplo build", vec!["deplo".into()], Some(found)));
+    // a refusal is shown in the search view, not in a room
+    page.search("?!");
+    page.apply(ServerMsg::Error {
+        id: Some("search".into()),
+        code: ErrorCode::QueryEmpty,
+        message: "Search for at least one word.".into(),
+        room: None,
+        retry_after_ms: None,
+    });
+    assert_eq!(page.search.as_ref().unwrap().problem.as_deref(), Some("Search for at least one word."));
+    page.close_search();
+    assert_eq!(page.search, None);
+}
+
+#[test]
+fn opening_a_result_the_log_holds_reveals_it_at_once() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=30, false));
+    page.search("m");
+    assert_eq!(page.open_at("lobby", 12), [Effect::SaveSession, Effect::Reveal { seq: 12 }]);
+    assert_eq!(page.search, None, "the search view closes");
+}
+
+#[test]
+fn opening_an_older_result_fetches_the_messages_around_it_and_marks_the_gap_to_the_rest() {
+    // Arrange: the log holds messages 91–100 of the lobby
+    let mut page = in_lobby();
+    page.apply(history("lobby", 91..=100, false));
+
+    // Act: open message 40, found by a search
+    let effects = page.open_at("lobby", 40);
+    let around = ClientMsg::History { id: Some("around".into()), room: "lobby".into(), before: 51, limit: Some(21) };
+    assert_eq!(effects, [Effect::SaveSession, Effect::Send(around)]);
+    let messages: Vec<ChatMessage> = (30..=50).map(|s| msg("lobby", s, "bob", None)).collect();
+    let effects = page.apply(ServerMsg::History {
+        id: Some("around".into()),
+        room: "lobby".into(),
+        messages,
+        recovered: true,
+        more: true,
+    });
+
+    // Assert: the window, a gap, the rest; then the result is revealed
+    let mut want: Vec<String> = (30..=50).map(|s| s.to_string()).collect();
+    want.push("gap".into());
+    want.extend((91..=100).map(|s| s.to_string()));
+    assert_eq!(log_shape(&page, "lobby"), want);
+    assert_eq!(effects, [Effect::Reveal { seq: 40 }]);
+    // loading the gap's newest page shrinks it; live messages still land at the end
+    page.apply(history("lobby", 41..=90, true));
+    assert!(!log_shape(&page, "lobby").contains(&"gap".to_owned()), "nothing missing any more");
+    page.apply(ServerMsg::Message(msg("lobby", 101, "bob", None)));
+    assert_eq!(log_shape(&page, "lobby").last().map(String::as_str), Some("101"));
+}

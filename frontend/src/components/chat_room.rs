@@ -221,6 +221,9 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
                         (true, true) => "msg own continued",
                     }
                     data-state=own.then_some("sent")
+                    // a search result is revealed here: found by its seq, given the focus
+                    id=format!("m{seq}")
+                    tabindex="-1"
                 >
                     <header>
                         <span class="author">{author}</span>
