@@ -172,7 +172,7 @@ pub struct Config {
     pub max_rooms_per_connection: usize,
 
     /// Read buffer per connection in bytes (axum's default is 128 KiB, which idle sockets waste).
-    #[arg(long, env = "HUBBUB_READ_BUFFER_BYTES", default_value_t = 4096)]
+    #[arg(long, env = "HUBBUB_READ_BUFFER_BYTES", default_value_t = 1024)]
     pub read_buffer_bytes: usize,
 
     /// Close a connection whose request head has not fully arrived after this long (ms);

@@ -41,21 +41,6 @@ impl Gauge {
     pub(crate) fn get(&self) -> i64 {
         self.0.load(Ordering::Relaxed)
     }
-
-    /// Counts one up until the guard is dropped (even by a panic unwinding).
-    pub(crate) fn hold(&self) -> GaugeHold<'_> {
-        self.inc();
-        GaugeHold(self)
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct GaugeHold<'a>(&'a Gauge);
-
-impl Drop for GaugeHold<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
 }
 
 /// Upper bounds (seconds) of the commit latency buckets.

@@ -26,7 +26,7 @@ use futures_util::{
 };
 use hubbub_shared::close;
 use std::{sync::Arc, time::Duration};
-use tokio::{sync::mpsc, time::timeout};
+use tokio::{sync::oneshot, time::timeout};
 use tokio_util::sync::CancellationToken;
 
 /// How long to wait for the peer's close reply after sending ours.
@@ -90,14 +90,19 @@ enum Stop {
     Close(Close),
 }
 
-/// Runs the connection to its end; `endpoint` gives it its meaning.
-pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpoint) {
+/// Runs the connection to its end; `endpoint` gives it its meaning (its welcome is queued at
+/// once). Not an `async fn`: it sets the connection up first and returns just the two halves'
+/// futures joined, so an idle connection's task holds those and no second copy of the
+/// arguments and locals they were made from (`hubbub-bench idle`).
+pub(crate) fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpoint) -> impl Future<Output = ()> {
     let config = &state.config;
-    let _open = state.stats.connections.hold();
+    let open = Counted::new(state.stats.clone());
     let (sink, stream) = socket.split();
     let (out, queue, overflowed) =
         Outbound::bounded(config.outbound_queue, config.outbound_queue_bytes, state.stats.clone());
-    let (stop_tx, stop_rx) = mpsc::channel::<Stop>(1);
+    // sent at most once: a oneshot, which (unlike a bounded channel's block of slots) costs an
+    // idle connection next to nothing
+    let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     // cancelled as soon as either side starts closing: the reader then leaves the rooms at
     // once (so the room hears `member_left` now, not after the close handshake) and waits only
     // a short grace for the peer's close reply
@@ -106,6 +111,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl
     endpoint.on_open(&out);
 
     let writer = Writer {
+        _open: open,
         sink,
         queue,
         stop: stop_rx,
@@ -121,7 +127,7 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl
         stream,
         endpoint,
         out,
-        stop: stop_tx,
+        stop: Some(stop_tx),
         close_requested: false,
         closing,
         idle_timeout: config.idle_timeout(),
@@ -129,8 +135,28 @@ pub(crate) async fn serve(socket: WebSocket, state: AppState, mut endpoint: impl
     }
     .run();
 
-    tokio::join!(reader, writer);
-    tracing::debug!("connection finished");
+    // combinators, not an `async` block: a block would keep the two futures it captured and
+    // the two it awaits, twice the room
+    futures_util::FutureExt::map(futures_util::future::join(reader, writer), |_| {
+        tracing::debug!("connection finished");
+    })
+}
+
+/// Counts an open connection in the `connections` gauge for as long as it lives (also when a
+/// panic unwinds it).
+struct Counted(Arc<Stats>);
+
+impl Counted {
+    fn new(stats: Arc<Stats>) -> Counted {
+        stats.connections.inc();
+        Counted(stats)
+    }
+}
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.connections.dec();
+    }
 }
 
 /// The reading half of a connection, and what it has decided so far.
@@ -140,7 +166,7 @@ struct Reader<E> {
     /// The connection's outbound queue, for the endpoint's replies.
     out: Outbound,
     /// Asks the writer to close (or to stop after the peer's close); sent at most once.
-    stop: mpsc::Sender<Stop>,
+    stop: Option<oneshot::Sender<Stop>>,
     /// Whether that request went out: later faults are not reported again.
     close_requested: bool,
     /// Shared with the writer: either side cancels it when the connection starts closing.
@@ -173,7 +199,9 @@ impl<E: Endpoint> Reader<E> {
                 next = timeout(wait, self.stream.next()) => next,
                 _ = self.closing.cancelled(), if !self.closing.is_cancelled() => continue,
             };
-            match self.step(next).await {
+            // boxed: handling a frame (the endpoint's whole request path) lives on the heap only
+            // while it runs, instead of widening every idle connection's task by its size
+            match Box::pin(self.step(next)).await {
                 Step::Read => {}
                 Step::End => break,
                 Step::Stop(_) if self.close_requested => {}
@@ -182,9 +210,11 @@ impl<E: Endpoint> Reader<E> {
                     if let Stop::Close(Close { code, reason }) = &request {
                         tracing::info!(code, reason, "closing connection");
                     }
-                    // capacity 1 and sent once: never waits. Sent before `closing` is cancelled,
-                    // so the writer's biased select sees the request, not a bare `closing`.
-                    let _ = self.stop.send(request).await;
+                    // sent before `closing` is cancelled, so the writer's biased select sees the
+                    // request, not a bare `closing`
+                    if let Some(stop) = self.stop.take() {
+                        let _ = stop.send(request);
+                    }
                     self.closing.cancel();
                 }
             }
@@ -271,11 +301,13 @@ fn close_code_for(err: axum::Error) -> Option<Close> {
 
 /// The writing half of a connection: the only code that writes to the socket.
 struct Writer {
+    /// The connection counts as open until the writer is done.
+    _open: Counted,
     sink: SplitSink<WebSocket, Message>,
     /// Everything the hub has for this client, in order.
     queue: OutboundRx,
     /// The reader's request to close (or to stop, after the client's own close).
-    stop: mpsc::Receiver<Stop>,
+    stop: oneshot::Receiver<Stop>,
     stats: Arc<Stats>,
     /// Cancelled by the queue when control frames pile up: close 4001.
     overflowed: CancellationToken,
@@ -299,7 +331,8 @@ impl Writer {
                 biased;
                 _ = self.shutdown.cancelled() => break Some(Close::new(close::GOING_AWAY, "server shutting down")),
                 _ = self.overflowed.cancelled() => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
-                stop = self.stop.recv() => match stop {
+                // every arm of this one leaves the loop: the oneshot is never polled again
+                stop = &mut self.stop => match stop.ok() {
                     Some(Stop::Close(requested)) => {
                         // what was queued before the client's fault still goes out first,
                         // so replies to its valid messages are not lost to the close
@@ -311,12 +344,14 @@ impl Writer {
                     Some(Stop::PeerClosed) | None => break None,
                 },
                 _ = closing.cancelled() => break None,
-                _ = lag.wait() => self.tell_lagged().await,
+                // each write boxed, like the reader's step: an idle connection's task keeps no
+                // room for a write in flight (`hubbub-bench idle`: the task was 5.7 KiB)
+                _ = lag.wait() => Box::pin(self.tell_lagged()).await,
                 frame = self.queue.recv() => match frame {
-                    Some(frame) => self.write_batch(frame).await,
+                    Some(frame) => Box::pin(self.write_batch(frame)).await,
                     None => break None,
                 },
-                _ = ping.tick() => self.write(Message::Ping(Default::default())).await,
+                _ = ping.tick() => Box::pin(self.write(Message::Ping(Default::default()))).await,
             };
             match result {
                 Ok(()) => {}

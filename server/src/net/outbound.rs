@@ -15,12 +15,17 @@
 //!
 //! A client that reads nothing at all is dropped at the writer's write deadline.
 //!
-//! The frames themselves go through an unbounded tokio channel: the bound is the `queued`
-//! count above, checked before each push, because a bounded channel's `try_send` cannot tell
-//! "drop this live message" from "this control frame must not be dropped".
+//! The frames themselves wait in a `VecDeque` behind a mutex, and a `Notify` wakes the writer.
+//! Not a tokio channel: an idle connection holds its queue for hours, and a tokio channel
+//! allocates its first block of 32 slots (~1.5 KiB) when it is made, where an empty
+//! `VecDeque` holds nothing until a frame comes (measured with `hubbub-bench idle`). The bounds
+//! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
+//! tell "drop this live message" from "this control frame must not be dropped".
 
 use axum::extract::ws::Message;
 use hubbub_shared::{ServerMsg, encode};
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicBool;
 use std::{
     collections::BTreeMap,
     sync::{
@@ -28,9 +33,11 @@ use std::{
         atomic::{AtomicUsize, Ordering},
     },
 };
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+/// Slots an emptied queue keeps (each a `Message`, 32 bytes).
+const IDLE_SLOTS: usize = 4;
 /// Control frames may exceed the live capacity by this factor before the client is closed.
 const CONTROL_FACTOR: usize = 4;
 /// ... and the live byte capacity by this one: a `history` reply to a resume is one control
@@ -41,6 +48,12 @@ const CONTROL_BYTES_FACTOR: usize = 16;
 /// State shared by a connection's pushers and its writer.
 #[derive(Debug, Default)]
 struct Shared {
+    /// The frames, oldest first.
+    frames: Mutex<VecDeque<Message>>,
+    /// Wakes the writer when a frame was pushed (a permit waits if it is busy).
+    pushed: Notify,
+    /// The writer is gone: pushes are dropped.
+    closed: AtomicBool,
     /// Frames pushed and not yet taken by the writer: the queue's length, for the bounds.
     queued: AtomicUsize,
     /// Their payload bytes, for the byte bounds.
@@ -54,7 +67,6 @@ struct Shared {
 /// The pushing end of a connection's outbound queue; cheap to clone.
 #[derive(Debug, Clone)]
 pub(crate) struct Outbound {
-    tx: mpsc::UnboundedSender<Message>,
     shared: Arc<Shared>,
     /// Live frames queued before further live messages are dropped (`--outbound-queue`).
     capacity: usize,
@@ -68,7 +80,6 @@ pub(crate) struct Outbound {
 /// The writer's end of an [`Outbound`] queue.
 #[derive(Debug)]
 pub(crate) struct OutboundRx {
-    rx: mpsc::UnboundedReceiver<Message>,
     shared: Arc<Shared>,
     stats: Arc<crate::stats::Stats>,
 }
@@ -87,12 +98,10 @@ impl Outbound {
         byte_capacity: usize,
         stats: Arc<crate::stats::Stats>,
     ) -> (Outbound, OutboundRx, CancellationToken) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared::default());
         let overflowed = CancellationToken::new();
-        let rx = OutboundRx { rx, shared: shared.clone(), stats: stats.clone() };
+        let rx = OutboundRx { shared: shared.clone(), stats: stats.clone() };
         let outbound = Outbound {
-            tx,
             shared,
             capacity: capacity.max(1),
             byte_capacity: byte_capacity.max(1),
@@ -159,29 +168,44 @@ impl Outbound {
 
     fn send(&self, frame: Message) {
         let bytes = size(&frame);
+        let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
+        // the writer is gone (checked under the lock it sets it under): nobody will read this
+        if self.shared.closed.load(Ordering::Relaxed) {
+            return;
+        }
+        // counted before the writer can take it (it subtracts as it takes)
         self.shared.queued.fetch_add(1, Ordering::Relaxed);
         self.shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
-        // an error means the connection is closing; nobody will read this
-        if self.tx.send(frame).is_err() {
-            self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-            self.shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        } else {
-            self.stats.queued_frames.inc();
-        }
+        self.stats.queued_frames.inc();
+        frames.push_back(frame);
+        drop(frames);
+        self.shared.pushed.notify_one();
     }
 }
 
 impl OutboundRx {
-    /// The next frame, waiting for one.
+    /// The next frame, waiting for one. (Never `None`: the queue lives as long as the writer;
+    /// the `Option` keeps the writer's loop the same as with a channel.)
     pub(crate) async fn recv(&mut self) -> Option<Message> {
-        let frame = self.rx.recv().await?;
-        self.taken(&frame);
-        Some(frame)
+        loop {
+            if let Some(frame) = self.try_recv() {
+                return Some(frame);
+            }
+            // a push between the check above and here leaves a permit: no wake-up is lost
+            self.shared.pushed.notified().await;
+        }
     }
 
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Message> {
-        let frame = self.rx.try_recv().ok()?;
+        let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
+        let frame = frames.pop_front()?;
+        // a burst (a join's history, a busy moment) left room for many: give it back once
+        // drained, so an idle connection keeps no more than a few slots
+        if frames.is_empty() && frames.capacity() > IDLE_SLOTS {
+            frames.shrink_to(IDLE_SLOTS);
+        }
+        drop(frames);
         self.taken(&frame);
         Some(frame)
     }
@@ -207,8 +231,9 @@ impl OutboundRx {
 impl Drop for OutboundRx {
     /// Frames still queued when the connection ends leave the gauge with it.
     fn drop(&mut self) {
-        self.rx.close();
-        while self.rx.try_recv().is_ok() {
+        let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
+        self.shared.closed.store(true, Ordering::Relaxed);
+        for _ in frames.drain(..) {
             self.stats.queued_frames.dec();
         }
     }

@@ -105,16 +105,18 @@ fn upgrade<E: super::Endpoint + 'static>(
         .on_upgrade(move |socket| {
             // tracked, so that shutdown waits for this connection's close handshake; the slot
             // under the per-address cap is held for as long as the connection lives
-            let serve = async move {
-                let stats = state.stats.clone();
-                // a bug must not take the process down with it, and must not go unnoticed
-                let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint));
-                if futures_util::FutureExt::catch_unwind(served).await.is_err() {
+            let stats = state.stats.clone();
+            // a bug must not take the process down with it, and must not go unnoticed; the
+            // slot under the per-address cap is let go when the connection ends, either way
+            // (combinators, not an `async` block, which would hold the connection's future twice)
+            let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint));
+            let serve = futures_util::FutureExt::map(futures_util::FutureExt::catch_unwind(served), move |ended| {
+                if ended.is_err() {
                     stats.panics.inc();
                     tracing::error!("connection task panicked");
                 }
                 drop(slot);
-            };
+            });
             tracker.track_future(serve.instrument(span))
         })
 }
