@@ -145,8 +145,11 @@ impl Chat {
         self.change(|m| m.search(query));
     }
 
+    /// Closes the search view (Escape: also when none is open, so only then a change).
     pub(crate) fn close_search(&self) {
-        self.set(PageModel::close_search);
+        if self.with_untracked(|m| m.search.is_some()) {
+            self.set(PageModel::close_search);
+        }
     }
 
     /// Opens a search result: its room, at it.
