@@ -850,7 +850,7 @@ mod tests {
     }
 
     fn tab(conn: ConnId) -> Tab {
-        let (out, rx, _) = Outbound::new(64, Arc::new(Stats::default()));
+        let (out, rx) = Outbound::new(64, Arc::new(Stats::default()));
         Tab { conn, out, rx }
     }
 
@@ -1035,7 +1035,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reader_that_missed_a_presence_frame_gets_a_fresh_first_page() {
         let p = presence();
-        let (out, rx, _) = Outbound::new(1, Arc::new(Stats::default()));
+        let (out, rx) = Outbound::new(1, Arc::new(Stats::default()));
         let (mut slow, alice) = (Tab { conn: 1, out, rx }, tab(2));
         join(&p, &slow, "slow", None).unwrap();
         // the `joined` reply is still unread: the queue is at its live capacity of one

@@ -163,7 +163,7 @@ impl ChatSession {
                 Ok(())
             }
             Err(invalid) => {
-                tracing::info!(code = invalid.code.as_str(), "sign-in refused");
+                tracing::info!(conn = self.conn, code = invalid.code.as_str(), "sign-in refused");
                 refuse(out, id, Refusal::general(invalid.code, invalid.reason));
                 Err(Close::new(close::AUTH_FAILED, "sign-in refused"))
             }
@@ -456,7 +456,7 @@ mod tests {
         static CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let (runtime, deps) = deps();
         let _in_runtime = runtime.enter();
-        let (out, mut queue, _) = Outbound::new(16, deps.stats.clone());
+        let (out, mut queue) = Outbound::new(16, deps.stats.clone());
         let conn = CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut session = ChatSession::new(deps.clone(), conn);
         // in the embedded mode nothing is waited for: the answer is there at once

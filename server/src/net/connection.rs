@@ -14,7 +14,7 @@
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
 //! stream (or a short grace passes): returning early would drop the close handshake.
 
-use super::{Outbound, OutboundRx};
+use super::{Outbound, OutboundRx, outbound::QueueSignals};
 use crate::{AppState, stats::Stats};
 use axum::{
     body::Bytes,
@@ -94,12 +94,16 @@ enum Stop {
 /// once). Not an `async fn`: it sets the connection up first and returns just the two halves'
 /// futures joined, so an idle connection's task holds those and no second copy of the
 /// arguments and locals they were made from (`hubbub-bench idle`).
-pub(crate) fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpoint) -> impl Future<Output = ()> {
+pub(crate) fn serve(
+    socket: WebSocket,
+    state: AppState,
+    mut endpoint: impl Endpoint,
+    who: Who,
+) -> impl Future<Output = ()> {
     let config = &state.config;
     let open = Counted::new(state.stats.clone());
     let (sink, stream) = socket.split();
-    let (out, queue, overflowed) =
-        Outbound::bounded(config.outbound_queue, config.outbound_queue_bytes, state.stats.clone());
+    let (out, queue) = Outbound::bounded(config.outbound_queue, config.outbound_queue_bytes, state.stats.clone());
     // sent at most once: a oneshot, which (unlike a bounded channel's block of slots) costs an
     // idle connection next to nothing
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
@@ -110,13 +114,15 @@ pub(crate) fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpo
 
     endpoint.on_open(&out);
 
+    let signals = queue.signals();
     let writer = Writer {
         _open: open,
+        conn: who.conn,
         sink,
         queue,
         stop: stop_rx,
         stats: state.stats.clone(),
-        overflowed,
+        signals,
         shutdown: state.shutdown.clone(),
         ping_interval: config.ping_interval(),
         write_timeout: config.write_timeout(),
@@ -128,6 +134,7 @@ pub(crate) fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpo
         endpoint,
         out,
         stop: Some(stop_tx),
+        who,
         close_requested: false,
         closing,
         idle_timeout: config.idle_timeout(),
@@ -140,6 +147,17 @@ pub(crate) fn serve(socket: WebSocket, state: AppState, mut endpoint: impl Endpo
     futures_util::FutureExt::map(futures_util::future::join(reader, writer), |_| {
         tracing::debug!("connection finished");
     })
+}
+
+/// Which connection this is, for the connection's info-level log lines (its tracing span is at
+/// debug level: see `net::routes`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Who {
+    pub(crate) conn: super::ConnId,
+    pub(crate) endpoint: &'static str,
+    /// The client: the peer, or behind a trusted proxy the address it speaks for.
+    pub(crate) client: std::net::IpAddr,
+    pub(crate) peer: std::net::SocketAddr,
 }
 
 /// Counts an open connection in the `connections` gauge for as long as it lives (also when a
@@ -167,6 +185,7 @@ struct Reader<E> {
     out: Outbound,
     /// Asks the writer to close (or to stop after the peer's close); sent at most once.
     stop: Option<oneshot::Sender<Stop>>,
+    who: Who,
     /// Whether that request went out: later faults are not reported again.
     close_requested: bool,
     /// Shared with the writer: either side cancels it when the connection starts closing.
@@ -208,7 +227,16 @@ impl<E: Endpoint> Reader<E> {
                 Step::Stop(request) => {
                     self.close_requested = true;
                     if let Stop::Close(Close { code, reason }) = &request {
-                        tracing::info!(code, reason, "closing connection");
+                        let who = self.who;
+                        tracing::info!(
+                            conn = who.conn,
+                            endpoint = who.endpoint,
+                            client = %who.client,
+                            peer = %who.peer,
+                            code,
+                            reason,
+                            "closing connection"
+                        );
                     }
                     // sent before `closing` is cancelled, so the writer's biased select sees the
                     // request, not a bare `closing`
@@ -265,7 +293,7 @@ impl<E: Endpoint> Reader<E> {
                 tracing::debug!(code = frame.as_ref().map(|f| f.code), "client closed");
                 Step::Stop(Stop::PeerClosed)
             }
-            Ok(Some(Err(err))) => match close_code_for(err) {
+            Ok(Some(Err(err))) => match close_code_for(err, &self.who) {
                 Some(close) if !self.close_requested => Step::Stop(Stop::Close(close)),
                 // the stream is broken (reset, or an error after our close): nothing more to read
                 _ => Step::End,
@@ -276,24 +304,25 @@ impl<E: Endpoint> Reader<E> {
 
 /// Maps a read error to the close code the client should see; `None` when the connection is
 /// already gone (reset, EOF without close) and there is nobody to tell.
-fn close_code_for(err: axum::Error) -> Option<Close> {
+fn close_code_for(err: axum::Error, who: &Who) -> Option<Close> {
     use tungstenite::error::{Error as WsError, ProtocolError};
+    let (conn, client, peer) = (who.conn, who.client, who.peer);
     let inner = err.into_inner();
     let Some(err) = inner.downcast_ref::<WsError>() else {
-        tracing::warn!(cause = %inner, "unexpected read error");
+        tracing::warn!(conn, %client, %peer, cause = %inner, "unexpected read error");
         return Some(Close::new(close::INTERNAL_ERROR, "internal error"));
     };
     match err {
         WsError::Capacity(_) => Some(Close::new(close::MESSAGE_TOO_BIG, "message too big")),
         WsError::Utf8(_) => Some(Close::new(close::INVALID_PAYLOAD, "invalid UTF-8")),
         WsError::Protocol(ProtocolError::ResetWithoutClosingHandshake) | WsError::Io(_) => {
-            tracing::info!(cause = %err, "connection dropped without a close frame (abnormal)");
+            tracing::info!(conn, %client, %peer, cause = %err, "connection dropped without a close frame (abnormal)");
             None
         }
         WsError::Protocol(_) | WsError::AttackAttempt => Some(Close::new(close::PROTOCOL_ERROR, "protocol error")),
         WsError::ConnectionClosed | WsError::AlreadyClosed => None,
         other => {
-            tracing::warn!(cause = %other, "unexpected read error");
+            tracing::warn!(conn, %client, %peer, cause = %other, "unexpected read error");
             Some(Close::new(close::INTERNAL_ERROR, "internal error"))
         }
     }
@@ -303,14 +332,17 @@ fn close_code_for(err: axum::Error) -> Option<Close> {
 struct Writer {
     /// The connection counts as open until the writer is done.
     _open: Counted,
+    /// Its id, for the writer's log line (the reader names the client too: one copy of `Who`
+    /// per connection is enough).
+    conn: super::ConnId,
     sink: SplitSink<WebSocket, Message>,
     /// Everything the hub has for this client, in order.
     queue: OutboundRx,
     /// The reader's request to close (or to stop, after the client's own close).
     stop: oneshot::Receiver<Stop>,
     stats: Arc<Stats>,
-    /// Cancelled by the queue when control frames pile up: close 4001.
-    overflowed: CancellationToken,
+    /// A room lagged; control frames overflowed (the queue is too far behind: close 4001).
+    signals: QueueSignals,
     /// The process is stopping: close 1001.
     shutdown: CancellationToken,
     /// How often to ping, so dead peers are noticed (their reader then hits the idle timeout).
@@ -325,12 +357,11 @@ impl Writer {
     async fn run(mut self, closing: CancellationToken) {
         let period = self.ping_interval.max(Duration::from_millis(10));
         let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
-        let lag = self.queue.lag_signal();
         let close = loop {
             let result = tokio::select! {
                 biased;
                 _ = self.shutdown.cancelled() => break Some(Close::new(close::GOING_AWAY, "server shutting down")),
-                _ = self.overflowed.cancelled() => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
+                _ = self.signals.evicted() => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
                 // every arm of this one leaves the loop: the oneshot is never polled again
                 stop = &mut self.stop => match stop.ok() {
                     Some(Stop::Close(requested)) => {
@@ -346,7 +377,7 @@ impl Writer {
                 _ = closing.cancelled() => break None,
                 // each write boxed, like the reader's step: an idle connection's task keeps no
                 // room for a write in flight (`hubbub-bench idle`: the task was 5.7 KiB)
-                _ = lag.wait() => Box::pin(self.tell_lagged()).await,
+                _ = self.signals.lagged() => Box::pin(self.tell_lagged()).await,
                 frame = self.queue.recv() => match frame {
                     Some(frame) => Box::pin(self.write_batch(frame)).await,
                     None => break None,
@@ -357,7 +388,8 @@ impl Writer {
                 Ok(()) => {}
                 Err(WriteError::Slow) => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
                 Err(WriteError::Timeout) => {
-                    tracing::info!(code = close::WRITE_TIMEOUT, "write deadline passed; dropping connection");
+                    let conn = self.conn;
+                    tracing::info!(conn, code = close::WRITE_TIMEOUT, "write deadline passed; dropping connection");
                     self.stats.write_timeouts.inc();
                     closing.cancel();
                     // offered, within the close grace: a socket this stuck rarely takes it, but
@@ -403,7 +435,6 @@ impl Writer {
     /// Writes `first` and everything queued behind it (as JSON arrays where the endpoint
     /// allows), then flushes once.
     async fn write_batch(&mut self, first: Message) -> Result<(), WriteError> {
-        let overflowed = self.overflowed.clone();
         let mut frames = vec![first];
         while frames.len() < MAX_BATCH
             && let Some(frame) = self.queue.try_recv()
@@ -423,7 +454,7 @@ impl Writer {
         };
         tokio::select! {
             // a reader this far behind is evicted even while its socket is blocked
-            _ = overflowed.cancelled() => Err(WriteError::Slow),
+            _ = self.signals.evicted() => Err(WriteError::Slow),
             r = bounded(self.write_timeout, batch) => r,
         }
     }

@@ -34,7 +34,6 @@ use std::{
     },
 };
 use tokio::sync::Notify;
-use tokio_util::sync::CancellationToken;
 
 /// An emptied queue with room for more than this many frames (a burst: a resume's catch-up, a
 /// busy moment) gives the room back down to [`KEPT_SLOTS`]; a smaller one keeps its room, so a
@@ -67,6 +66,11 @@ struct Shared {
     lagged: Mutex<BTreeMap<String, u64>>,
     /// Wakes the writer when a room lagged, so it sends `lagged` without waiting for a frame.
     lag_notify: Notify,
+    /// Control frames overflowed: the writer closes with 4001.
+    overflowed: AtomicBool,
+    /// Wakes the writer when they did (a `Notify` and a flag: a cancellation token would be
+    /// one more allocation per connection).
+    evict: Notify,
 }
 
 /// The pushing end of a connection's outbound queue; cheap to clone.
@@ -77,8 +81,6 @@ pub(crate) struct Outbound {
     capacity: usize,
     /// Live bytes queued before further live messages are dropped (`--outbound-queue-bytes`).
     byte_capacity: usize,
-    /// Cancelled once control frames overflowed; the connection's writer closes with 4001.
-    overflowed: CancellationToken,
     stats: Arc<crate::stats::Stats>,
 }
 
@@ -90,10 +92,10 @@ pub(crate) struct OutboundRx {
 }
 
 impl Outbound {
-    /// A new queue bounded in frames only (for unit tests): the pushing handle, the writer's
-    /// end, and the token cancelled when control frames overflow (the writer then closes 4001).
+    /// A new queue bounded in frames only (for unit tests): the pushing handle and the writer's
+    /// end (whose [`QueueSignals::evicted`] says when control frames overflowed).
     #[cfg(test)]
-    pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbound, OutboundRx, CancellationToken) {
+    pub(crate) fn new(capacity: usize, stats: Arc<crate::stats::Stats>) -> (Outbound, OutboundRx) {
         Outbound::bounded(capacity, usize::MAX / 8, stats)
     }
 
@@ -102,18 +104,11 @@ impl Outbound {
         capacity: usize,
         byte_capacity: usize,
         stats: Arc<crate::stats::Stats>,
-    ) -> (Outbound, OutboundRx, CancellationToken) {
+    ) -> (Outbound, OutboundRx) {
         let shared = Arc::new(Shared::default());
-        let overflowed = CancellationToken::new();
         let rx = OutboundRx { shared: shared.clone(), stats: stats.clone() };
-        let outbound = Outbound {
-            shared,
-            capacity: capacity.max(1),
-            byte_capacity: byte_capacity.max(1),
-            overflowed: overflowed.clone(),
-            stats,
-        };
-        (outbound, rx, overflowed)
+        let outbound = Outbound { shared, capacity: capacity.max(1), byte_capacity: byte_capacity.max(1), stats };
+        (outbound, rx)
     }
 
     /// Whether the live bounds are reached (frames or bytes).
@@ -133,9 +128,9 @@ impl Outbound {
             || self.shared.queued_bytes.load(Ordering::Relaxed)
                 >= self.byte_capacity.saturating_mul(CONTROL_BYTES_FACTOR)
         {
-            if !self.overflowed.is_cancelled() {
+            if !self.shared.overflowed.swap(true, Ordering::Relaxed) {
                 self.stats.slow_consumer_evictions.inc();
-                self.overflowed.cancel();
+                self.shared.evict.notify_one();
             }
             return;
         }
@@ -219,10 +214,10 @@ impl OutboundRx {
         self.stats.queued_frames.dec();
     }
 
-    /// A handle that resolves when some room lagged; separate from the queue so the writer
-    /// can wait on both at once.
-    pub(crate) fn lag_signal(&self) -> LagSignal {
-        LagSignal(self.shared.clone())
+    /// What the writer waits for besides frames (a room lagged, control frames overflowed);
+    /// separate from the queue so the writer can wait on all at once.
+    pub(crate) fn signals(&self) -> QueueSignals {
+        QueueSignals(self.shared.clone())
     }
 
     /// The rooms that lagged, with the first seq the client did not get; clears them.
@@ -251,12 +246,21 @@ fn size(frame: &Message) -> usize {
     }
 }
 
-/// See [`OutboundRx::lag_signal`].
+/// See [`OutboundRx::signals`].
 #[derive(Debug)]
-pub(crate) struct LagSignal(Arc<Shared>);
+pub(crate) struct QueueSignals(Arc<Shared>);
 
-impl LagSignal {
-    pub(crate) async fn wait(&self) {
+impl QueueSignals {
+    /// Resolves when some room lagged (since the last wait).
+    pub(crate) async fn lagged(&self) {
         self.0.lag_notify.notified().await;
+    }
+
+    /// Resolves once control frames overflowed: the client is too slow and is closed (4001).
+    pub(crate) async fn evicted(&self) {
+        // an overflow between the check and the wait leaves a permit: it is not missed
+        while !self.0.overflowed.load(Ordering::Relaxed) {
+            self.0.evict.notified().await;
+        }
     }
 }

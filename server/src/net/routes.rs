@@ -93,7 +93,11 @@ fn upgrade<E: super::Endpoint + 'static>(
         return (StatusCode::TOO_MANY_REQUESTS, "too many connections from your address\n").into_response();
     };
     let conn = state.new_conn_id();
-    let span = tracing::info_span!("conn", id = conn, endpoint, client = %who, %peer);
+    // a debug-level span: at info level a span per connection would keep ~0.5 KiB of every idle
+    // connection in the subscriber's registry (`hubbub-bench idle`); the connection's few
+    // info-level events name it with `Who` instead
+    let span = tracing::debug_span!("conn", id = conn, endpoint, client = %who, %peer);
+    let named = connection::Who { conn, endpoint, client: who, peer };
     let tracker = state.tracker.clone();
     let read_buffer = state.config.read_buffer_bytes;
     let endpoint = make_endpoint(&state, conn);
@@ -109,7 +113,7 @@ fn upgrade<E: super::Endpoint + 'static>(
             // a bug must not take the process down with it, and must not go unnoticed; the
             // slot under the per-address cap is let go when the connection ends, either way
             // (combinators, not an `async` block, which would hold the connection's future twice)
-            let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint));
+            let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint, named));
             let serve = futures_util::FutureExt::map(futures_util::FutureExt::catch_unwind(served), move |ended| {
                 if ended.is_err() {
                     stats.panics.inc();
