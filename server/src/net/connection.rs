@@ -3,12 +3,13 @@
 //! message means, so limits, heartbeats, close codes and shutdown behave the same everywhere.
 //!
 //! - The **reader** ([`Reader`]) decodes client frames and hands them to the endpoint. It
-//!   enforces the idle timeout (nothing received for `idle_timeout` → close 4000) and turns read
-//!   errors into close codes (too big 1009, bad UTF-8 1007, protocol 1002; the endpoint may
+//!   enforces the idle timeout (nothing received for `idle_timeout` → close 4000), queues a
+//!   ping every `ping_interval` (its wait ends then anyway; the writer needs no timer) and turns
+//!   read errors into close codes (too big 1009, bad UTF-8 1007, protocol 1002; the endpoint may
 //!   refuse binary, 1003).
 //! - The **writer** ([`Writer`]) drains the outbound queue, writing everything queued in one go
 //!   (feed all, flush once), tells the client when live messages had to be dropped (`lagged`),
-//!   sends pings, and sends the close frame for every server-initiated close: a request from the
+//!   and sends the close frame for every server-initiated close: a request from the
 //!   reader, control frames piling up (4001), or shutdown (1001).
 //!
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
@@ -124,7 +125,6 @@ pub(crate) fn serve(
         stats: state.stats.clone(),
         signals,
         shutdown: state.shutdown.clone(),
-        ping_interval: config.ping_interval(),
         write_timeout: config.write_timeout(),
         coalesce: endpoint.coalesces(),
     }
@@ -138,6 +138,9 @@ pub(crate) fn serve(
         close_requested: false,
         closing,
         idle_timeout: config.idle_timeout(),
+        heard_at: tokio::time::Instant::now(),
+        ping_every: config.ping_interval().max(Duration::from_millis(10)),
+        next_ping: tokio::time::Instant::now() + config.ping_interval().max(Duration::from_millis(10)),
         stats: state.stats.clone(),
     }
     .run();
@@ -191,6 +194,14 @@ struct Reader<E> {
     /// Shared with the writer: either side cancels it when the connection starts closing.
     closing: CancellationToken,
     idle_timeout: Duration,
+    /// When the client was last heard from (any frame): the idle timeout counts from it.
+    heard_at: tokio::time::Instant,
+    /// How often to ping the client, so that a dead peer is noticed (it stops answering and
+    /// meets the idle timeout) and a live one that only listens is not closed as idle. The
+    /// reader's wait ends for it anyway: its ping goes out through the queue, so the writer
+    /// keeps no timer of its own (`hubbub-bench idle`: a boxed `Sleep` per connection).
+    ping_every: Duration,
+    next_ping: tokio::time::Instant,
     stats: Arc<Stats>,
 }
 
@@ -251,18 +262,26 @@ impl<E: Endpoint> Reader<E> {
         self.endpoint.on_closing();
     }
 
-    /// How long the next read may take: the idle timeout (or less, up to the endpoint's
-    /// deadline), or once closing, the grace for the peer's close reply.
+    /// How long the next read may take: until the idle timeout, the next ping or the
+    /// endpoint's deadline, whichever is first; once closing, the grace for the close reply.
     fn wait(&self) -> Duration {
-        match (self.closing.is_cancelled(), self.endpoint.deadline()) {
-            (true, _) => CLOSE_GRACE,
-            (false, None) => self.idle_timeout,
-            (false, Some((by, _))) => self.idle_timeout.min(by.saturating_duration_since(tokio::time::Instant::now())),
+        if self.closing.is_cancelled() {
+            return CLOSE_GRACE;
         }
+        let now = tokio::time::Instant::now();
+        let mut until = (self.heard_at + self.idle_timeout).min(self.next_ping);
+        if let Some((by, _)) = self.endpoint.deadline() {
+            until = until.min(by);
+        }
+        until.saturating_duration_since(now)
     }
 
     async fn step(&mut self, next: Read) -> Step {
         let closing = self.closing.is_cancelled();
+        let now = tokio::time::Instant::now();
+        if let Ok(Some(Ok(_))) = &next {
+            self.heard_at = now;
+        }
         // every frame counts against the frame rate, pings included
         if let Ok(Some(Ok(_))) = &next
             && let Err(flood) = self.endpoint.on_frame()
@@ -275,6 +294,14 @@ impl<E: Endpoint> Reader<E> {
             Err(_elapsed) if self.endpoint.deadline().is_some_and(|(by, _)| tokio::time::Instant::now() >= by) => {
                 let (_, close) = self.endpoint.deadline().expect("checked just now");
                 Step::Stop(Stop::Close(close))
+            }
+            // not idle yet: the wait ended for the next ping
+            Err(_elapsed) if now < self.heard_at + self.idle_timeout => {
+                if now >= self.next_ping {
+                    self.out.push_frame(Message::Ping(Default::default()));
+                    self.next_ping = now + self.ping_every;
+                }
+                Step::Read
             }
             Err(_elapsed) => Step::Stop(Stop::Close(Close::new(close::IDLE_TIMEOUT, "idle timeout"))),
             Ok(None) => Step::End,
@@ -345,8 +372,6 @@ struct Writer {
     signals: QueueSignals,
     /// The process is stopping: close 1001.
     shutdown: CancellationToken,
-    /// How often to ping, so dead peers are noticed (their reader then hits the idle timeout).
-    ping_interval: Duration,
     /// Bound on every socket write: a client that does not read is dropped after it.
     write_timeout: Duration,
     /// Whether queued texts may be joined into one JSON array frame ([`Endpoint::coalesces`]).
@@ -355,8 +380,6 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, closing: CancellationToken) {
-        let period = self.ping_interval.max(Duration::from_millis(10));
-        let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         let close = loop {
             let result = tokio::select! {
                 biased;
@@ -382,7 +405,6 @@ impl Writer {
                     Some(frame) => Box::pin(self.write_batch(frame)).await,
                     None => break None,
                 },
-                _ = ping.tick() => Box::pin(self.write(Message::Ping(Default::default()))).await,
             };
             match result {
                 Ok(()) => {}
@@ -457,10 +479,6 @@ impl Writer {
             _ = self.signals.evicted() => Err(WriteError::Slow),
             r = bounded(self.write_timeout, batch) => r,
         }
-    }
-
-    async fn write(&mut self, msg: Message) -> Result<(), WriteError> {
-        bounded(self.write_timeout, self.sink.send(msg)).await
     }
 }
 
