@@ -15,7 +15,10 @@
 //! After a close frame is sent the reader keeps reading until the peer's close reply ends the
 //! stream (or a short grace passes): returning early would drop the close handshake.
 
-use super::{Outbound, OutboundRx, outbound::QueueSignals};
+use super::{
+    Outbound, OutboundRx,
+    outbound::{Closing, QueueSignals},
+};
 use crate::{AppState, stats::Stats};
 use axum::{
     body::Bytes,
@@ -111,7 +114,7 @@ pub(crate) fn serve(
     // cancelled as soon as either side starts closing: the reader then leaves the rooms at
     // once (so the room hears `member_left` now, not after the close handshake) and waits only
     // a short grace for the peer's close reply
-    let closing = CancellationToken::new();
+    let closing = queue.closing();
 
     endpoint.on_open(&out);
 
@@ -192,7 +195,7 @@ struct Reader<E> {
     /// Whether that request went out: later faults are not reported again.
     close_requested: bool,
     /// Shared with the writer: either side cancels it when the connection starts closing.
-    closing: CancellationToken,
+    closing: Closing,
     idle_timeout: Duration,
     /// When the client was last heard from (any frame): the idle timeout counts from it.
     heard_at: tokio::time::Instant,
@@ -379,7 +382,7 @@ struct Writer {
 }
 
 impl Writer {
-    async fn run(mut self, closing: CancellationToken) {
+    async fn run(mut self, closing: Closing) {
         let close = loop {
             let result = tokio::select! {
                 biased;

@@ -71,6 +71,9 @@ struct Shared {
     /// Wakes the writer when they did (a `Notify` and a flag: a cancellation token would be
     /// one more allocation per connection).
     evict: Notify,
+    /// The connection started closing (see [`Closing`]), and what wakes its two halves then.
+    closing: AtomicBool,
+    closing_notify: Notify,
 }
 
 /// The pushing end of a connection's outbound queue; cheap to clone.
@@ -214,6 +217,11 @@ impl OutboundRx {
         self.stats.queued_frames.dec();
     }
 
+    /// The connection's "closing" flag, shared by its reader and writer.
+    pub(crate) fn closing(&self) -> Closing {
+        Closing(self.shared.clone())
+    }
+
     /// What the writer waits for besides frames (a room lagged, control frames overflowed);
     /// separate from the queue so the writer can wait on all at once.
     pub(crate) fn signals(&self) -> QueueSignals {
@@ -261,6 +269,37 @@ impl QueueSignals {
         // an overflow between the check and the wait leaves a permit: it is not missed
         while !self.0.overflowed.load(Ordering::Relaxed) {
             self.0.evict.notified().await;
+        }
+    }
+}
+
+/// Set once either half of a connection starts closing; both wait for it. The API of a
+/// cancellation token, kept in the queue's shared state: a token is one more allocation per
+/// connection (`hubbub-bench idle`).
+#[derive(Debug, Clone)]
+pub(crate) struct Closing(Arc<Shared>);
+
+impl Closing {
+    pub(crate) fn cancel(&self) {
+        if !self.0.closing.swap(true, Ordering::SeqCst) {
+            self.0.closing_notify.notify_waiters();
+        }
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.0.closing.load(Ordering::SeqCst)
+    }
+
+    /// Resolves once [`Closing::cancel`] was called (at once if it was already).
+    pub(crate) async fn cancelled(&self) {
+        loop {
+            // registered before the flag is read: a cancel in between still wakes it
+            let mut notified = std::pin::pin!(self.0.closing_notify.notified());
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
         }
     }
 }
