@@ -98,17 +98,9 @@ impl Renderer {
             ServerMsg::Found { terms, messages, .. } => {
                 let mut lines = vec![format!("* {} found for {}:", messages.len(), terms.join(" "))];
                 lines.extend(messages.iter().map(|m| {
-                    let mut text = String::new();
-                    let mut from = 0;
-                    for mark in hubbub_shared::search::marks(&m.text, &terms) {
-                        text.push_str(&m.text[from..mark.start]);
-                        text.push('*');
-                        text.push_str(&m.text[mark.clone()]);
-                        text.push('*');
-                        from = mark.end;
-                    }
-                    text.push_str(&m.text[from..]);
-                    message_line(&hubbub_shared::ChatMessage { text, ..m.clone() })
+                    let pieces = hubbub_shared::search::highlight(&m.text, &terms);
+                    let text = pieces.iter().map(|&(p, marked)| if marked { format!("*{p}*") } else { p.to_owned() });
+                    message_line(&hubbub_shared::ChatMessage { text: text.collect(), ..m.clone() })
                 }));
                 lines.join("\n")
             }

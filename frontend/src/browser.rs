@@ -163,7 +163,7 @@ pub(crate) fn reveal(id: &str) {
         leptos::prelude::request_animation_frame(move || {
             if let Some(el) = leptos::prelude::document().get_element_by_id(&id) {
                 el.scroll_into_view();
-                focus(&id);
+                focus_element(el);
             }
         });
     });
@@ -171,8 +171,13 @@ pub(crate) fn reveal(id: &str) {
 
 /// Gives the element with this id the focus, if it is there.
 pub(crate) fn focus(id: &str) {
-    let el = leptos::prelude::document().get_element_by_id(id);
-    if let Some(el) = el.and_then(|el| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el).ok()) {
+    if let Some(el) = leptos::prelude::document().get_element_by_id(id) {
+        focus_element(el);
+    }
+}
+
+fn focus_element(el: web_sys::Element) {
+    if let Ok(el) = wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(el) {
         let _ = el.focus();
     }
 }

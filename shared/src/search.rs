@@ -66,6 +66,20 @@ pub fn marks(text: &str, terms: &[String]) -> Vec<Range<usize>> {
     marks
 }
 
+/// `text` in order as pieces, each marked (`true`) when it is a word a term begins: what a
+/// client shows, highlighting the marked pieces (as text).
+pub fn highlight<'t>(text: &'t str, terms: &[String]) -> Vec<(&'t str, bool)> {
+    let mut pieces = Vec::new();
+    let mut from = 0;
+    for mark in marks(text, terms) {
+        pieces.push((&text[from..mark.start], false));
+        pieces.push((&text[mark.clone()], true));
+        from = mark.end;
+    }
+    pieces.push((&text[from..], false));
+    pieces
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,6 +109,11 @@ mod tests {
         let marked: Vec<&str> = marks(text, &terms).into_iter().map(|r| &text[r]).collect();
         assert_eq!(marked, ["Deployed", "café", "DEPLOY"], "a term marks words it begins, not words it is inside");
         assert!(marks("nothing here", &terms).is_empty());
+        assert_eq!(
+            highlight("Deployed the café", &terms),
+            [("", false), ("Deployed", true), (" the ", false), ("café", true), ("", false)],
+            "the pieces put back together are the text"
+        );
         assert_eq!(marks("ünïcode", &["ünï".to_owned()]).len(), 1, "one word");
         assert_eq!(marks("ünïcode", &["ünï".to_owned()])[0], 0.."ünïcode".len());
     }

@@ -45,14 +45,13 @@ pub(crate) fn SearchResults() -> impl IntoView {
                     let (room, seq) = (m.room.clone(), m.seq);
                     let (day, hours, minutes) = local_time(m.ts);
                     let when = format!("{}, {hours:02}:{minutes:02}", day.long());
-                    let mut parts = Vec::new();
-                    let mut from = 0;
-                    for mark in hubbub_shared::search::marks(&m.text, &s.terms) {
-                        parts.push(Either::Left(m.text[from..mark.start].to_owned()));
-                        parts.push(Either::Right(view! { <mark>{m.text[mark.clone()].to_owned()}</mark> }));
-                        from = mark.end;
-                    }
-                    parts.push(Either::Left(m.text[from..].to_owned()));
+                    let parts: Vec<_> = hubbub_shared::search::highlight(&m.text, &s.terms)
+                        .into_iter()
+                        .map(|(piece, marked)| match marked {
+                            true => Either::Right(view! { <mark>{piece.to_owned()}</mark> }),
+                            false => Either::Left(piece.to_owned()),
+                        })
+                        .collect();
                     view! {
                         <li>
                             <button class="result" on:click=on(move |_| chat.open_at(&room, seq))>

@@ -4,6 +4,9 @@
 -- its room as the lexeme `#ROOM`, so one GIN lookup narrows to the asker's rooms. Rows that
 -- change another and deleted messages have none.
 ALTER TABLE messages ADD COLUMN words tsvector;
+-- what the writer stores for a message: its words (the hub's, space-separated) and its room
+CREATE FUNCTION hubbub_words(words text, room text) RETURNS tsvector LANGUAGE sql IMMUTABLE
+    AS $$ SELECT array_to_tsvector(string_to_array(words, ' ')) || array_to_tsvector(ARRAY['#' || room]) $$;
 -- messages stored before this version: PostgreSQL's own idea of letters and digits, which is
 -- the hub's for the scripts its locale knows
 UPDATE messages

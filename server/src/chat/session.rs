@@ -259,8 +259,12 @@ impl ChatSession {
                 let limit = limit.unwrap_or(SEARCH_LIMIT).clamp(1, MAX_SEARCH_LIMIT) as usize;
                 let (log, out) = (self.deps.log.clone(), out.clone());
                 self.deps.tasks.spawn(async move {
-                    match log.search(rooms, terms.clone(), limit).await {
-                        Ok(messages) => out.push(&ServerMsg::Found { id, terms, messages }),
+                    match log.search(rooms.clone(), terms.clone(), limit).await {
+                        Ok(mut messages) => {
+                            // whatever an engine's index returns, nothing of another room goes out
+                            messages.retain(|m| rooms.iter().any(|r| r.as_str() == m.room));
+                            out.push(&ServerMsg::Found { id, terms, messages });
+                        }
                         Err(e) => refuse(&out, id, Refusal::general(ErrorCode::StorageUnavailable, e.to_string())),
                     }
                 });

@@ -119,6 +119,7 @@ pub(crate) fn serve(
     endpoint.on_open(&out);
 
     let signals = queue.signals();
+    let ping_every = config.ping_interval().max(Duration::from_millis(10));
     let writer = Writer {
         _open: open,
         conn: who.conn,
@@ -142,8 +143,8 @@ pub(crate) fn serve(
         closing,
         idle_timeout: config.idle_timeout(),
         heard_at: tokio::time::Instant::now(),
-        ping_every: config.ping_interval().max(Duration::from_millis(10)),
-        next_ping: tokio::time::Instant::now() + config.ping_interval().max(Duration::from_millis(10)),
+        ping_every,
+        next_ping: tokio::time::Instant::now() + ping_every,
         stats: state.stats.clone(),
     }
     .run();

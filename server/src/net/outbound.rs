@@ -24,13 +24,11 @@
 
 use axum::extract::ws::Message;
 use hubbub_shared::{ServerMsg, encode};
-use std::collections::VecDeque;
-use std::sync::atomic::AtomicBool;
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, VecDeque},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 use tokio::sync::Notify;

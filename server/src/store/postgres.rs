@@ -50,9 +50,6 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0002_edits.sql"),
     include_str!("../../migrations/postgres/0003_search.sql"),
 ];
-/// A message's search lexemes from its words (`$W`, space-separated) and room (`$R`); see
-/// `0003_search.sql`.
-const WORDS_SQL: &str = "array_to_tsvector(string_to_array($W, ' ')) || array_to_tsvector(ARRAY['#' || $R])";
 /// Any fixed number: the advisory lock that makes hubs starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6875_6262_7562; // "hubbub"
 
@@ -214,8 +211,7 @@ impl MessageLog for PgLog {
                     &[&query, &(limit as i64)],
                 )
                 .await?;
-            let found = rows.iter().map(|r| message_from_row(r.get(8), r));
-            Ok(found.filter(|m| rooms.iter().any(|r| r.as_str() == m.room)).collect())
+            Ok(rows.iter().map(|r| message_from_row(r.get(8), r)).collect())
         }
         .boxed()
     }
@@ -356,13 +352,11 @@ async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<Outco
                     continue;
                 }
                 // found by its new words from now on, or not at all once deleted
-                let update = format!(
-                    "UPDATE messages SET text = $3, edited = edited OR NOT $4, deleted = $4,
-                         words = CASE WHEN $4 THEN NULL ELSE {} END
-                     WHERE room = $1 AND seq = $2",
-                    WORDS_SQL.replace("$W", "$5").replace("$R", "$1")
-                );
-                tx.execute(&update, &[&room, &db_seq(c.target), &a.text, &c.delete, &index_words(&a.text)]).await?;
+                // (`hubbub_words`: see 0003_search.sql)
+                let update = "UPDATE messages SET text = $3, edited = edited OR NOT $4, deleted = $4,
+                                  words = CASE WHEN $4 THEN NULL ELSE hubbub_words($5, $1) END
+                              WHERE room = $1 AND seq = $2";
+                tx.execute(update, &[&room, &db_seq(c.target), &a.text, &c.delete, &index_words(&a.text)]).await?;
             }
             seq += 1;
             let message = stored_message(room, seq as u64, a, now as u64);
@@ -412,15 +406,13 @@ impl<'a> NewRows<'a> {
         if self.seqs.is_empty() {
             return Ok(());
         }
-        let insert = format!(
-            "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted, words)
-             SELECT $1, s, a, t, ts, c, k, e, d, CASE WHEN e IS NULL THEN {} END
-             FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
-                         $8::bigint[], $9::boolean[], $10::text[]) AS u(s, a, t, ts, c, k, e, d, w)",
-            WORDS_SQL.replace("$W", "w").replace("$R", "$1")
-        );
+        // (`hubbub_words`: see 0003_search.sql)
+        let insert = "INSERT INTO messages (room, seq, author, text, ts, client_id, author_key, edits, deleted, words)
+                      SELECT $1, s, a, t, ts, c, k, e, d, CASE WHEN e IS NULL THEN hubbub_words(w, $1) END
+                      FROM UNNEST($2::bigint[], $3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                                  $8::bigint[], $9::boolean[], $10::text[]) AS u(s, a, t, ts, c, k, e, d, w)";
         tx.execute(
-            &insert,
+            insert,
             &[
                 &room,
                 &self.seqs,
