@@ -104,6 +104,8 @@ impl Renderer {
                 }));
                 lines.join("\n")
             }
+            // a terminal joins without an identity: no conversations, no read positions
+            ServerMsg::Conversations { .. } | ServerMsg::Read { .. } => return None,
             ServerMsg::Error { code, message, .. } => format!("! {}: {message}", code.as_str()),
         })
     }

@@ -24,6 +24,14 @@ pub(crate) fn App() -> impl IntoView {
     provide_context(chat);
     client::spawn(chat, queue);
     crate::browser::on_visibility_change(move |hidden| chat.set_hidden(hidden));
+    // what the room on screen shows is read: the hub hears it at most every 1.5 s (it tells
+    // the person's other tabs, whose unread counts drop)
+    leptos::task::spawn_local(async move {
+        loop {
+            gloo_timers::future::sleep(std::time::Duration::from_millis(1500)).await;
+            chat.read_now();
+        }
+    });
 
     // re-render the room view only when the active room itself changes (or the search view
     // opens or closes over it)

@@ -28,7 +28,8 @@ impl Chat {
             day_of: |ts| crate::browser::local_time(ts).0,
             now: || crate::browser::now_ms() as u64,
         };
-        let model = PageModel::new(session, outbox).with_calendar(calendar);
+        let identity = crate::browser::client_token();
+        let model = PageModel::new(session, outbox).with_calendar(calendar).with_identity(&identity);
         Self { model: RwSignal::new(model), outbound: StoredValue::new(outbound) }
     }
 
@@ -240,6 +241,16 @@ impl Chat {
     pub(crate) fn rejoin_as(&self, room: &str, nick: &str) {
         let token = crate::browser::client_token();
         self.change(|m| m.rejoin_as(room, nick, &token));
+    }
+
+    /// "Message" beside a member's name: a direct conversation with them.
+    pub(crate) fn message_person(&self, room: &str, nick: &str) {
+        self.change(|m| m.message_person(room, nick));
+    }
+
+    /// The room on screen counts as read (called every second or so).
+    pub(crate) fn read_now(&self) {
+        self.change(PageModel::read_now);
     }
 
     /// The page became hidden or visible (the Page Visibility API).

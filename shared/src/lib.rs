@@ -19,7 +19,7 @@ pub use codec::{
     DecodeError, DecodeErrorKind, decode_client, decode_server, decode_server_frame, decode_server_items, encode,
     encode_batch, frame_items,
 };
-pub use protocol::{AuthInfo, ChatMessage, ClientMsg, ErrorCode, Limits, RoomSize, ServerMsg};
+pub use protocol::{AuthInfo, ChatMessage, ClientMsg, Conversation, ErrorCode, Limits, RoomSize, ServerMsg};
 pub use validate::{ChatText, Invalid, Nick, RoomName};
 
 /// Version of this protocol, sent in `welcome` so a page can refuse a server it does not speak.

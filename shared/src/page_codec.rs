@@ -5,7 +5,7 @@
 
 use crate::codec::{DecodeError, DecodeErrorKind};
 use crate::json::{self, Fields, ObjectWriter, Value};
-use crate::protocol::{AuthInfo, ChatMessage, ClientMsg, ErrorCode, Limits, RoomSize, ServerMsg};
+use crate::protocol::{AuthInfo, ChatMessage, ClientMsg, Conversation, ErrorCode, Limits, RoomSize, ServerMsg};
 
 /// Decodes one frame the hub sent item by item, like [`crate::codec::decode_server_items`]:
 /// each item is a message or the error that item alone gave, so an item from a newer hub that
@@ -100,6 +100,16 @@ fn variant(kind: &str, f: &mut Fields) -> Result<Option<ServerMsg>, String> {
             terms: f.strings("terms")?,
             messages: f.list("messages")?.into_iter().map(message_item).collect::<Result<_, _>>()?,
         })),
+        "conversations" => Ok(Some(ServerMsg::Conversations {
+            id: f.opt_string("id")?,
+            conversations: f.list("conversations")?.into_iter().map(conversation).collect::<Result<_, _>>()?,
+        })),
+        "read" => Ok(Some(ServerMsg::Read {
+            room: f.string("room")?,
+            seq: f.u64("seq")?,
+            unread: f.u64("unread")?,
+            up_to: f.u64("up_to")?,
+        })),
         "sum" => Ok(Some(ServerMsg::Sum { id: f.opt_string("id")?, sum: f.i64("sum")? })),
         "error" => {
             let code = f.string("code")?;
@@ -139,6 +149,11 @@ fn message_item(item: Value) -> Result<ChatMessage, String> {
 fn room_size(item: Value) -> Result<RoomSize, String> {
     let mut f = Fields::of(item).ok_or("a room is not an object")?;
     Ok(RoomSize { room: f.string("room")?, count: f.u64("count")? })
+}
+
+fn conversation(item: Value) -> Result<Conversation, String> {
+    let mut f = Fields::of(item).ok_or("a conversation is not an object")?;
+    Ok(Conversation { room: f.string("room")?, with: f.string("with")? })
 }
 
 fn limits(value: Value) -> Result<Limits, String> {
@@ -197,6 +212,10 @@ pub fn encode_client(msg: &ClientMsg) -> String {
         ClientMsg::Delete { id, room, seq } => {
             typed("delete").opt_str("id", id.as_deref()).str("room", room).u64("seq", *seq)
         }
+        ClientMsg::Dm { id, room, nick } => {
+            typed("dm").opt_str("id", id.as_deref()).str("room", room).str("nick", nick)
+        }
+        ClientMsg::Read { room, seq } => typed("read").str("room", room).u64("seq", *seq),
         ClientMsg::Send { id, room, text } => {
             typed("send").opt_str("id", id.as_deref()).str("room", room).str("text", text)
         }
@@ -314,6 +333,15 @@ mod tests {
                 terms: vec!["ünï".into(), "next".into()],
                 messages: vec![message(9, Some("c9")), message(3, None)],
             },
+            ServerMsg::Conversations { id: None, conversations: vec![] },
+            ServerMsg::Conversations {
+                id: Some("d".into()),
+                conversations: vec![Conversation {
+                    room: "@0123456789abcdef01234567".into(),
+                    with: "bob \"b\"".into(),
+                }],
+            },
+            ServerMsg::Read { room: "lobby".into(), seq: 0, unread: 1000, up_to: u64::MAX },
             ServerMsg::Sum { id: None, sum: i64::MIN },
             ServerMsg::Sum { id: Some("s".into()), sum: i64::MAX },
         ];
@@ -365,6 +393,9 @@ mod tests {
             ClientMsg::Edit { id: id("e"), room: "lobby".into(), seq: u64::MAX, text: "x".into() },
             ClientMsg::Delete { id: None, room: "lobby".into(), seq: 1 },
             ClientMsg::Delete { id: id("d"), room: "lobby".into(), seq: 2 },
+            ClientMsg::Dm { id: None, room: "lobby".into(), nick: "bob".into() },
+            ClientMsg::Dm { id: id("d"), room: "lobby".into(), nick: "ü \"q\"".into() },
+            ClientMsg::Read { room: "@0123456789abcdef01234567".into(), seq: 7 },
             ClientMsg::Send { id: None, room: "lobby".into(), text: "hi\n\t\u{1} 😀 \\ \"".into() },
             ClientMsg::Send { id: id("c-1"), room: "lobby".into(), text: "x".into() },
         ]

@@ -119,6 +119,22 @@ pub enum ClientMsg {
         room: String,
         seq: u64,
     },
+    /// Start a direct conversation with the person called `nick` in `room` (a room this
+    /// connection is in), or find the one the two of you have already: reply `conversations`
+    /// with it. Both people's connections (every tab, on every hub) get it in `conversations`
+    /// too, and then join it like a room (its name, `@` and 24 hex digits, is in the reply). Only
+    /// those two people can ever join it; it needs an identity (the `token` of `join`, or the
+    /// signed-in person), and not oneself. Refused with `no_such_member` otherwise.
+    Dm {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        room: String,
+        nick: String,
+    },
+    /// The person has read `room` (a room or conversation this connection is in) up to `seq`.
+    /// The hub keeps the highest position per person and tells every connection of theirs
+    /// (`read`); no reply otherwise.
+    Read { room: String, seq: u64 },
     /// Say `text` in `room`. The author, sequence number and time are the hub's, never the
     /// client's. With an `id` (client-generated, unique per message) the hub answers `ack` once
     /// the message is on disk, and a resend of the same id is acknowledged again with the same
@@ -146,8 +162,9 @@ impl ClientMsg {
             | ClientMsg::Search { id, .. }
             | ClientMsg::Edit { id, .. }
             | ClientMsg::Delete { id, .. }
+            | ClientMsg::Dm { id, .. }
             | ClientMsg::Send { id, .. } => id.as_deref(),
-            ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } => None,
+            ClientMsg::Typing { .. } | ClientMsg::Visibility { .. } | ClientMsg::Read { .. } => None,
         }
     }
 }
@@ -308,6 +325,21 @@ pub enum ServerMsg {
         terms: Vec<String>,
         messages: Vec<ChatMessage>,
     },
+    /// The person's direct conversations: all of them, unasked, after the first `join` of a
+    /// connection with an identity; one, when it starts (to every connection of both people;
+    /// with the `id` of the `dm` that asked, on the asking connection).
+    Conversations {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
+        conversations: Vec<Conversation>,
+    },
+    /// The person's read position in `room`: after the `history` that follows each `joined`,
+    /// and whenever any connection of theirs moves it (`read`). `unread` counts the messages
+    /// of others after `seq` up to `up_to` (the newest the hub had then; at most 1,000), so a
+    /// client adds the messages of others it receives after `up_to`. A person's first join of
+    /// a room starts at its newest message (nothing unread); a conversation starts at nothing
+    /// read.
+    Read { room: String, seq: u64, unread: u64, up_to: u64 },
     /// A request was refused. The connection stays open.
     Error {
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -320,6 +352,15 @@ pub enum ServerMsg {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         retry_after_ms: Option<u64>,
     },
+}
+
+/// A direct conversation in a `conversations` message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// The conversation's name: join, send, search and resume it as a room.
+    pub room: String,
+    /// The other person's nickname in it (theirs when it started).
+    pub with: String,
 }
 
 /// A room in a `rooms` reply.
@@ -404,11 +445,16 @@ pub enum ErrorCode {
     NoSuchMessage,
     /// `search` whose query has no letters or digits to look for.
     QueryEmpty,
+    /// `join` of a conversation name (`@…`) that is not one of this person's: whether it exists
+    /// or not, the answer is the same.
+    NoSuchConversation,
+    /// `dm` to a nickname nobody has in that room, to oneself, or without an identity.
+    NoSuchMember,
 }
 
 impl ErrorCode {
     /// Every code (the docs' table is checked against this list by the server's tests).
-    pub const ALL: [ErrorCode; 28] = [
+    pub const ALL: [ErrorCode; 30] = [
         ErrorCode::BadJson,
         ErrorCode::UnknownType,
         ErrorCode::InvalidMessage,
@@ -437,6 +483,8 @@ impl ErrorCode {
         ErrorCode::NotAuthor,
         ErrorCode::NoSuchMessage,
         ErrorCode::QueryEmpty,
+        ErrorCode::NoSuchConversation,
+        ErrorCode::NoSuchMember,
     ];
 
     /// The wire string of this code, e.g. `nick_taken`.
@@ -470,6 +518,8 @@ impl ErrorCode {
             ErrorCode::NotAuthor => "not_author",
             ErrorCode::NoSuchMessage => "no_such_message",
             ErrorCode::QueryEmpty => "query_empty",
+            ErrorCode::NoSuchConversation => "no_such_conversation",
+            ErrorCode::NoSuchMember => "no_such_member",
         }
     }
 }
@@ -511,6 +561,8 @@ mod tests {
             ErrorCode::NotAuthor => 25,
             ErrorCode::NoSuchMessage => 26,
             ErrorCode::QueryEmpty => 27,
+            ErrorCode::NoSuchConversation => 28,
+            ErrorCode::NoSuchMember => 29,
         };
         for (i, code) in ErrorCode::ALL.into_iter().enumerate() {
             assert_eq!(position(code), i, "{}", code.as_str());

@@ -100,6 +100,13 @@ impl RoomName {
                 format!("A room name has at most {MAX_ROOM_CHARS} characters."),
             ));
         }
+        // a direct conversation's name: `@` is in no room name, so no room can pose as one
+        if let Some(hex) = s.strip_prefix('@')
+            && hex.len() == CONVERSATION_HEX_DIGITS
+            && hex.bytes().all(|b| b.is_ascii_hexdigit())
+        {
+            return Ok(RoomName(s.to_ascii_lowercase()));
+        }
         if s.chars().any(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))) {
             return Err(Invalid::new(
                 ErrorCode::RoomForbiddenChar,
@@ -112,7 +119,21 @@ impl RoomName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The name of a direct conversation: `@` and the first [`CONVERSATION_HEX_DIGITS`] of
+    /// `hex` (the hub makes it from a digest of the two people).
+    pub fn conversation(hex: &str) -> RoomName {
+        RoomName(format!("@{}", &hex[..CONVERSATION_HEX_DIGITS.min(hex.len())]).to_ascii_lowercase())
+    }
+
+    /// Whether this names a direct conversation rather than a room.
+    pub fn is_conversation(&self) -> bool {
+        self.0.starts_with('@')
+    }
 }
+
+/// Hex digits in a direct conversation's name (after its `@`).
+pub const CONVERSATION_HEX_DIGITS: usize = 24;
 
 impl fmt::Display for RoomName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -192,6 +213,14 @@ mod tests {
         assert_eq!(RoomName::parse("a b").unwrap_err().code, ErrorCode::RoomForbiddenChar);
         assert_eq!(RoomName::parse("'; DROP TABLE x;--").unwrap_err().code, ErrorCode::RoomForbiddenChar);
         assert_eq!(RoomName::parse(&"r".repeat(33)).unwrap_err().code, ErrorCode::RoomTooLong);
+        // a conversation's name is `@` and exactly 24 hex digits; nothing else has an `@`
+        let dm = RoomName::parse("@0123456789ABCDEF01234567").unwrap();
+        assert!(dm.is_conversation() && dm.as_str() == "@0123456789abcdef01234567");
+        assert_eq!(RoomName::conversation("0123456789abcdef0123456789"), dm);
+        assert!(!RoomName::parse("lobby").unwrap().is_conversation());
+        for fake in ["@0123456789abcdef0123456", "@0123456789abcdef012345678", "@0123456789abcdef0123456g", "@lobby"] {
+            assert_eq!(RoomName::parse(fake).unwrap_err().code, ErrorCode::RoomForbiddenChar, "{fake}");
+        }
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub use layout::{Calendar, Day, GROUP_WINDOW_MS, Placement, Segment, place, segm
 pub use room::{Entry, EntryKind, Room};
 
 use hubbub_shared::{
-    ChatMessage, ChatText, ClientMsg, ErrorCode, Limits, Nick, RoomName, RoomSize, ServerMsg, close,
+    ChatMessage, ChatText, ClientMsg, Conversation, ErrorCode, Limits, Nick, RoomName, RoomSize, ServerMsg, close,
     cursor::Cursor,
     json::{self, Fields, ObjectWriter, Value},
     page_codec::decode_server_items,
@@ -47,6 +47,11 @@ fn rejoin_id(room: &str) -> String {
 /// The request id of the page's searches: the answer (or refusal) to the latest one fills
 /// [`PageModel::search`].
 const SEARCH_ID: &str = "search";
+/// The request id of the page's `dm` requests: the conversation it answers with opens.
+const DM_ID: &str = "dm";
+/// The key of the "new messages" line in [`PageModel::room_entries`] (no log entry's key comes
+/// near it: those count up from 1, re-placed ones from 2^48, pending ones have the top bit).
+const NEW_MESSAGES_KEY: u64 = 1 << 62;
 /// The request id of the history around a search result ([`PageModel::open_at`]).
 const AROUND_ID: &str = "around";
 /// How many messages before and after a search result are shown with it.
@@ -79,6 +84,19 @@ pub struct Search {
     pub found: Option<Vec<ChatMessage>>,
     /// Why the hub refused to search.
     pub problem: Option<String>,
+}
+
+/// A line of the sidebar's list.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Listed {
+    /// The room's name (what selecting or joining it takes).
+    pub name: String,
+    /// `#room`, or `@nickname` for a conversation.
+    pub label: String,
+    /// People in it, for a room of "browse rooms" the page is not in.
+    pub size: Option<u64>,
+    /// Messages of others not read yet, for a room the page is in.
+    pub unread: u64,
 }
 
 /// The rooms the page is in, remembered so that a refresh rejoins them.
@@ -260,6 +278,13 @@ pub struct PageModel {
     next_key: u64,
     /// The person's calendar (the page sets the browser's), for the log's day separators.
     pub calendar: Calendar,
+    /// The browser's identity secret, for the joins the page makes by itself (a conversation
+    /// someone started with us).
+    identity: Option<String>,
+    /// The person's direct conversations, as the hub listed them.
+    pub conversations: Vec<Conversation>,
+    /// A conversation this page asked for (`dm`): shown once joined.
+    open_when_joined: Option<String>,
 }
 
 impl PageModel {
@@ -284,7 +309,16 @@ impl PageModel {
             hidden: false,
             next_key: 0,
             calendar,
+            identity: None,
+            conversations: Vec::new(),
+            open_when_joined: None,
         }
+    }
+
+    /// The browser's identity secret (the page's `token` in every join).
+    pub fn with_identity(mut self, token: &str) -> Self {
+        self.identity = Some(token.to_owned());
+        self
     }
 
     /// Uses the person's calendar (the page gives the browser's clock and time zone).
@@ -300,7 +334,16 @@ impl PageModel {
     /// not acknowledged yet. A pending message's key changes when it fails or is retried, so the
     /// page renders it again; one list (one keyed list type in the page) for both.
     pub fn room_entries(&self, room: &str) -> Option<Vec<Entry>> {
-        let mut entries = self.room(room)?.log.clone();
+        let r = self.room(room)?;
+        let mut entries = r.log.clone();
+        // "new messages" before the first message of others the person had not read
+        let first_new = r.divider.and_then(|read| {
+            entries.iter().position(|e| matches!(e.kind, EntryKind::Message { seq, own: false, .. } if seq > read))
+        });
+        if let Some(at) = first_new {
+            entries
+                .insert(at, Entry { key: NEW_MESSAGES_KEY, kind: EntryKind::NewMessages, place: Placement::default() });
+        }
         entries.extend(self.outbox.iter().filter(|p| p.room == room).map(|p| Entry {
             key: pending_key(&p.id, p.failed.is_some()),
             kind: EntryKind::Pending { id: p.id.clone(), text: p.text.clone(), failed: p.failed.clone() },
@@ -470,12 +513,47 @@ impl PageModel {
             return Vec::new();
         }
         self.hidden = hidden;
-        if self.is_connected() { vec![Effect::Send(ClientMsg::Visibility { hidden })] } else { Vec::new() }
+        if !self.is_connected() {
+            return Vec::new();
+        }
+        let mut effects = vec![Effect::Send(ClientMsg::Visibility { hidden })];
+        effects.extend(self.read_now());
+        effects
     }
 
+    /// Shows `room`: a "new messages" line marks where the person stopped reading there (the
+    /// room left behind forgets its line), and what it shows counts as read.
     pub fn select(&mut self, room: &str) -> Vec<Effect> {
+        if let Some(previous) = self.active.clone().filter(|p| p != room).and_then(|p| self.room_mut(&p)) {
+            previous.divider = None;
+        }
         self.active = Some(room.to_owned());
-        vec![Effect::SaveSession]
+        if let Some(r) = self.room_mut(room)
+            && r.divider.is_none()
+            && r.unread() > 0
+        {
+            r.divider = Some(r.read);
+        }
+        let mut effects = vec![Effect::SaveSession];
+        effects.extend(self.read_now());
+        effects
+    }
+
+    /// Tells the hub the room on screen is read up to its newest message, when it moved and
+    /// the page is visible (the page calls this every second or so, and on select and show).
+    pub fn read_now(&mut self) -> Vec<Effect> {
+        if self.hidden || !self.is_connected() {
+            return Vec::new();
+        }
+        let Some(active) = self.active.clone() else { return Vec::new() };
+        let seq = self.room_mut(&active).and_then(Room::read_all);
+        seq.map(|seq| Effect::Send(ClientMsg::Read { room: active, seq })).into_iter().collect()
+    }
+
+    /// Starts (or opens) a direct conversation with `nick`, a member of `room`; it opens once
+    /// the hub answers and the page has joined it.
+    pub fn message_person(&mut self, room: &str, nick: &str) -> Vec<Effect> {
+        vec![Effect::Send(ClientMsg::Dm { id: Some(DM_ID.into()), room: room.to_owned(), nick: nick.to_owned() })]
     }
 
     /// Searches every room the page is in; the answer fills [`PageModel::search`].
@@ -512,12 +590,24 @@ impl PageModel {
         if self.is_connected() { vec![Effect::Send(ClientMsg::Rooms { id: None })] } else { Vec::new() }
     }
 
-    /// The sidebar's list: the joined rooms (no size), then the rooms of the last "browse"
-    /// answer this page is not in, with their sizes.
-    pub fn room_list(&self) -> Vec<(String, Option<u64>)> {
-        let joined = self.rooms.iter().map(|r| (r.name.clone(), None));
+    /// The sidebar's list: the joined rooms and conversations with their labels and unread
+    /// counts (no size), then the rooms of the last "browse" answer this page is not in, with
+    /// their sizes.
+    pub fn room_list(&self) -> Vec<Listed> {
+        let joined = self.rooms.iter().map(|r| Listed {
+            name: r.name.clone(),
+            label: r.label(),
+            size: None,
+            unread: r.unread(),
+        });
         let others = self.browse.iter().flatten().filter(|b| self.room(&b.room).is_none());
-        joined.chain(others.map(|b| (b.room.clone(), Some(b.count)))).collect()
+        let others = others.map(|b| Listed {
+            name: b.room.clone(),
+            label: format!("#{}", b.room),
+            size: Some(b.count),
+            unread: 0,
+        });
+        joined.chain(others).collect()
     }
 
     /// The nickname to join another room with: the one used in the room on screen, else the
@@ -749,12 +839,55 @@ impl PageModel {
                 }
                 Vec::new()
             }
+            ServerMsg::Conversations { id, conversations } => self.conversations_listed(id, conversations),
+            ServerMsg::Read { room, seq, unread, up_to } => {
+                let active = self.active.as_deref() == Some(room.as_str());
+                let Some(r) = self.room_mut(&room) else { return Vec::new() };
+                let first = !r.read_known;
+                r.read_from_hub(seq, unread, up_to);
+                // opened before the hub said where the person was: the line goes there now
+                if active && first && r.divider.is_none() && r.unread() > 0 {
+                    r.divider = Some(seq);
+                }
+                if active { self.read_now() } else { Vec::new() }
+            }
             // the page sends no `add` requests
             ServerMsg::Sum { .. } => Vec::new(),
             ServerMsg::Error { id, code, message, room, retry_after_ms } => {
                 self.refused(id, code, message, room, retry_after_ms)
             }
         }
+    }
+
+    /// The hub listed conversations (all of them, or one that just started): the page joins
+    /// those it is not in; the one this page asked for opens once joined.
+    fn conversations_listed(&mut self, id: Option<String>, conversations: Vec<Conversation>) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let asked = id.as_deref() == Some(DM_ID);
+        for c in conversations {
+            if let Some(r) = self.room_mut(&c.room) {
+                r.with = Some(c.with.clone());
+                if asked {
+                    effects.extend(self.select(&c.room));
+                }
+            } else if let Some(token) = self.identity.clone().filter(|_| self.is_connected()) {
+                if asked {
+                    self.open_when_joined = Some(c.room.clone());
+                }
+                // the hub ignores the nickname of a conversation's join: each has theirs
+                let nick = self.current_nick("-").to_owned();
+                effects.push(Effect::Send(ClientMsg::Join {
+                    id: Some(rejoin_id(&c.room)),
+                    room: c.room.clone(),
+                    nick,
+                    since: None,
+                    token: Some(token),
+                }));
+            }
+            self.conversations.retain(|known| known.room != c.room);
+            self.conversations.push(c);
+        }
+        effects
     }
 
     fn joined(
@@ -784,9 +917,19 @@ impl PageModel {
             None => {
                 let mut joined = Room::new(room.clone(), nick.clone(), self.calendar);
                 joined.first_members(members, away, count);
-                joined.note(key, EntryKind::Notice(format!("You joined #{room} as {nick}.")));
+                joined.with = self.conversations.iter().find(|c| c.room == room).map(|c| c.with.clone());
+                let notice = match &joined.with {
+                    Some(with) => format!("Direct messages between you ({nick}) and {with}."),
+                    None => format!("You joined #{room} as {nick}."),
+                };
+                joined.note(key, EntryKind::Notice(notice));
                 self.rooms.push(joined);
-                self.active = Some(room);
+                // someone else's new conversation waits in the list; one's own opens
+                let opens = !room.starts_with('@') || self.open_when_joined.as_deref() == Some(room.as_str());
+                if opens {
+                    self.open_when_joined = None;
+                    return self.select(&room);
+                }
                 vec![Effect::SaveSession]
             }
         }

@@ -27,6 +27,9 @@ pub enum EntryKind {
     /// Messages `after < seq < before` may be missing here (a resume found too large a gap).
     /// Loading pages shrinks `before`; the marker goes once nothing is missing.
     Gap { after: u64, before: u64 },
+    /// "New messages": where the person stopped reading, when they opened the room
+    /// ([`crate::PageModel::room_entries`] places it).
+    NewMessages,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,6 +76,17 @@ pub struct Room {
     pub refused: Option<String>,
     /// When we last told the hub we are typing here (ms, the page's clock).
     pub(crate) typing_told_at: Option<u64>,
+    /// A direct conversation: the other person's nickname (the room's name is `@…`).
+    pub with: Option<String>,
+    /// The person's read position (the hub's, kept for every tab): read up to this seq.
+    pub read: u64,
+    /// Whether the hub told us the position yet (only then does the page move it).
+    pub(crate) read_known: bool,
+    /// The hub's count of others' messages after `read` up to `read_up_to`.
+    unread_counted: u64,
+    read_up_to: u64,
+    /// Where the "new messages" line goes while the room is open: after this seq.
+    pub(crate) divider: Option<u64>,
     /// The person's calendar, for day separators.
     pub(crate) calendar: Calendar,
     /// Keys given to entries whose placement changed (counted from [`REKEYED`]).
@@ -95,6 +109,12 @@ impl Room {
             last_seq: 0,
             refused: None,
             typing_told_at: None,
+            with: None,
+            read: 0,
+            read_known: false,
+            unread_counted: 0,
+            read_up_to: 0,
+            divider: None,
             calendar,
             rekeyed: 0,
         }
@@ -109,6 +129,43 @@ impl Room {
             [a, b, c] => format!("{a}, {b} and {c} are typing…"),
             _ => "Several people are typing…".to_owned(),
         })
+    }
+
+    /// What the room is called on screen: `#room`, or `@nickname` for a conversation.
+    pub fn label(&self) -> String {
+        match &self.with {
+            Some(with) => format!("@{with}"),
+            None => format!("#{}", self.name),
+        }
+    }
+
+    /// Messages of others not read yet: the hub's count up to where it counted, and those
+    /// that came after it.
+    pub fn unread(&self) -> u64 {
+        let after = self.read.max(self.read_up_to);
+        let newer = self
+            .log
+            .iter()
+            .filter(|e| matches!(e.kind, EntryKind::Message { seq, own: false, deleted: false, .. } if seq > after));
+        self.unread_counted + newer.count() as u64
+    }
+
+    /// The hub's `read`: the person's position, from any of their tabs.
+    pub(crate) fn read_from_hub(&mut self, seq: u64, unread: u64, up_to: u64) {
+        self.read = seq;
+        self.unread_counted = unread;
+        self.read_up_to = up_to;
+        self.read_known = true;
+    }
+
+    /// Everything the log holds has been read here (the room is on screen): the position to
+    /// tell the hub, if it moved.
+    pub(crate) fn read_all(&mut self) -> Option<u64> {
+        if !self.read_known || self.last_seq <= self.read {
+            return None;
+        }
+        self.read_from_hub(self.last_seq, 0, self.last_seq);
+        Some(self.last_seq)
     }
 
     /// How many members the hub has that the page has not loaded yet.

@@ -742,7 +742,8 @@ fn browsing_asks_the_hub_and_keeps_its_answer_and_a_join_from_it_uses_the_nickna
     ];
     page.apply(ServerMsg::Rooms { id: None, rooms: rooms.clone() });
     assert_eq!(page.browse, Some(rooms));
-    assert_eq!(page.room_list(), [("lobby".to_owned(), None), ("rust".to_owned(), Some(4))], "joined, then the others");
+    let list: Vec<(String, Option<u64>)> = page.room_list().into_iter().map(|l| (l.name, l.size)).collect();
+    assert_eq!(list, [("lobby".to_owned(), None), ("rust".to_owned(), Some(4))], "joined, then the others");
     assert_eq!(page.current_nick("remembered"), "alice", "the lobby's");
     assert_eq!(PageModel::new(Session::default(), Vec::new()).current_nick("remembered"), "remembered");
     page.connection_lost(1006, String::new(), true);
@@ -833,4 +834,97 @@ fn opening_an_older_result_fetches_the_messages_around_it_and_marks_the_gap_to_t
     assert!(!log_shape(&page, "lobby").contains(&"gap".to_owned()), "nothing missing any more");
     page.apply(ServerMsg::Message(msg("lobby", 101, "bob", None)));
     assert_eq!(log_shape(&page, "lobby").last().map(String::as_str), Some("101"));
+}
+
+// ---- direct conversations and unread counts -------------------------------------------------
+
+const DM: &str = "@0123456789abcdef01234567";
+
+fn read(room: &str, seq: u64, unread: u64, up_to: u64) -> ServerMsg {
+    ServerMsg::Read { room: room.into(), seq, unread, up_to }
+}
+
+fn listed(page: &PageModel, room: &str) -> Listed {
+    page.room_list().into_iter().find(|l| l.name == room).expect("listed")
+}
+
+/// Joins `room` as the hub answers a join the page made by itself (a conversation's).
+fn joined_by_hub(page: &mut PageModel, room: &str, nick: &str) -> Vec<Effect> {
+    page.apply(ServerMsg::Joined {
+        id: Some(rejoin_id(room)),
+        room: room.into(),
+        nick: nick.into(),
+        members: vec![],
+        away: vec![],
+        count: 2,
+    })
+}
+
+#[test]
+fn a_conversation_someone_starts_is_joined_and_listed_under_their_name_without_taking_the_screen() {
+    let mut page = in_lobby().with_identity(TOKEN);
+    let conversation = Conversation { room: DM.into(), with: "bob".into() };
+    let effects = page.apply(ServerMsg::Conversations { id: None, conversations: vec![conversation] });
+    assert!(
+        matches!(sends(&effects)[..], [ClientMsg::Join { room, token: Some(t), .. }] if room == DM && t == TOKEN),
+        "{effects:?}"
+    );
+    joined_by_hub(&mut page, DM, "alice");
+    assert_eq!(page.active.as_deref(), Some("lobby"), "bob's conversation waits in the list");
+    assert_eq!(listed(&page, DM).label, "@bob");
+    // a message from bob there is unread until the person opens it
+    page.apply(read(DM, 0, 0, 0));
+    page.apply(ServerMsg::Message(msg(DM, 1, "bob", None)));
+    assert_eq!(listed(&page, DM).unread, 1);
+    let effects = page.select(DM);
+    assert!(sends(&effects).contains(&&ClientMsg::Read { room: DM.into(), seq: 1 }), "{effects:?}");
+    assert_eq!(listed(&page, DM).unread, 0);
+}
+
+#[test]
+fn asking_for_a_conversation_opens_it_once_joined() {
+    let mut page = in_lobby().with_identity(TOKEN);
+    let effects = page.message_person("lobby", "bob");
+    assert_eq!(
+        sends(&effects),
+        vec![&ClientMsg::Dm { id: Some("dm".into()), room: "lobby".into(), nick: "bob".into() }]
+    );
+    let conversation = Conversation { room: DM.into(), with: "bob".into() };
+    page.apply(ServerMsg::Conversations { id: Some("dm".into()), conversations: vec![conversation] });
+    joined_by_hub(&mut page, DM, "alice");
+    assert_eq!(page.active.as_deref(), Some(DM));
+    assert_eq!(page.room(DM).unwrap().label(), "@bob");
+}
+
+#[test]
+fn unread_counts_follow_the_hubs_position_and_the_new_messages_line_marks_where_reading_stopped() {
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=5, false));
+    // the page is hidden: the hub counted two unread up to 5 (seq 4 and 5); then 6 arrives live
+    page.set_hidden(true);
+    page.apply(read("lobby", 3, 2, 5));
+    assert_eq!(page.room("lobby").unwrap().unread(), 2);
+    page.apply(ServerMsg::Message(msg("lobby", 6, "bob", None)));
+    page.apply(ServerMsg::Message(msg("lobby", 7, "alice", None)));
+    assert_eq!(page.room("lobby").unwrap().unread(), 3, "one's own message is never unread");
+    // hidden, the page reads nothing; shown, the room on screen is read
+    assert!(page.read_now().is_empty());
+    let effects = page.set_hidden(false);
+    assert!(sends(&effects).contains(&&ClientMsg::Read { room: "lobby".into(), seq: 7 }), "{effects:?}");
+    assert_eq!(page.room("lobby").unwrap().unread(), 0);
+    // another tab read further: the count follows the hub
+    page.apply(ServerMsg::Message(msg("lobby", 8, "bob", None)));
+    page.select("lobby");
+    page.apply(read("lobby", 8, 0, 8));
+    assert_eq!(page.room("lobby").unwrap().unread(), 0);
+
+    // opened with something unread, the line goes before the first message not read, and
+    // stays while the room is on screen (what it shows counts as read at once)
+    let mut page = in_lobby();
+    page.apply(history("lobby", 1..=4, false));
+    let effects = page.apply(read("lobby", 2, 2, 4));
+    assert_eq!(sends(&effects), vec![&ClientMsg::Read { room: "lobby".into(), seq: 4 }]);
+    let entries = page.room_entries("lobby").unwrap();
+    let line = entries.iter().position(|e| e.kind == EntryKind::NewMessages).expect("a line");
+    assert_eq!(entries[line + 1].seq(), Some(3));
 }

@@ -40,6 +40,7 @@ pub(crate) fn ChatRoom(
         });
     };
     let name = room.clone();
+    let members_room = room.clone();
     // follow the end of the log (new messages, own pending ones), not older pages loaded above
     Effect::new(move |previous: Option<(Option<u64>, usize)>| {
         let now = log.with(|l| {
@@ -80,7 +81,7 @@ pub(crate) fn ChatRoom(
     view! {
         <section class="room" aria-labelledby="room-title">
             <div class="room-head">
-                <h2 id="room-title">"#" {room.clone()}</h2>
+                <h2 id="room-title">{move || side.with(|s| s.as_ref().map(|s| s.label.clone()))}</h2>
                 <span class="me">"as " {move || side.with(|s| s.as_ref().map(|s| s.nick.clone()))}</span>
                 <DrawerToggle which=Drawer::Rooms label="Rooms" controls="sidebar" />
                 <DrawerToggle which=Drawer::Members label="Members" controls="members" />
@@ -90,7 +91,7 @@ pub(crate) fn ChatRoom(
                     <div
                         class="log"
                         role="log"
-                        aria-label=format!("Messages in {room}")
+                        aria-label=move || side.with(|s| s.as_ref().map(|s| format!("Messages in {}", s.label)))
                         tabindex="0"
                         node_ref=log_ref
                         on:scroll=on(on_scroll)
@@ -118,7 +119,29 @@ pub(crate) fn ChatRoom(
                             key=|member| member.clone()
                             let:((name, away))
                         >
-                            <li class:away=away>{name} {away.then_some(view! { <span class="state">" (away)"</span> })}</li>
+                            <li class:away=away>
+                                {name.clone()}
+                                {away.then_some(view! { <span class="state">" (away)"</span> })}
+                                {
+                                    let (room, name) = (members_room.clone(), name.clone());
+                                    // others in a room can be messaged directly (not oneself, not in a conversation)
+                                    move || {
+                                        side.with(|s| s.as_ref().is_some_and(|s| s.nick != name && !s.direct))
+                                            .then(|| {
+                                                let (room, name) = (room.clone(), name.clone());
+                                                view! {
+                                                    <button
+                                                        class="link dm"
+                                                        aria-label=format!("Message {name}")
+                                                        on:click=on(move |_| chat.message_person(&room, &name))
+                                                    >
+                                                        "Message"
+                                                    </button>
+                                                }
+                                            })
+                                    }
+                                }
+                            </li>
                         </For>
                     </ul>
                     // a big room's list comes in pages: the rest on request
@@ -168,6 +191,9 @@ fn DrawerToggle(which: Drawer, label: &'static str, controls: &'static str) -> i
 #[derive(Debug, Clone, PartialEq)]
 struct Side {
     nick: String,
+    /// `#room`, or `@nickname` for a direct conversation.
+    label: String,
+    direct: bool,
     members: Vec<(String, bool)>,
     count: u64,
     not_loaded: u64,
@@ -178,6 +204,8 @@ impl Side {
     fn of(r: &page_model::Room) -> Side {
         Side {
             nick: r.nick.clone(),
+            label: r.label(),
+            direct: r.with.is_some(),
             members: r.members.iter().map(|n| (n.clone(), r.away.contains(n))).collect(),
             count: r.member_count,
             not_loaded: r.members_not_loaded(),
@@ -255,6 +283,7 @@ fn LogEntry(entry: Entry, room: String) -> impl IntoView {
         }
         EntryKind::Pending { id, text, failed } => view! { <PendingEntry id text failed /> }.into_any(),
         EntryKind::Notice(text) => view! { <p class="notice">{text}</p> }.into_any(),
+        EntryKind::NewMessages => view! { <p class="new-line">"New messages"</p> }.into_any(),
         EntryKind::Problem(text) => view! { <p class="notice problem">{text}</p> }.into_any(),
     }
 }

@@ -14,8 +14,9 @@ pub(crate) fn RoomList() -> impl IntoView {
     view! {
         <nav class="rooms" aria-label="Rooms">
             <ul>
-                <For each=move || list.get() key=|item| item.clone() let:((name, size))>
+                <For each=move || list.get() key=|item| item.clone() let:item>
                     {
+                        let page_model::Listed { name, label, size, unread } = item;
                         let is_active = {
                             let name = name.clone();
                             move || active.with(|a| a.as_deref() == Some(name.as_str()))
@@ -39,9 +40,18 @@ pub(crate) fn RoomList() -> impl IntoView {
                                     aria-current=move || is_active().then_some("page")
                                     on:click=on(open)
                                 >
-                                    "#"
-                                    {name.clone()}
+                                    {label.clone()}
                                     {size.map(|n| format!(" ({n})"))}
+                                    {(unread > 0)
+                                        .then(|| {
+                                            let shown = if unread > 999 { "999+".to_owned() } else { unread.to_string() };
+                                            view! {
+                                                <span class="unread" title=format!("{unread} unread")>
+                                                    <span class="sr-only">", unread: "</span>
+                                                    {shown}
+                                                </span>
+                                            }
+                                        })}
                                 </button>
                                 {match size {
                                     None => {
@@ -49,8 +59,8 @@ pub(crate) fn RoomList() -> impl IntoView {
                                             view! {
                                                 <button
                                                     class="leave"
-                                                    aria-label=format!("Leave {name}")
-                                                    title=format!("Leave {name}")
+                                                    aria-label=format!("Leave {label}")
+                                                    title=format!("Leave {label}")
                                                     on:click=on(leave)
                                                 >
                                                     "×"

@@ -2,9 +2,9 @@
 //! this process holds.
 
 use super::Fanout;
-use crate::chat::presence::LocalPresence;
+use crate::chat::presence::{LocalPresence, Presence};
 use futures_util::{FutureExt, future::BoxFuture};
-use hubbub_shared::{ChatMessage, RoomName};
+use hubbub_shared::{ChatMessage, RoomName, ServerMsg};
 use std::sync::Arc;
 
 #[derive(Debug)]
@@ -30,6 +30,10 @@ impl Fanout for LocalFanout {
     }
 
     fn sweep(&self) {}
+
+    fn tell(&self, person: &str, msg: &ServerMsg) {
+        self.rooms.people().tell(person, msg);
+    }
 
     fn problem(&self) -> Option<String> {
         None

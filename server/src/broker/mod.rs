@@ -47,6 +47,16 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
         Box::pin(std::future::ready(Ok(())))
     }
 
+    /// Tells every connection of `person` (the digest of their identity), on every hub.
+    fn tell(&self, person: &str, msg: &ServerMsg);
+
+    /// The claim (the digest of the person's identity) and the nickname of whoever holds the
+    /// nickname with look-alike key `key` in `room` on another hub; for `dm`. In-process there
+    /// are no other hubs.
+    fn nick_holder(&self, _room: &RoomName, _key: &str) -> BoxFuture<'static, Option<(String, String)>> {
+        Box::pin(std::future::ready(None))
+    }
+
     /// The rooms that only other hubs have people in, with how many people (each once) their
     /// views show there; for `rooms`. In-process: there are no other hubs.
     fn remote_room_sizes(&self) -> BoxFuture<'static, Vec<(String, u64)>> {

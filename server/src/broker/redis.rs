@@ -29,6 +29,12 @@
 //! [`WATCH_WAIT`] for its claim, then goes on with the hub's own check only (and `/healthz`
 //! says Redis is away): people can still join while it is down.
 //!
+//! **A person's news** (a conversation starting, a read position moving: [`Fanout::tell`])
+//! goes to every hub on `hubbub:people` as `{"hub": ID, "person": DIGEST, "news": …}`; each hub
+//! hands it to that person's connections it holds. It is best effort like a view: with Redis
+//! away, the person's other tabs learn it at their next join (the list of conversations and
+//! each room's read position come with it).
+//!
 //! **Redis away.** Sends still commit and are acknowledged, and this hub's members still get
 //! them; publishes fail (counted in `hubbub_fanout_errors_total`, `/healthz` says `degraded`).
 //! When the subscription connection is back, every watched room is read from the log from where
@@ -36,12 +42,12 @@
 
 use super::Fanout;
 use crate::{
-    chat::presence::{HubView, LocalPresence},
+    chat::presence::{HubView, LocalPresence, Presence},
     stats::Stats,
     store::{MessageLog, Range},
 };
 use futures_util::{FutureExt, StreamExt, future::BoxFuture};
-use hubbub_shared::{ChatMessage, RoomName};
+use hubbub_shared::{ChatMessage, RoomName, ServerMsg};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashMap},
@@ -81,7 +87,15 @@ struct Envelope {
     message: Option<ChatMessage>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     view: Option<RoomView>,
+    /// On `hubbub:people`: whom `news` is for (the digest of their identity).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    person: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    news: Option<ServerMsg>,
 }
+
+/// The channel of news for people ([`Fanout::tell`]), which every hub listens to.
+const PEOPLE_CHANNEL: &str = "hubbub:people";
 
 /// A hub's view of a room, on the channel and in `hubbub:views:{room}` (the same envelope).
 #[derive(Debug, Serialize, Deserialize)]
@@ -168,6 +182,11 @@ enum Command {
     /// Let these (Redis key, claim) pairs go.
     ReleaseClaims {
         claims: Vec<(String, String)>,
+    },
+    /// Who holds a nickname: (claim, nickname), if anyone does.
+    Holder {
+        key: String,
+        reply: oneshot::Sender<Option<(String, String)>>,
     },
 }
 
@@ -420,7 +439,8 @@ impl Inner {
 
 impl Fanout for RedisFanout {
     fn publish(&self, message: ChatMessage) {
-        let envelope = Envelope { hub: self.inner.hub.clone(), message: Some(message), view: None };
+        let envelope =
+            Envelope { hub: self.inner.hub.clone(), message: Some(message), view: None, person: None, news: None };
         let payload = serde_json::to_string(&envelope).expect("a chat message always serialises");
         let Some(message) = envelope.message else { return };
         let _ = self.inner.publishes.send(Command::Publish { channel: channel(&message.room), payload });
@@ -510,6 +530,29 @@ impl Fanout for RedisFanout {
         let (key, claim, nick) = (nick_key(room.as_str(), key), claim.to_owned(), nick.to_owned());
         let _ = self.inner.publishes.send(Command::Claim { key, claim, nick, reply });
         async move { tokio::time::timeout(WATCH_WAIT, taken).await.ok().and_then(Result::ok).unwrap_or(Ok(())) }.boxed()
+    }
+
+    fn tell(&self, person: &str, msg: &ServerMsg) {
+        self.inner.local.people().tell(person, msg);
+        let envelope = Envelope {
+            hub: self.inner.hub.clone(),
+            message: None,
+            view: None,
+            person: Some(person.to_owned()),
+            news: Some(msg.clone()),
+        };
+        match serde_json::to_string(&envelope) {
+            Ok(payload) => {
+                let _ = self.inner.publishes.send(Command::Publish { channel: PEOPLE_CHANNEL.to_owned(), payload });
+            }
+            Err(e) => tracing::warn!(cause = %e, "cannot encode news for a person"),
+        }
+    }
+
+    fn nick_holder(&self, room: &RoomName, key: &str) -> BoxFuture<'static, Option<(String, String)>> {
+        let (reply, held) = oneshot::channel();
+        let _ = self.inner.publishes.send(Command::Holder { key: nick_key(room.as_str(), key), reply });
+        async move { tokio::time::timeout(WATCH_WAIT, held).await.ok().and_then(Result::ok).flatten() }.boxed()
     }
 
     /// Redis slow or away: only this hub's rooms are listed.
@@ -678,6 +721,14 @@ async fn publish_loop(client: redis::Client, mut queue: mpsc::UnboundedReceiver<
                     Err(e) => Err(e),
                 }
             }
+            Command::Holder { key, reply } => {
+                let held = redis::cmd("GET").arg(&key).query_async::<Option<String>>(c).await;
+                held.map(|held| {
+                    // the claim, a space, the nickname (as `CLAIM` writes it)
+                    let holder = held.and_then(|h| h.split_once(' ').map(|(c, n)| (c.to_owned(), n.to_owned())));
+                    let _ = reply.send(holder);
+                })
+            }
             Command::LoadViews { room, reply } => {
                 let views = redis::cmd("HGETALL").arg(views_key(&room)).query_async::<HashMap<String, String>>(c).await;
                 views.map(|views| {
@@ -733,6 +784,8 @@ async fn view_loop(inner: std::sync::Weak<Inner>) {
                 hub: me.hub.clone(),
                 message: None,
                 view: Some(RoomView { room: room.clone(), view, seen_ms: now_ms() }),
+                person: None,
+                news: None,
             };
             let payload = serde_json::to_string(&envelope).expect("a view always serialises");
             let _ = me.publishes.send(Command::ShareView { room, payload });
@@ -764,15 +817,16 @@ async fn subscribe_loop(
             }
         };
         let (mut sink, mut stream) = pubsub.split();
-        let watched: Vec<String> = me.lock().keys().map(|r| channel(r)).collect();
-        if !watched.is_empty() && sink.subscribe(&watched).await.is_err() {
+        let mut watched: Vec<String> = me.lock().keys().map(|r| channel(r)).collect();
+        watched.push(PEOPLE_CHANNEL.to_owned());
+        if sink.subscribe(&watched).await.is_err() {
             drop(me);
             tokio::time::sleep(backoff).await;
             continue;
         }
         backoff = Duration::from_millis(100);
         me.health.set(None);
-        tracing::info!(rooms = watched.len(), "subscribed to Redis");
+        tracing::info!(rooms = watched.len() - 1, "subscribed to Redis");
         me.catch_up(None);
         drop(me);
         let mut gaps = tokio::time::interval(GAP_CHECK);
@@ -797,7 +851,10 @@ async fn subscribe_loop(
                     let Some(msg) = msg else { break };
                     let Some(me) = inner.upgrade() else { return };
                     match msg.get_payload::<String>().map(|p| serde_json::from_str::<Envelope>(&p)) {
-                        Ok(Ok(Envelope { hub, message, view })) if hub != me.hub => {
+                        Ok(Ok(Envelope { hub, message, view, person, news })) if hub != me.hub => {
+                            if let (Some(person), Some(news)) = (person, news) {
+                                me.local.people().tell(&person, &news);
+                            }
                             if let Some(message) = message {
                                 me.offer(message);
                             }

@@ -5,7 +5,7 @@
 use super::{ChatDeps, Refusal, session::refuse};
 use crate::{
     net::Outbound,
-    store::{MessageLog, Range, StoreError},
+    store::{MessageLog, Range, ReadMove, ReadState, StoreError},
 };
 use hubbub_shared::{ChatMessage, ErrorCode, RoomName, ServerMsg, cursor::Cursor};
 use std::sync::Arc;
@@ -13,13 +13,38 @@ use std::sync::Arc;
 /// Sends the `history` that follows a `joined` (or answers `resume`): the messages after the
 /// `since` cursor when it is valid and the gap is within the limit (`recovered: true`), else the
 /// latest page (and an `invalid_cursor` error first when the cursor is not one of this room).
+/// After a join of a person with an identity (`reader`), their read position follows (`read`).
 pub(crate) async fn send_since(
     deps: ChatDeps,
     room: RoomName,
     since: Option<String>,
     id: Option<String>,
     out: Outbound,
+    reader: Option<String>,
 ) {
+    send_history_since(&deps, &room, since, id, &out).await;
+    if let Some(person) = reader {
+        let from_start = room.is_conversation();
+        match deps.log.read_position(&person, &room, ReadMove::Stay { from_start }).await {
+            Ok(read) => out.push(&read_frame(&room, read)),
+            Err(e) => refuse(&out, None, Refusal::about(&room, ErrorCode::StorageUnavailable, e.to_string())),
+        }
+    }
+}
+
+/// The `read` frame of a read position.
+pub(crate) fn read_frame(room: &RoomName, read: ReadState) -> ServerMsg {
+    ServerMsg::Read { room: room.to_string(), seq: read.seq, unread: read.unread, up_to: read.up_to }
+}
+
+async fn send_history_since(
+    deps: &ChatDeps,
+    room: &RoomName,
+    since: Option<String>,
+    id: Option<String>,
+    out: &Outbound,
+) {
+    let (room, out) = (room.clone(), out.clone());
     // first make sure the room's live messages reach this hub, then read: every message is in
     // the history or arrives live (or both: clients keep one copy per seq)
     deps.fanout.watch(&room).await;

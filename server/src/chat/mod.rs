@@ -1,11 +1,13 @@
 //! The chat: what a client's message means (`session`), rooms and members (`presence`),
-//! history and resume (`history`), and the nickname rules against impersonation
+//! history and resume (`history`), each person's connections across rooms (`people`: direct
+//! conversations and read positions concern a person), and the nickname rules against impersonation
 //! (`nick_rules`). Nothing here knows which engines store or fan out messages: a session gets
 //! a [`ChatDeps`] with the engines behind traits.
 
 pub(crate) mod auth;
 pub(crate) mod history;
 pub(crate) mod nick_rules;
+pub(crate) mod people;
 pub(crate) mod presence;
 pub(crate) mod session;
 

@@ -34,7 +34,7 @@
 //! the members' outbound queues *inside* that section, so a joiner's `joined` reply always
 //! precedes the room's next message.
 
-use super::nick_rules;
+use super::{nick_rules, people::People};
 use crate::net::{ConnId, Outbound};
 use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
 use serde::{Deserialize, Serialize};
@@ -152,12 +152,21 @@ pub(crate) trait Presence: Send + Sync + std::fmt::Debug {
     /// The rooms someone is in here, with how many people each has (in cluster mode counting
     /// the other hubs' people too): for `rooms`.
     fn sizes(&self) -> Vec<(String, u64)>;
+
+    /// The member of `room` on this hub whose nickname is `nick` (ignoring case): their
+    /// nickname as shown, their claim (the digest of their identity), and whether they have an
+    /// identity at all (without one, every connection is a person of its own, for a while).
+    fn member(&self, room: &RoomName, nick: &Nick) -> Option<(String, String, bool)>;
+
+    /// Every person's connections on this hub.
+    fn people(&self) -> &People;
 }
 
 /// The rooms of this process. Also what [`crate::broker::local::LocalFanout`] delivers through.
 #[derive(Debug)]
 pub(crate) struct LocalPresence {
     rooms: Mutex<HashMap<RoomName, Room>>,
+    people: People,
     times: PresenceTimes,
     /// Cluster mode: the rooms are shared with other hubs (views, nickname claims).
     shared: std::sync::atomic::AtomicBool,
@@ -517,7 +526,7 @@ fn typing_frame(room: &RoomName, nicks: &[String]) -> axum::extract::ws::Message
 
 impl LocalPresence {
     pub(crate) fn new(times: PresenceTimes) -> Self {
-        LocalPresence { rooms: Mutex::default(), times, shared: Default::default() }
+        LocalPresence { rooms: Mutex::default(), people: People::default(), times, shared: Default::default() }
     }
 
     /// The rooms with at least one member here.
@@ -823,6 +832,17 @@ impl Presence for LocalPresence {
             .filter(|(_, entry)| !entry.members.is_empty())
             .map(|(room, entry)| (room.to_string(), entry.count()))
             .collect()
+    }
+
+    fn member(&self, room: &RoomName, nick: &Nick) -> Option<(String, String, bool)> {
+        let rooms = self.lock();
+        let entry = rooms.get(room)?;
+        let member = &entry.members[entry.by_name.get(&nick.key())?];
+        Some((member.nick.to_string(), member.claim.clone(), member.identity.is_some()))
+    }
+
+    fn people(&self) -> &People {
+        &self.people
     }
 }
 

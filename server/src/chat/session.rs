@@ -8,7 +8,7 @@ use super::{
 };
 use crate::{
     net::{Close, ConnId, Endpoint, Outbound, rate::TokenBucket},
-    store::{Append, Change},
+    store::{Append, Change, Conversation, ReadMove},
 };
 use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, RoomSize, ServerMsg, close, decode_client};
@@ -50,6 +50,9 @@ pub(crate) struct ChatSession {
     /// Sign-in mode: who the connection's token says it is, and until when (`None` until the
     /// first `auth`).
     signed_in: Option<(auth::Claims, tokio::time::Instant)>,
+    /// The person on this connection (the digest of the identity its first join carried, or
+    /// of the signed-in `sub`), once known: their conversations and read positions.
+    person: Option<String>,
 }
 
 impl Endpoint for ChatSession {
@@ -108,6 +111,9 @@ impl Endpoint for ChatSession {
     }
 
     fn on_closing(&mut self) {
+        if let Some(person) = &self.person {
+            self.deps.presence.people().remove(person, self.conn);
+        }
         // the person leaves every room this connection was in (after the grace, if it was their
         // last connection there)
         for (room, _) in self.rooms.drain() {
@@ -134,6 +140,7 @@ impl ChatSession {
             hidden: false,
             typing_in: HashSet::new(),
             signed_in: None,
+            person: None,
         }
     }
 
@@ -229,15 +236,18 @@ impl ChatSession {
             }
             ClientMsg::Resume { id, room, since } => {
                 let room = self.member_of(&room)?;
-                self.deps.tasks.spawn(history::send_since(self.deps.clone(), room, Some(since), id, out.clone()));
+                let resume = history::send_since(self.deps.clone(), room, Some(since), id, out.clone(), None);
+                self.deps.tasks.spawn(resume);
                 Ok(())
             }
             ClientMsg::Rooms { id } => {
                 let (presence, fanout, out) = (self.deps.presence.clone(), self.deps.fanout.clone(), out.clone());
                 self.deps.tasks.spawn(async move {
-                    // this hub's rooms with their full counts, then the rooms only others hold
+                    // this hub's rooms with their full counts, then the rooms only others hold;
+                    // never a direct conversation (`@…`): those are nobody else's business
                     let mut rooms = presence.sizes();
                     rooms.extend(fanout.remote_room_sizes().await);
+                    rooms.retain(|(room, _)| !room.starts_with('@'));
                     rooms.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
                     rooms.truncate(MAX_ROOMS_LISTED);
                     let rooms = rooms.into_iter().map(|(room, count)| RoomSize { room, count }).collect();
@@ -266,6 +276,23 @@ impl ChatSession {
                             out.push(&ServerMsg::Found { id, terms, messages });
                         }
                         Err(e) => refuse(&out, id, Refusal::general(ErrorCode::StorageUnavailable, e.to_string())),
+                    }
+                });
+                Ok(())
+            }
+            ClientMsg::Dm { id, room, nick } => self.start_conversation(id, &room, &nick, out).await,
+            // no reply: every connection of the person hears the new position
+            ClientMsg::Read { room, seq } => {
+                let room = self.member_of(&room)?;
+                let Some(person) = self.person_in(&room) else { return Ok(()) };
+                let (log, fanout) = (self.deps.log.clone(), self.deps.fanout.clone());
+                let out = out.clone();
+                self.deps.tasks.spawn(async move {
+                    match log.read_position(&person, &room, ReadMove::To(seq)).await {
+                        Ok(read) => fanout.tell(&person, &history::read_frame(&room, read)),
+                        Err(e) => {
+                            refuse(&out, None, Refusal::about(&room, ErrorCode::StorageUnavailable, e.to_string()))
+                        }
                     }
                 });
                 Ok(())
@@ -304,7 +331,14 @@ impl ChatSession {
         out: &Outbound,
     ) -> Result<(), Refusal> {
         let room = RoomName::parse(room).map_err(Refusal::in_room(room))?;
-        let nick = Nick::parse(nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
+        let claim = self.claim_for(token.as_deref());
+        let identified = token.as_deref().is_some_and(|t| !t.is_empty());
+        // a conversation: only its two people, each under the nickname they had when it began
+        let nick = match room.is_conversation() {
+            true => self.conversation_nick(&room, identified.then_some(claim.as_str())).await?,
+            false => nick.to_owned(),
+        };
+        let nick = Nick::parse(&nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
         if self.rooms.contains_key(&room) {
             let reason = format!("You are already in {room}.");
             return Err(Refusal::about(&room, ErrorCode::AlreadyJoined, reason));
@@ -315,7 +349,6 @@ impl ChatSession {
             return Err(Refusal::about(&room, ErrorCode::TooManyRooms, reason));
         }
         // across hubs first (cluster mode): two hubs never let two people have one nickname
-        let claim = self.claim_for(token.as_deref());
         let key = nick_rules::look_alike_key(&nick);
         if let Err(holder) = self.deps.fanout.claim_nick(&room, &key, &claim, nick.as_str()).await {
             // the same refusals as within one hub: the very name, or one too much like it
@@ -342,11 +375,111 @@ impl ChatSession {
         self.deps.presence.join(request).map_err(Refusal::in_room(&room))?;
         tracing::debug!(%room, %nick, "joined");
         self.join_by = None;
+        if identified && self.person.is_none() {
+            self.identify(claim.clone(), out);
+        }
         // registered first, history read second: every message is either in the history or
         // delivered live (or both; clients keep one copy per seq)
-        self.deps.tasks.spawn(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone()));
+        let reader = identified.then(|| claim.clone());
+        self.deps.tasks.spawn(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone(), reader));
         self.rooms.insert(room, (nick, claim));
         Ok(())
+    }
+
+    /// The connection's first join with an identity: the person's news (`Fanout::tell`) reaches
+    /// it from now on, and it gets their conversations.
+    fn identify(&mut self, person: String, out: &Outbound) {
+        self.deps.presence.people().add(&person, self.conn, out);
+        let (log, out) = (self.deps.log.clone(), out.clone());
+        self.person = Some(person.clone());
+        self.deps.tasks.spawn(async move {
+            match log.conversations(&person).await {
+                Ok(all) => {
+                    let conversations = all.iter().filter_map(|c| shown_to(c, &person)).collect();
+                    out.push(&ServerMsg::Conversations { id: None, conversations });
+                }
+                Err(e) => refuse(&out, None, Refusal::general(ErrorCode::StorageUnavailable, e.to_string())),
+            }
+        });
+    }
+
+    /// The nickname `person` has in conversation `room`; the same refusal whether the
+    /// conversation does not exist or is someone else's, so a guess learns nothing.
+    async fn conversation_nick(&self, room: &RoomName, person: Option<&str>) -> Result<String, Refusal> {
+        let refusal = || {
+            let reason = format!("You have no conversation called {room}.");
+            Refusal::about(room, ErrorCode::NoSuchConversation, reason)
+        };
+        let person = person.ok_or_else(refusal)?;
+        let conversation = self
+            .deps
+            .log
+            .conversation(room)
+            .await
+            .map_err(|e| Refusal::about(room, ErrorCode::StorageUnavailable, e.to_string()))?;
+        let people = conversation.map(|c| c.people).unwrap_or_default();
+        people.into_iter().find(|(p, _)| p == person).map(|(_, nick)| nick).ok_or_else(refusal)
+    }
+
+    /// `dm`: the conversation of the person on this connection (as in `room`) and the member
+    /// called `nick` there, started unless the two have one already. Both people's connections
+    /// hear of it; this one with the request's id.
+    async fn start_conversation(
+        &mut self,
+        id: Option<String>,
+        room: &str,
+        nick: &str,
+        out: &Outbound,
+    ) -> Result<(), Refusal> {
+        let room = self.member_of(room)?;
+        let nobody = |reason: String| Refusal::about(&room, ErrorCode::NoSuchMember, reason);
+        let Some(me) = self.person_in(&room) else {
+            return Err(nobody("Direct messages need an identity: join with the token your client keeps.".into()));
+        };
+        let my_nick = self.rooms[&room].0.to_string();
+        let them = Nick::parse(nick).map_err(Refusal::in_room(&room))?;
+        if them.key() == Nick::parse(&my_nick).map(|n| n.key()).unwrap_or_default() {
+            return Err(nobody("That is you: pick someone else.".into()));
+        }
+        let here = self.deps.presence.member(&room, &them);
+        let (their_nick, their_claim) = match here {
+            Some((_, _, false)) => {
+                return Err(nobody(format!("{them}'s client keeps no identity, so it cannot have direct messages.")));
+            }
+            Some((nick, claim, true)) => (nick, claim),
+            None => {
+                let key = nick_rules::look_alike_key(&them);
+                match self.deps.fanout.nick_holder(&room, &key).await {
+                    Some((claim, nick)) if Nick::parse(&nick).is_ok_and(|n| n.key() == them.key()) => (nick, claim),
+                    _ => return Err(nobody(format!("Nobody in {room} is called {them}."))),
+                }
+            }
+        };
+        if their_claim == me {
+            return Err(nobody("That is you: pick someone else.".into()));
+        }
+        let wanted = Conversation::between((me.clone(), my_nick), (their_claim.clone(), their_nick));
+        let (log, fanout, out) = (self.deps.log.clone(), self.deps.fanout.clone(), out.clone());
+        self.deps.tasks.spawn(async move {
+            match log.start_conversation(wanted).await {
+                Ok(started) => {
+                    for person in [&me, &their_claim] {
+                        let conversations = shown_to(&started, person).into_iter().collect();
+                        fanout.tell(person, &ServerMsg::Conversations { id: None, conversations });
+                    }
+                    let conversations = shown_to(&started, &me).into_iter().collect();
+                    out.push(&ServerMsg::Conversations { id, conversations });
+                }
+                Err(e) => refuse(&out, id, Refusal::about(&room, ErrorCode::StorageUnavailable, e.to_string())),
+            }
+        });
+        Ok(())
+    }
+
+    /// The person this connection is in `room` as, when it joined with an identity.
+    fn person_in(&self, room: &RoomName) -> Option<String> {
+        let (_, claim) = self.rooms.get(room)?;
+        self.person.as_ref().filter(|p| *p == claim).cloned()
     }
 
     /// Queues a chat message (or, with `change`, an edit or deletion of one) for the next group
@@ -423,6 +556,12 @@ impl ChatSession {
             Err(Refusal::about(&room, ErrorCode::NotMember, reason))
         }
     }
+}
+
+/// A conversation as `person` sees it in `conversations`: with the other person's nickname.
+fn shown_to(conversation: &Conversation, person: &str) -> Option<hubbub_shared::Conversation> {
+    let (_, with) = conversation.other(person)?;
+    Some(hubbub_shared::Conversation { room: conversation.room.to_string(), with: with.clone() })
 }
 
 /// Tells the client its request `id` was refused.

@@ -38,6 +38,24 @@ const MIGRATIONS: &[&str] = &[
      INSERT INTO message_words (message_words, rank) VALUES ('automerge', 8);
      ALTER TABLE messages ADD COLUMN doc INTEGER;
      CREATE UNIQUE INDEX messages_by_doc ON messages (doc);",
+    // version 4: people's own records (see `crate::store`): direct conversations, with their two
+    // people (digests of identities) and nicknames, and each person's read position per room
+    "CREATE TABLE conversations (
+         room TEXT PRIMARY KEY,
+         person_a TEXT NOT NULL,
+         nick_a TEXT NOT NULL,
+         person_b TEXT NOT NULL,
+         nick_b TEXT NOT NULL,
+         created INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX conversations_by_a ON conversations (person_a);
+     CREATE INDEX conversations_by_b ON conversations (person_b);
+     CREATE TABLE read_marks (
+         person TEXT NOT NULL,
+         room TEXT NOT NULL,
+         seq INTEGER NOT NULL,
+         PRIMARY KEY (person, room)
+     ) WITHOUT ROWID;",
 ];
 
 /// Rust steps that follow a version's SQL, by version number (they need the hub's own rules).

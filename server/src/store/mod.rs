@@ -26,6 +26,9 @@
 //!   removes it, so a search finds what history shows. SQLite uses FTS5, PostgreSQL a GIN
 //!   index over a `tsvector`; both index the very words the hub computes (never a database
 //!   parser's idea of a word), so both engines find the same messages.
+//! - **people's own records**: the direct conversations ([`Conversation`]: which two people may
+//!   join one) and each person's read position per room ([`ReadState`]), written at once (not
+//!   through the group commit: they are not messages and nobody waits on their order).
 
 mod migrations;
 pub(crate) mod postgres;
@@ -77,6 +80,11 @@ impl From<tokio_postgres::Error> for StoreError {
 /// The client's own id from a stored one: `c:ID` is a client's id, `s:…` one the hub made up.
 fn public_id(stored: &str) -> Option<String> {
     stored.strip_prefix("c:").map(str::to_owned)
+}
+
+/// Milliseconds since the Unix epoch: a message's `ts`, a conversation's start.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// A sequence number as the databases store it (signed 64-bit).
@@ -198,6 +206,71 @@ pub(crate) struct Range {
     pub(crate) newest: bool,
 }
 
+/// A direct conversation: its name and its two people, each as (person, nickname): the person
+/// is the digest of their identity (as `Append::author_key`), the nickname theirs when it began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Conversation {
+    pub(crate) room: RoomName,
+    pub(crate) people: [(String, String); 2],
+}
+
+impl Conversation {
+    /// The conversation of two people: its name comes from their two digests, in either order,
+    /// so asking again (or from the other side) finds the same one.
+    pub(crate) fn between(a: (String, String), b: (String, String)) -> Conversation {
+        use sha2::{Digest, Sha256};
+        let (first, second) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+        let digest = Sha256::digest(format!("conversation:{}:{}", first.0, second.0));
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        Conversation { room: RoomName::conversation(&hex), people: [first, second] }
+    }
+
+    /// The other person of the two, as (person, nickname), if `person` is one of them.
+    pub(crate) fn other(&self, person: &str) -> Option<&(String, String)> {
+        match &self.people {
+            [(a, _), b] if a == person => Some(b),
+            [a, (b, _)] if b == person => Some(a),
+            _ => None,
+        }
+    }
+}
+
+/// A person's read position in a room, and what is unread after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ReadState {
+    /// Everything up to this seq has been read.
+    pub(crate) seq: u64,
+    /// Messages of others (not edits, not deleted) after `seq` up to `up_to`, at most
+    /// [`MAX_UNREAD`].
+    pub(crate) unread: u64,
+    /// The room's newest seq when this was counted.
+    pub(crate) up_to: u64,
+}
+
+/// Unread messages are counted up to this many (a page shows "999+" long before).
+pub(crate) const MAX_UNREAD: u64 = 1000;
+
+/// Where a person's read position in a room moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ReadMove {
+    /// Read up to this seq (never back, never past the newest message).
+    To(u64),
+    /// Stays where it is; a person without one yet starts at the newest message (a room:
+    /// what was said before they came is not "unread") or at nothing read (`from_start`: a
+    /// conversation, whose every message was meant for them).
+    Stay { from_start: bool },
+}
+
+/// How both engines write a [`ReadMove`]: the position a new row starts at (the query caps it
+/// at the room's newest seq), and whether an existing row moves up to it.
+fn read_move_sql(to: ReadMove) -> (i64, bool) {
+    match to {
+        ReadMove::To(seq) => (db_seq(seq), true),
+        ReadMove::Stay { from_start: true } => (0, false),
+        ReadMove::Stay { from_start: false } => (i64::MAX, false),
+    }
+}
+
 /// The durable history of every room. See the module docs for the contract.
 pub(crate) trait MessageLog: Send + Sync + std::fmt::Debug {
     /// Random id of this database, made when it was created; part of every resume cursor.
@@ -222,6 +295,23 @@ pub(crate) trait MessageLog: Send + Sync + std::fmt::Debug {
         terms: Vec<String>,
         limit: usize,
     ) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>>;
+
+    /// Starts `conversation` unless it exists; either way, the stored one.
+    fn start_conversation(&self, conversation: Conversation) -> BoxFuture<'static, Result<Conversation, StoreError>>;
+
+    /// The conversation named `room`, if there is one.
+    fn conversation(&self, room: &RoomName) -> BoxFuture<'static, Result<Option<Conversation>, StoreError>>;
+
+    /// Every conversation `person` is in, oldest first.
+    fn conversations(&self, person: &str) -> BoxFuture<'static, Result<Vec<Conversation>, StoreError>>;
+
+    /// Moves (or reads) `person`'s read position in `room` and counts what is unread after it.
+    fn read_position(
+        &self,
+        person: &str,
+        room: &RoomName,
+        to: ReadMove,
+    ) -> BoxFuture<'static, Result<ReadState, StoreError>>;
 
     /// Whether the database answers (for `/healthz`).
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>>;

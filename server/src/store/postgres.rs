@@ -21,8 +21,8 @@
 //! pipelines concurrent queries over it.
 
 use super::{
-    Append, Committed, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, index_words, public_id,
-    refuse_change, stored_message,
+    Append, Committed, Conversation, MAX_UNREAD, MessageLog, NotStored, OnCommit, Outcome, Range, ReadMove, ReadState,
+    StoreError, db_seq, index_words, now_ms, public_id, read_move_sql, refuse_change, stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -31,7 +31,7 @@ use std::{
     collections::{BTreeMap, HashMap},
     str::FromStr,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 use tokio::sync::mpsc;
 use tokio_postgres::{Client, NoTls};
@@ -49,6 +49,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/postgres/0001_init.sql"),
     include_str!("../../migrations/postgres/0002_edits.sql"),
     include_str!("../../migrations/postgres/0003_search.sql"),
+    include_str!("../../migrations/postgres/0004_people.sql"),
 ];
 /// Any fixed number: the advisory lock that makes hubs starting together migrate one at a time.
 const MIGRATION_LOCK: i64 = 0x6875_6262_7562; // "hubbub"
@@ -216,6 +217,78 @@ impl MessageLog for PgLog {
         .boxed()
     }
 
+    fn start_conversation(&self, c: Conversation) -> BoxFuture<'static, Result<Conversation, StoreError>> {
+        let reader = self.reader.clone();
+        async move {
+            let client = reader.shared().await?;
+            let [(a, nick_a), (b, nick_b)] = &c.people;
+            client
+                .execute(
+                    "INSERT INTO conversations (room, person_a, nick_a, person_b, nick_b, created)
+                     VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room) DO NOTHING",
+                    &[&c.room.as_str(), a, nick_a, b, nick_b, &(now_ms() as i64)],
+                )
+                .await?;
+            Ok(find_conversation(&client, c.room.as_str()).await?.unwrap_or(c))
+        }
+        .boxed()
+    }
+
+    fn conversation(&self, room: &RoomName) -> BoxFuture<'static, Result<Option<Conversation>, StoreError>> {
+        let (reader, room) = (self.reader.clone(), room.to_string());
+        async move { find_conversation(&*reader.shared().await?, &room).await }.boxed()
+    }
+
+    fn conversations(&self, person: &str) -> BoxFuture<'static, Result<Vec<Conversation>, StoreError>> {
+        let (reader, person) = (self.reader.clone(), person.to_owned());
+        async move {
+            let rows = reader
+                .shared()
+                .await?
+                .query(
+                    "SELECT room, person_a, nick_a, person_b, nick_b FROM conversations
+                     WHERE person_a = $1 OR person_b = $1 ORDER BY created, room",
+                    &[&person],
+                )
+                .await?;
+            Ok(rows.iter().filter_map(conversation_from_row).collect())
+        }
+        .boxed()
+    }
+
+    fn read_position(
+        &self,
+        person: &str,
+        room: &RoomName,
+        to: ReadMove,
+    ) -> BoxFuture<'static, Result<ReadState, StoreError>> {
+        let (reader, person, room) = (self.reader.clone(), person.to_owned(), room.to_string());
+        async move {
+            let client = reader.shared().await?;
+            let (start, raise) = read_move_sql(to);
+            // one statement: the new position (capped at the room's head) and the count after it
+            let row = client
+                .query_one(
+                    "WITH head AS (SELECT coalesce((SELECT head FROM rooms WHERE room = $2), 0) AS head),
+                     mark AS (
+                         INSERT INTO read_marks (person, room, seq) VALUES ($1, $2, LEAST($3, (SELECT head FROM head)))
+                         ON CONFLICT (person, room) DO UPDATE
+                         SET seq = CASE WHEN $4 THEN GREATEST(read_marks.seq, excluded.seq) ELSE read_marks.seq END
+                         RETURNING seq
+                     )
+                     SELECT mark.seq, head.head, (SELECT count(*) FROM (SELECT 1 FROM messages
+                         WHERE room = $2 AND seq > mark.seq AND seq <= head.head AND edits IS NULL
+                         AND NOT deleted AND coalesce(author_key, '') <> $1 LIMIT $5) unread)
+                     FROM mark, head",
+                    &[&person, &room, &start, &raise, &(MAX_UNREAD as i64)],
+                )
+                .await?;
+            let (seq, up_to, unread): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+            Ok(ReadState { seq: seq.max(0) as u64, unread: unread.max(0) as u64, up_to: up_to.max(0) as u64 })
+        }
+        .boxed()
+    }
+
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         let reader = self.reader.clone();
         async move {
@@ -301,7 +374,7 @@ async fn write_loop(
 
 /// Stores `batch` in one transaction; the outcomes in batch order.
 async fn commit_batch(client: &mut Client, batch: &[Append]) -> Result<Vec<Outcome>, StoreError> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
+    let now = now_ms() as i64;
     // each room's appends, in arrival order; rooms in name order (the lock order of every hub)
     let mut by_room: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
     for (i, a) in batch.iter().enumerate() {
@@ -430,6 +503,19 @@ impl<'a> NewRows<'a> {
         *self = NewRows::default();
         Ok(())
     }
+}
+
+async fn find_conversation(client: &Client, room: &str) -> Result<Option<Conversation>, StoreError> {
+    let row = client
+        .query_opt("SELECT room, person_a, nick_a, person_b, nick_b FROM conversations WHERE room = $1", &[&room])
+        .await?;
+    Ok(row.as_ref().and_then(conversation_from_row))
+}
+
+/// A conversation from a row of `SELECT room, person_a, nick_a, person_b, nick_b`.
+fn conversation_from_row(r: &tokio_postgres::Row) -> Option<Conversation> {
+    let room = RoomName::parse(r.get(0)).ok().filter(RoomName::is_conversation)?;
+    Some(Conversation { room, people: [(r.get(1), r.get(2)), (r.get(3), r.get(4))] })
 }
 
 /// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.

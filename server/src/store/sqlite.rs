@@ -9,8 +9,9 @@
 //! them run beside the writer.
 
 use super::{
-    Append, Committed, Durability, MessageLog, NotStored, OnCommit, Outcome, Range, StoreError, db_seq, index_words,
-    migrations, public_id, refuse_change, stored_message,
+    Append, Committed, Conversation, Durability, MAX_UNREAD, MessageLog, NotStored, OnCommit, Outcome, Range, ReadMove,
+    ReadState, StoreError, db_seq, index_words, migrations, now_ms, public_id, read_move_sql, refuse_change,
+    stored_message,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -21,7 +22,7 @@ use std::{
     path::Path,
     sync::{Arc, Mutex, mpsc as std_mpsc},
     thread::JoinHandle,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 /// Most appends committed in one transaction.
@@ -175,6 +176,73 @@ impl MessageLog for SqliteLog {
         })
     }
 
+    fn start_conversation(&self, c: Conversation) -> BoxFuture<'static, Result<Conversation, StoreError>> {
+        // on the read connection: a short write of its own, beside the writer's group commits
+        // (WAL takes turns; the busy timeout covers the wait)
+        self.read(move |conn| {
+            let [(a, nick_a), (b, nick_b)] = &c.people;
+            conn.prepare_cached(
+                "INSERT OR IGNORE INTO conversations (room, person_a, nick_a, person_b, nick_b, created)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?
+            .execute(params![c.room.as_str(), a, nick_a, b, nick_b, now_ms() as i64])?;
+            Ok(find_conversation(conn, c.room.as_str())?.unwrap_or(c))
+        })
+    }
+
+    fn conversation(&self, room: &RoomName) -> BoxFuture<'static, Result<Option<Conversation>, StoreError>> {
+        let room = room.to_string();
+        self.read(move |conn| find_conversation(conn, &room))
+    }
+
+    fn conversations(&self, person: &str) -> BoxFuture<'static, Result<Vec<Conversation>, StoreError>> {
+        let person = person.to_owned();
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT room, person_a, nick_a, person_b, nick_b FROM conversations
+                 WHERE person_a = ?1 OR person_b = ?1 ORDER BY created, room",
+            )?;
+            let rows = stmt.query_map([person], conversation_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?.into_iter().flatten().collect())
+        })
+    }
+
+    fn read_position(
+        &self,
+        person: &str,
+        room: &RoomName,
+        to: ReadMove,
+    ) -> BoxFuture<'static, Result<ReadState, StoreError>> {
+        let (person, room) = (person.to_owned(), room.to_string());
+        self.read(move |conn| {
+            // the write first: the transaction takes the write lock before it reads anything,
+            // so the busy timeout applies (a read first would fail at once on a newer commit)
+            let tx = conn.unchecked_transaction()?;
+            let (start, raise) = read_move_sql(to);
+            tx.prepare_cached(
+                "INSERT INTO read_marks (person, room, seq)
+                 VALUES (?1, ?2, min(?3, (SELECT coalesce(MAX(seq), 0) FROM messages WHERE room = ?2)))
+                 ON CONFLICT (person, room) DO UPDATE
+                 SET seq = CASE WHEN ?4 THEN max(read_marks.seq, excluded.seq) ELSE read_marks.seq END",
+            )?
+            .execute(params![person, room, start, raise])?;
+            let (seq, head): (i64, i64) = tx.query_row(
+                "SELECT seq, (SELECT coalesce(MAX(seq), 0) FROM messages WHERE room = ?2) FROM read_marks
+                 WHERE person = ?1 AND room = ?2",
+                [&person, &room],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let unread: i64 = tx
+                .prepare_cached(
+                    "SELECT count(*) FROM (SELECT 1 FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3
+                     AND edits IS NULL AND deleted = 0 AND coalesce(author_key, '') <> ?4 LIMIT ?5)",
+                )?
+                .query_row(params![room, seq, head, person, MAX_UNREAD as i64], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(ReadState { seq: seq as u64, unread: unread as u64, up_to: head as u64 })
+        })
+    }
+
     fn check(&self) -> BoxFuture<'static, Result<(), StoreError>> {
         self.read(|conn| conn.query_row("SELECT 1", [], |_| Ok(())))
     }
@@ -190,6 +258,21 @@ impl MessageLog for SqliteLog {
         }
         .boxed()
     }
+}
+
+fn find_conversation(conn: &Connection, room: &str) -> rusqlite::Result<Option<Conversation>> {
+    conn.prepare_cached("SELECT room, person_a, nick_a, person_b, nick_b FROM conversations WHERE room = ?1")?
+        .query_row([room], conversation_from_row)
+        .optional()
+        .map(Option::flatten)
+}
+
+/// A conversation from a row of `SELECT room, person_a, nick_a, person_b, nick_b` (`None` for a
+/// name that is not a conversation's, which the hub never writes).
+fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Conversation>> {
+    let room = RoomName::parse(&r.get::<_, String>(0)?).ok().filter(RoomName::is_conversation);
+    let people = [(r.get(1)?, r.get(2)?), (r.get(3)?, r.get(4)?)];
+    Ok(room.map(|room| Conversation { room, people }))
 }
 
 /// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
@@ -322,7 +405,7 @@ fn commit_batch(
         let mut change = tx.prepare_cached(
             "UPDATE messages SET text = ?3, edited = edited OR NOT ?4, deleted = ?4 WHERE room = ?1 AND seq = ?2",
         )?;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let now = now_ms();
         for a in batch {
             let room = a.room.as_str();
             let existing = find.query_row(params![room, a.client_id], |r| message_from_row(room, r)).optional()?;

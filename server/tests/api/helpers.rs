@@ -189,13 +189,17 @@ pub struct Client {
     /// `presence` frames, kept apart: they come at the hub's next tick, batched, in an order
     /// relative to other messages no test should depend on (see `next_presence`).
     presence: std::collections::VecDeque<ServerMsg>,
+    /// A person's news (`conversations`, `read`), kept apart likewise: it follows a join or a
+    /// read from its own task, in no fixed order with the room's messages (see `next_news`).
+    news: std::collections::VecDeque<ServerMsg>,
 }
 
 impl Client {
     /// Opens the socket with extra request headers and reads the `welcome`.
     pub async fn connect(url: &str, headers: &[(&str, &str)]) -> Result<Client, ConnectError> {
         let ws = hubbub_client::connect(url, headers).await?;
-        let mut client = Client { ws, pending: Default::default(), presence: Default::default() };
+        let mut client =
+            Client { ws, pending: Default::default(), presence: Default::default(), news: Default::default() };
         match client.next().await {
             ServerMsg::Welcome { .. } => Ok(client),
             other => panic!("expected welcome, got {other:?}"),
@@ -209,7 +213,7 @@ impl Client {
 
     /// Wraps a socket that has already been greeted.
     pub fn from_ws(ws: Ws) -> Client {
-        Client { ws, pending: Default::default(), presence: Default::default() }
+        Client { ws, pending: Default::default(), presence: Default::default(), news: Default::default() }
     }
 
     /// A client whose socket buffers little, so the hub's queue for it fills quickly.
@@ -220,7 +224,8 @@ impl Client {
         let (ws, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), MaybeTlsStream::Plain(stream))
             .await
             .expect("handshake");
-        let mut client = Client { ws, pending: Default::default(), presence: Default::default() };
+        let mut client =
+            Client { ws, pending: Default::default(), presence: Default::default(), news: Default::default() };
         assert!(matches!(client.next().await, ServerMsg::Welcome { .. }));
         client
     }
@@ -275,6 +280,30 @@ impl Client {
         loop {
             if let Some(msg) = self.pending.pop_front() {
                 return msg;
+            }
+            self.read().await;
+        }
+    }
+
+    /// The next `conversations` or `read` message (other messages read meanwhile wait for
+    /// `next`).
+    pub async fn next_news(&mut self) -> ServerMsg {
+        loop {
+            if let Some(msg) = self.news.pop_front() {
+                return msg;
+            }
+            self.read().await;
+        }
+    }
+
+    /// The first message, news included, that `wanted` picks (the others wait for `next` and
+    /// `next_news`).
+    pub async fn first_of(&mut self, wanted: impl Fn(&ServerMsg) -> bool) -> ServerMsg {
+        loop {
+            for queue in [&mut self.pending, &mut self.news] {
+                if let Some(at) = queue.iter().position(&wanted) {
+                    return queue.remove(at).expect("found");
+                }
             }
             self.read().await;
         }
@@ -337,6 +366,7 @@ impl Client {
                     for msg in decode_server_frame(&t).expect("the hub sends valid messages") {
                         match msg {
                             ServerMsg::Presence { .. } => self.presence.push_back(msg),
+                            ServerMsg::Conversations { .. } | ServerMsg::Read { .. } => self.news.push_back(msg),
                             other => self.pending.push_back(other),
                         }
                     }
@@ -372,6 +402,10 @@ impl Client {
                     let msgs = decode_server_frame(&t).expect("the hub sends valid messages");
                     if msgs.iter().all(|m| matches!(m, ServerMsg::Presence { .. })) {
                         self.presence.extend(msgs);
+                        continue;
+                    }
+                    if msgs.iter().all(|m| matches!(m, ServerMsg::Conversations { .. } | ServerMsg::Read { .. })) {
+                        self.news.extend(msgs);
                         continue;
                     }
                     eprintln!("unexpected frame: {t}");

@@ -5,6 +5,7 @@
 mod auth;
 mod chat;
 mod cluster;
+mod conversations;
 mod docs;
 mod edits;
 mod frames;
