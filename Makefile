@@ -27,7 +27,7 @@ test:
 	@scripts/build-page.sh
 	@scripts/page-weight.sh
 	cargo test --workspace --exclude hubbub-frontend
-	HUBBUB_TEST_HUBS=2 cargo test -p hubbub-server --test api -- chat:: history:: presence:: auth:: edits:: rooms:: search::
+	HUBBUB_TEST_HUBS=2 cargo test -p hubbub-server --test api -- chat:: history:: presence:: auth:: edits:: rooms:: search:: conversations::
 	cargo test -p hubbub-server --test autobahn --test browser -- --ignored --nocapture
 
 ## Formatting and clippy over every crate, warnings as errors; the page's crates also on wasm32

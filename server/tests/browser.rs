@@ -153,7 +153,7 @@ async fn accessibility_violations(page: &Client) -> Vec<String> {
 }
 
 async fn members(page: &Client) -> Vec<String> {
-    texts(page, ".members li").await
+    texts(page, ".members li .name").await
 }
 
 async fn say(page: &Client, text: &str) {
@@ -1257,4 +1257,92 @@ async fn people_signed_in_to_the_host_application_chat_under_its_names_and_stay_
     for page in [ada, bob, forged] {
         page.close().await.ok();
     }
+}
+
+/// The `title` of the unread badge on the list line whose label starts with `label` (`None`:
+/// no badge, nothing unread).
+async fn unread_badge(page: &Client, label: &str) -> Option<String> {
+    for tab in page.find_all(Locator::Css(".room-tab")).await.unwrap_or_default() {
+        if tab.text().await.is_ok_and(|t| t.starts_with(label)) {
+            let badge = tab.find(Locator::Css(".unread")).await.ok()?;
+            return badge.attr("title").await.ok().flatten();
+        }
+    }
+    None
+}
+
+#[tokio::test]
+#[ignore = "needs Chromium, chromedriver and the trunk-built page: run by `make test`"]
+async fn two_people_message_each_other_directly_and_every_tab_agrees_on_what_is_unread() {
+    let hub = Hub::start(&["--static-dir", &dist_dir().to_string_lossy()]).await;
+    let driver = Driver::start().await;
+    let (alice, bob) = (driver.browser("alice-dm").await, driver.browser("bob-dm").await);
+    join(&alice, &hub.url, "alice").await;
+    join(&bob, &hub.url, "bob").await;
+    let bob_first_tab = bob.window().await.unwrap();
+    // bob's second tab, on the lobby
+    let bob_second_tab = bob.new_window(true).await.unwrap().handle;
+    bob.switch_to_window(bob_second_tab.clone()).await.unwrap();
+    bob.goto(&hub.url).await.unwrap();
+    eventually("bob's second tab is in the lobby", || async {
+        (texts(&bob, "#room-title").await == ["#lobby"]).then_some(())
+    })
+    .await;
+
+    // Act: alice starts a conversation from the member list and says something
+    let message_bob = alice.wait().at_most(WAIT).for_element(Locator::Css("button[aria-label='Message bob']")).await;
+    message_bob.expect("a Message button beside bob").click().await.unwrap();
+    eventually("alice is in her conversation with bob", || async {
+        (texts(&alice, "#room-title").await == ["@bob"]).then_some(())
+    })
+    .await;
+    assert!(alice.find(Locator::Css("button[aria-label='Message alice']")).await.is_err(), "not oneself");
+    say(&alice, "just between us").await;
+
+    // Assert: both of bob's tabs list it under alice's name with one unread message
+    for tab in [&bob_first_tab, &bob_second_tab] {
+        bob.switch_to_window(tab.clone()).await.unwrap();
+        eventually("bob's tab shows @alice with 1 unread", || async {
+            (unread_badge(&bob, "@alice").await.as_deref() == Some("1 unread")).then_some(())
+        })
+        .await;
+    }
+    let out = repo_root().join("target/e2e");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("unread.png"), bob.screenshot().await.unwrap()).unwrap();
+
+    // bob opens it in his first tab: the message under a "New messages" line, and the count
+    // drops in his other tab too
+    bob.switch_to_window(bob_first_tab.clone()).await.unwrap();
+    let open = bob.find_all(Locator::Css(".room-tab")).await.unwrap();
+    let mut opened = false;
+    for tab in open {
+        if tab.text().await.is_ok_and(|t| t.starts_with("@alice")) {
+            tab.click().await.unwrap();
+            opened = true;
+        }
+    }
+    assert!(opened, "bob's list has the conversation");
+    eventually("bob reads alice's message after the new-messages line", || async {
+        let read = texts(&bob, ".log .msg .text").await == ["just between us"];
+        (read && texts(&bob, ".new-line").await == ["New messages"]).then_some(())
+    })
+    .await;
+    std::fs::write(out.join("dm.png"), bob.screenshot().await.unwrap()).unwrap();
+    assert_eq!(accessibility_violations(&bob).await, Vec::<String>::new(), "a conversation");
+    bob.switch_to_window(bob_second_tab).await.unwrap();
+    eventually("bob's other tab has nothing unread any more", || async {
+        unread_badge(&bob, "@alice").await.is_none().then_some(())
+    })
+    .await;
+
+    // and the answer reaches alice
+    bob.switch_to_window(bob_first_tab).await.unwrap();
+    say(&bob, "agreed").await;
+    eventually("alice sees bob's answer", || async {
+        (texts(&alice, ".log .msg .text").await == ["just between us", "agreed"]).then_some(())
+    })
+    .await;
+    alice.close().await.ok();
+    bob.close().await.ok();
 }

@@ -120,7 +120,7 @@ pub(crate) fn ChatRoom(
                             let:((name, away))
                         >
                             <li class:away=away>
-                                {name.clone()}
+                                <span class="name">{name.clone()}</span>
                                 {away.then_some(view! { <span class="state">" (away)"</span> })}
                                 {
                                     let (room, name) = (members_room.clone(), name.clone());
