@@ -524,6 +524,8 @@ impl PageModel {
     /// Shows `room`: a "new messages" line marks where the person stopped reading there (the
     /// room left behind forgets its line), and what it shows counts as read.
     pub fn select(&mut self, room: &str) -> Vec<Effect> {
+        // what the room left behind showed until now was read
+        let mut effects = self.read_now();
         if let Some(previous) = self.active.clone().filter(|p| p != room).and_then(|p| self.room_mut(&p)) {
             previous.divider = None;
         }
@@ -534,7 +536,7 @@ impl PageModel {
         {
             r.divider = Some(r.read);
         }
-        let mut effects = vec![Effect::SaveSession];
+        effects.push(Effect::SaveSession);
         effects.extend(self.read_now());
         effects
     }
