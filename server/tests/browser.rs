@@ -1300,6 +1300,11 @@ async fn two_people_message_each_other_directly_and_every_tab_agrees_on_what_is_
     .await;
     assert!(alice.find(Locator::Css("button[aria-label='Message alice']")).await.is_err(), "not oneself");
     say(&alice, "just between us").await;
+    eventually("alice's message is confirmed", || async {
+        alice.find(Locator::Css(".msg.own[data-state=sent]")).await.ok().map(|_| ())
+    })
+    .await;
+    assert_eq!(texts(&alice, ".notice.problem").await, Vec::<String>::new(), "joined once, refused nothing");
 
     // Assert: both of bob's tabs list it under alice's name with one unread message
     for tab in [&bob_first_tab, &bob_second_tab] {

@@ -285,6 +285,9 @@ pub struct PageModel {
     pub conversations: Vec<Conversation>,
     /// A conversation this page asked for (`dm`): shown once joined.
     open_when_joined: Option<String>,
+    /// Conversations the page sent a join for and has not heard `joined` of: the asking tab
+    /// hears of a new one twice (as one of the person's tabs, and as the answer), and joins once.
+    joining: Vec<String>,
 }
 
 impl PageModel {
@@ -312,6 +315,7 @@ impl PageModel {
             identity: None,
             conversations: Vec::new(),
             open_when_joined: None,
+            joining: Vec::new(),
         }
     }
 
@@ -388,6 +392,8 @@ impl PageModel {
     /// A connection ended with `code` and `reason`; the page retries. While retries keep
     /// failing, the close that ended the last good connection stays on screen.
     pub fn connection_lost(&mut self, code: u16, reason: String, was_welcomed: bool) {
+        // joins under way are lost with the connection: the next list asks again
+        self.joining.clear();
         let keep = matches!(self.conn, ConnState::Reconnecting { .. }) && !was_welcomed;
         if !keep {
             self.conn = ConnState::Reconnecting { code, reason };
@@ -876,15 +882,13 @@ impl PageModel {
                 if asked {
                     self.open_when_joined = Some(c.room.clone());
                 }
-                // the hub ignores the nickname of a conversation's join: each has theirs
-                let nick = self.current_nick("-").to_owned();
-                effects.push(Effect::Send(ClientMsg::Join {
-                    id: Some(rejoin_id(&c.room)),
-                    room: c.room.clone(),
-                    nick,
-                    since: None,
-                    token: Some(token),
-                }));
+                if !self.joining.contains(&c.room) {
+                    self.joining.push(c.room.clone());
+                    // the hub ignores the nickname of a conversation's join: each has theirs
+                    let nick = self.current_nick("-").to_owned();
+                    let (id, room) = (Some(rejoin_id(&c.room)), c.room.clone());
+                    effects.push(Effect::Send(ClientMsg::Join { id, room, nick, since: None, token: Some(token) }));
+                }
             }
             self.conversations.retain(|known| known.room != c.room);
             self.conversations.push(c);
@@ -902,6 +906,7 @@ impl PageModel {
         if id.is_some() && id == self.pending_join {
             self.pending_join = None;
         }
+        self.joining.retain(|r| *r != room);
         let key = self.take_key();
         match self.room_mut(&room) {
             Some(existing) => {

@@ -889,8 +889,11 @@ fn asking_for_a_conversation_opens_it_once_joined() {
         sends(&effects),
         vec![&ClientMsg::Dm { id: Some("dm".into()), room: "lobby".into(), nick: "bob".into() }]
     );
+    // the asking tab hears of it as one of the person's tabs, then as the answer: one join
     let conversation = Conversation { room: DM.into(), with: "bob".into() };
-    page.apply(ServerMsg::Conversations { id: Some("dm".into()), conversations: vec![conversation] });
+    let told = page.apply(ServerMsg::Conversations { id: None, conversations: vec![conversation.clone()] });
+    let answer = page.apply(ServerMsg::Conversations { id: Some("dm".into()), conversations: vec![conversation] });
+    assert_eq!(sends(&told).len() + sends(&answer).len(), 1, "{told:?} {answer:?}");
     joined_by_hub(&mut page, DM, "alice");
     assert_eq!(page.active.as_deref(), Some(DM));
     assert_eq!(page.room(DM).unwrap().label(), "@bob");
