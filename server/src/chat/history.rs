@@ -44,7 +44,6 @@ async fn send_history_since(
     id: Option<String>,
     out: &Outbound,
 ) {
-    let (room, out) = (room.clone(), out.clone());
     // first make sure the room's live messages reach this hub, then read: every message is in
     // the history or arrives live (or both: clients keep one copy per seq)
     deps.fanout.watch(&room).await;

@@ -436,9 +436,10 @@ impl ChatSession {
         let Some(me) = self.person_in(&room) else {
             return Err(nobody("Direct messages need an identity: join with the token your client keeps.".into()));
         };
-        let my_nick = self.rooms[&room].0.to_string();
+        let mine = &self.rooms[&room].0;
+        let (my_nick, my_key) = (mine.to_string(), mine.key());
         let them = Nick::parse(nick).map_err(Refusal::in_room(&room))?;
-        if them.key() == Nick::parse(&my_nick).map(|n| n.key()).unwrap_or_default() {
+        if them.key() == my_key {
             return Err(nobody("That is you: pick someone else.".into()));
         }
         let here = self.deps.presence.member(&room, &them);
