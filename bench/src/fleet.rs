@@ -35,6 +35,8 @@ pub(crate) struct Load {
     pub(crate) storm: bool,
     /// Clients whose id is a multiple of this share one big room (0: none); see `worker::Plan`.
     pub(crate) big_room_stride: u32,
+    /// Fixed rate: all senders fire together instead of staggered (see `worker::Plan::burst`).
+    pub(crate) burst: bool,
 }
 
 impl Load {
@@ -53,6 +55,7 @@ impl Load {
             connect_parallel: 64,
             storm: false,
             big_room_stride: 0,
+            burst: false,
         }
     }
 }
@@ -86,6 +89,8 @@ pub(crate) struct Outcome {
     pub(crate) seconds: f64,
     pub(crate) server_cpu_seconds: f64,
     pub(crate) generator_cpu_seconds: f64,
+    /// Text frames the generator received.
+    pub(crate) frames: u64,
     pub(crate) generator_bound: bool,
     /// Storm: messages sent after a client was ready that it never received (all clients).
     pub(crate) missed_after_ready: u64,
@@ -164,6 +169,7 @@ impl Fleet {
                 tag: (token::now_ns() / 1_000_000 % 100_000) as u32,
                 storm: load.storm,
                 big_room_stride: load.big_room_stride,
+                burst: load.burst,
             };
             let mut child = Command::new("taskset")
                 .args(["-c", &bins.generator_cpus])
@@ -245,8 +251,9 @@ impl Fleet {
         let (mut delivered, mut dropped, mut lagged, mut last_ns, mut generator_cpu) = (0, 0, 0, start_ns, 0.0);
         let mut sent_by_room = std::collections::BTreeMap::<u32, u64>::new();
         let mut members_by_room = std::collections::BTreeMap::<u32, u64>::new();
-        let (mut sent_log, mut after_ready, mut last_presence_ns) = (Vec::new(), Vec::new(), 0);
+        let (mut sent_log, mut after_ready, mut last_presence_ns, mut frames) = (Vec::new(), Vec::new(), 0, 0);
         for d in done {
+            frames += d.frames;
             sent_log.extend(d.sent_log);
             after_ready.extend(d.after_ready);
             last_presence_ns = last_presence_ns.max(d.last_presence_ns);
@@ -287,6 +294,7 @@ impl Fleet {
             seconds,
             server_cpu_seconds,
             generator_cpu_seconds: generator_cpu,
+            frames,
             generator_bound,
             missed_after_ready,
             expected_after_ready,

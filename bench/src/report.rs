@@ -22,6 +22,9 @@ pub(crate) struct Run {
     pub(crate) server_cpu_s_per_million: Option<f64>,
     pub(crate) server_rss_kib: Option<u64>,
     pub(crate) generator_cpu_s: Option<f64>,
+    /// The generator's CPU per WebSocket frame it received, µs: what one more frame costs the
+    /// measuring side (a server that batches more sends fewer, cheaper-to-count frames).
+    pub(crate) generator_us_per_frame: Option<f64>,
     /// The generator used ≥ 90 % of its CPUs: the number is a floor for the server.
     pub(crate) generator_bound: bool,
     pub(crate) connects_per_s: Option<f64>,
@@ -51,12 +54,34 @@ impl Run {
                 Some((o.server_cpu_seconds / o.delivered as f64 * 1e6 * 1000.0).round() / 1000.0);
         }
         self.generator_cpu_s = Some((o.generator_cpu_seconds * 100.0).round() / 100.0);
+        if o.frames > 0 {
+            self.generator_us_per_frame = Some((o.generator_cpu_seconds / o.frames as f64 * 1e8).round() / 100.0);
+        }
         self.generator_bound = o.generator_bound;
         if o.failed > 0 {
             self.note = Some(format!("{} clients failed to connect", o.failed));
         }
         self
     }
+}
+
+/// One row for several runs of the same load: the run whose `key` is the median, with the
+/// spread of `key` (and how many runs) in its note, so one lucky or unlucky run sets nothing.
+pub(crate) fn median_of(mut runs: Vec<Run>, what: &str, key: fn(&Run) -> Option<f64>) -> Run {
+    runs.sort_by(|a, b| key(a).unwrap_or(f64::NAN).total_cmp(&key(b).unwrap_or(f64::NAN)));
+    let values: Vec<f64> = runs.iter().filter_map(key).collect();
+    let n = runs.len();
+    let mut median = runs.swap_remove(n / 2);
+    if let (Some(min), Some(max)) = (values.first(), values.last())
+        && n > 1
+    {
+        let spread = format!("median of {n}, {what} {} – {}", cell(Some(*min), 2), cell(Some(*max), 2));
+        median.note = Some(match median.note.take() {
+            Some(note) => format!("{note}; {spread}"),
+            None => spread,
+        });
+    }
+    median
 }
 
 #[derive(Debug, Serialize)]
@@ -93,7 +118,7 @@ fn cell(v: Option<f64>, digits: usize) -> String {
 pub(crate) fn print(runs: &[Run]) {
     println!();
     println!(
-        "{:<14} {:<15} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>5} {:>9} {:>9} {:>6}  note",
+        "{:<18} {:<15} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>5} {:>9} {:>9} {:>6} {:>9}  note",
         "scenario",
         "server",
         "clients",
@@ -105,7 +130,8 @@ pub(crate) fn print(runs: &[Run]) {
         "drop",
         "cpu s/M",
         "KiB/conn",
-        "gen s"
+        "gen s",
+        "gen µs/fr"
     );
     for r in runs {
         let mut note = r.note.clone().unwrap_or_default();
@@ -113,7 +139,7 @@ pub(crate) fn print(runs: &[Run]) {
             note = format!("GENERATOR-BOUND {note}");
         }
         println!(
-            "{:<14} {:<15} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>5} {:>9} {:>9} {:>6}  {}",
+            "{:<18} {:<15} {:>7} {:>12} {:>8} {:>8} {:>8} {:>9} {:>5} {:>9} {:>9} {:>6} {:>9}  {}",
             r.scenario,
             r.server,
             r.clients,
@@ -126,6 +152,7 @@ pub(crate) fn print(runs: &[Run]) {
             cell(r.server_cpu_s_per_million, 3),
             cell(r.rss_kib_per_conn, 2),
             cell(r.generator_cpu_s, 1),
+            cell(r.generator_us_per_frame, 2),
             note.trim()
         );
     }
@@ -138,7 +165,7 @@ pub(crate) fn print(runs: &[Run]) {
                 _ => "-".into(),
             };
             println!(
-                "  {:<14} vs {:<15} delivered/s {:>7}   p99 {:>7}   KiB/conn {:>7}   connects/s {:>7}",
+                "  {:<18} vs {:<15} delivered/s {:>7}   p99 {:>7}   KiB/conn {:>7}   connects/s {:>7}",
                 h.scenario,
                 p.server,
                 ratio(h.delivered_per_s, p.delivered_per_s),

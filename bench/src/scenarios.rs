@@ -4,7 +4,7 @@
 use crate::{
     fleet::{Fleet, Load},
     procfs,
-    report::Run,
+    report::{self, Run},
     servers::{self, Binaries, Kind},
 };
 use std::time::Duration;
@@ -41,28 +41,47 @@ pub(crate) struct FanoutOptions {
         default_value = "100000,250000,500000,1000000,1500000,2000000,3000000,4000000,5000000,6000000"
     )]
     pub(crate) rates: Vec<f64>,
+    /// Runs of each latency and closed-loop row; the median one is reported.
+    #[arg(long, default_value_t = 3)]
+    pub(crate) repeats: u32,
 }
 
-/// Fan-out: a climb over fixed rates, then closed loop. Rows: `latency-100k` (the first rate
-/// of the climb, 100,000 deliveries/s by default), `fanout-rate` (the highest rate held with
-/// ratio ≥ 0.999 and no client dropped) and `fanout-closed`.
+/// Fan-out, per server: latency at a low and at a moderate fixed rate (each run `repeats`
+/// times, the median row kept with the spread in its note), the moderate one again with every
+/// sender firing at once (`-burst`: the friendlier load), a climb over fixed rates, then closed
+/// loop (`repeats` times). Rows: `latency-1k`, `latency-100k` (the first rate of `--rates`,
+/// 100,000 deliveries/s by default), `latency-100k-burst`, `fanout-rate` (the highest rate held
+/// with ratio ≥ 0.999 and no client dropped) and `fanout-closed`. Senders are staggered (each
+/// at its own point of the period) except in the burst row.
 pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
+    let repeats = o.repeats.max(1);
     for &kind in &common.servers {
         let server = servers::start(kind, bins).await?;
-        let mut best: Option<Run> = None;
-        for (i, &deliveries) in o.rates.iter().enumerate() {
-            let rate = deliveries / f64::from(o.clients);
-            let load = Load::one_room(o.clients, o.senders, rate, o.seconds, common.workers);
-            let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
-            let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, rate);
-            progress(&row);
-            if i == 0 {
-                let mut first = row.clone();
-                first.scenario = "latency-100k".into();
-                first.note = Some(format!("{deliveries:.0} deliveries/s offered"));
-                runs.push(first);
+        let one_room = |deliveries: f64| {
+            Load::one_room(o.clients, o.senders, deliveries / f64::from(o.clients), o.seconds, common.workers)
+        };
+        let first = o.rates.first().copied().unwrap_or(100_000.0);
+        let latency_rows =
+            [("latency-1k", 1_000.0, false), ("latency-100k", first, false), ("latency-100k-burst", first, true)];
+        for (scenario, deliveries, burst) in latency_rows {
+            let load = Load { burst, ..one_room(deliveries) };
+            let mut tries = Vec::new();
+            for _ in 0..repeats {
+                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+                let mut row = Run::new(scenario, kind.name(), o.clients).with(&outcome, load.rate);
+                row.note = Some(format!("{deliveries:.0} deliveries/s offered"));
+                progress(&row);
+                tries.push(row);
             }
+            runs.push(report::median_of(tries, "p99 ms", |r| r.p99_ms));
+        }
+        let mut best: Option<Run> = None;
+        for &deliveries in &o.rates {
+            let load = one_room(deliveries);
+            let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+            let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, load.rate);
+            progress(&row);
             let held = outcome.ratio() >= 0.999 && outcome.dropped == 0;
             if !held {
                 break;
@@ -74,13 +93,16 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
             r.note = Some("not even the lowest rate held".into());
             r
         }));
-        // closed loop last: the climb's first rate (the latency row) meets a fresh server
-        let closed = Load { window: o.window, ..Load::one_room(o.clients, o.senders, 0.0, o.seconds, common.workers) };
-        let outcome = Fleet::connect(&server, bins, &closed).await?.go(&server).await?;
-        let mut row = Run::new("fanout-closed", kind.name(), o.clients).with(&outcome, 0.0);
-        row.server_rss_kib = Some(procfs::rss_kib(server.pid));
-        progress(&row);
-        runs.push(row);
+        let closed = Load { window: o.window, ..one_room(0.0) };
+        let mut tries = Vec::new();
+        for _ in 0..repeats {
+            let outcome = Fleet::connect(&server, bins, &closed).await?.go(&server).await?;
+            let mut row = Run::new("fanout-closed", kind.name(), o.clients).with(&outcome, 0.0);
+            row.server_rss_kib = Some(procfs::rss_kib(server.pid));
+            progress(&row);
+            tries.push(row);
+        }
+        runs.push(report::median_of(tries, "delivered/s", |r| r.delivered_per_s));
     }
     Ok(runs)
 }

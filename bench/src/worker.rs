@@ -57,6 +57,10 @@ pub(crate) struct Plan {
     /// spread over every worker, and so over every hub of a cluster. 0: no big room.
     #[serde(default)]
     pub(crate) big_room_stride: u32,
+    /// Fixed rate: every sender fires at the same moments (the load of a burst), instead of
+    /// at its own offset within the period (people typing independently; the default).
+    #[serde(default)]
+    pub(crate) burst: bool,
 }
 
 /// The big room's number (see [`Plan::big_room_stride`]).
@@ -99,6 +103,9 @@ pub(crate) struct Done {
     pub(crate) after_ready: Vec<(u64, u64)>,
     /// When the last `presence` frame arrived (ns since the epoch; 0: none).
     pub(crate) last_presence_ns: u64,
+    /// WebSocket text frames received, all clients together: what the generator's CPU is per.
+    #[serde(default)]
+    pub(crate) frames: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -124,6 +131,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     let shared = Rc::new(Shared {
         stopping: Cell::new(false),
         delivered: Cell::new(0),
+        frames: Cell::new(0),
         lagged: Cell::new(0),
         dropped: Cell::new(0),
         last_ns: Cell::new(0),
@@ -241,6 +249,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         sent_log: shared.sent_log.take(),
         after_ready: after_ready.iter().map(|(at, count)| (*at, count.get())).collect(),
         last_presence_ns: shared.last_presence_ns.get(),
+        frames: shared.frames.get(),
     };
     say(&Line::Done(done))?;
     for r in readers {
@@ -252,6 +261,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
 struct Shared {
     stopping: Cell<bool>,
     delivered: Cell<u64>,
+    frames: Cell<u64>,
     lagged: Cell<u64>,
     dropped: Cell<u32>,
     last_ns: Cell<u64>,
@@ -330,6 +340,7 @@ where
             }
         };
         let now = token::now_ns();
+        shared.frames.set(shared.frames.get() + 1);
         let mut got = 0;
         let mut mine = 0;
         let mut latency = shared.latency_us.borrow_mut();
@@ -414,7 +425,12 @@ async fn send(
     let mut seq = 0u64;
     let result: anyhow::Result<()> = async {
         if plan.rate_per_sender > 0.0 {
-            // fixed rate: every millisecond, send what is due by now
+            // fixed rate: every millisecond, send what is due by now. Each sender starts at its
+            // own point of the period (spread evenly by the golden ratio of its id), as people
+            // typing independently do; with `burst` all fire together, which lets a hub send
+            // each member one frame for all of them
+            let period = 1.0 / plan.rate_per_sender;
+            let offset = if plan.burst { period } else { period * (f64::from(id) * 0.618_033_988_75).fract() };
             let mut tick = tokio::time::interval(Duration::from_millis(1));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             loop {
@@ -423,7 +439,8 @@ async fn send(
                 if elapsed >= length {
                     break;
                 }
-                let due = (elapsed.as_secs_f64() * plan.rate_per_sender) as u64;
+                let since_first = elapsed.as_secs_f64() - offset;
+                let due = if since_first < 0.0 { 0 } else { (since_first * plan.rate_per_sender) as u64 + 1 };
                 while seq < due {
                     sink.feed(frame(seq)).await?;
                     seq += 1;
