@@ -58,8 +58,12 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
     let repeats = o.repeats.max(1);
     for &kind in &common.servers {
         let server = servers::start(kind, bins).await?;
+        // a run lasts at least one period of each sender, so that a slow rate (1,000 deliveries/s
+        // is one message a second from 10 senders) sends what it offers
         let one_room = |deliveries: f64| {
-            Load::one_room(o.clients, o.senders, deliveries / f64::from(o.clients), o.seconds, common.workers)
+            let rate = deliveries / f64::from(o.clients);
+            let seconds = if rate > 0.0 { o.seconds.max(f64::from(o.senders) / rate) } else { o.seconds };
+            Load::one_room(o.clients, o.senders, rate, seconds, common.workers)
         };
         let first = o.rates.first().copied().unwrap_or(100_000.0);
         let latency_rows =

@@ -24,6 +24,9 @@ use std::{
 use tokio::{io::AsyncBufReadExt, net::TcpSocket, sync::Notify, task::LocalSet};
 use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 
+/// How much one read of a client's socket takes at most (see `connect`).
+const READ_CHUNK: usize = 4096;
+
 /// Source addresses the clients are spread over: ~28k ephemeral ports each.
 const SOURCE_ADDRS: u32 = 5;
 
@@ -306,9 +309,12 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
     socket.bind(SocketAddrV4::new(source, 0).into())?;
     let stream = tokio::time::timeout(Duration::from_secs(30), socket.connect(plan.addr)).await??;
     stream.set_nodelay(true)?;
-    let (mut ws, _) =
-        tokio::time::timeout(Duration::from_secs(30), tokio_tungstenite::client_async(ws_url(plan.addr), stream))
-            .await??;
+    // tungstenite zeroes its whole read chunk before every read: at the default 128 KiB that
+    // was half of the generator's CPU (perf: memset) at 100,000 frames/s, and it capped what a
+    // run could measure. Frames here are small; a bigger one takes a few reads.
+    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_CHUNK);
+    let handshake = tokio_tungstenite::client_async_with_config(ws_url(plan.addr), stream, Some(config));
+    let (mut ws, _) = tokio::time::timeout(Duration::from_secs(30), handshake).await??;
     match plan.kind {
         Kind::Hubbub => {
             // joined once the room's history arrived
