@@ -141,7 +141,10 @@ pub async fn connect_with_ca(
         true => Some(tokio_tungstenite::Connector::Rustls(tls_config(ca)?)),
         false => None,
     };
-    let handshake = tokio_tungstenite::connect_async_tls_with_config(request, None, true, connector);
+    // tungstenite zeroes its whole read chunk before every read; its 128 KiB default costs a
+    // busy reader more than the frames it reads (the bench's generator spent half its CPU so)
+    let config = tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024);
+    let handshake = tokio_tungstenite::connect_async_tls_with_config(request, Some(config), true, connector);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
         Err(_) => Err(unreachable("timed out".into())),
         Ok(Err(tungstenite::Error::Http(response))) => {
