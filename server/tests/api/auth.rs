@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const SECRET: &str = "a shared secret of at least 32 bytes";
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
 }
 
@@ -18,11 +18,11 @@ fn token(key: &EncodingKey, algorithm: Algorithm, sub: &str, name: &str, exp: u6
     jsonwebtoken::encode(&Header::new(algorithm), &claims, key).unwrap()
 }
 
-fn hs256(sub: &str, name: &str, exp: u64) -> String {
+pub(crate) fn hs256(sub: &str, name: &str, exp: u64) -> String {
     token(&EncodingKey::from_secret(SECRET.as_bytes()).unwrap(), Algorithm::HS256, sub, name, exp)
 }
 
-async fn signed_in_app() -> TestApp {
+pub(crate) async fn signed_in_app() -> TestApp {
     spawn_app_with(|c| {
         c.auth_jwt_secret = Some(SECRET.into());
         c.auth_token_url = Some("https://app.example/chat-token".into());

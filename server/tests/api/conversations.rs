@@ -223,9 +223,9 @@ async fn a_read_position_is_the_persons_every_tab_hears_it_move_and_counts_only_
     assert_eq!(read_of(&mut tab1, "lobby").await, (0, 0, 0));
     // a first join starts at the room's newest message: what came before is not unread
     let mut carol = app.person("carol", "carol-secret").await;
+    assert_eq!(read_of(&mut carol, "lobby").await, (0, 0, 0));
     say_acked(&mut bob, "lobby", "before carol came", "b0").await;
     let mut carol_later = app.person("carol", "carol-secret").await;
-    assert_eq!(read_of(&mut carol, "lobby").await, (0, 0, 0));
     assert_eq!(read_of(&mut carol_later, "lobby").await, (0, 1, 1), "carol's second tab: bob's message unread");
     let mut dave = app.person("dave", "dave-secret").await;
     assert_eq!(read_of(&mut dave, "lobby").await, (1, 0, 1), "dave came after it: nothing unread");
@@ -274,4 +274,44 @@ async fn a_conversation_starts_unread_for_the_one_who_was_away() {
     assert_eq!(told.iter().map(|c| c.room.as_str()).collect::<Vec<_>>(), vec![room.as_str()]);
     join(&mut bob, &room, "bob", Some("bob-secret")).await.expect("his");
     assert_eq!(read_of(&mut bob, &room).await, (0, 2, 2));
+}
+
+#[tokio::test]
+async fn a_signed_in_persons_second_device_finds_their_conversations_and_the_same_read_positions() {
+    use crate::auth::{hs256, now, signed_in_app};
+    let app = signed_in_app().await;
+    // each device its own browser identity; the host application's `sub` makes them one person
+    let device = |sub: &'static str, name: &'static str, browser: &'static str| {
+        let app = &app;
+        async move {
+            let mut c = app.client().await;
+            c.send(&ClientMsg::Auth { id: None, token: hs256(sub, name, now() + 600) }).await;
+            assert!(matches!(c.next().await, ServerMsg::Authed { .. }));
+            assert_eq!(join(&mut c, "lobby", "ignored", Some(browser)).await, Ok(name.to_owned()));
+            c
+        }
+    };
+    let mut laptop = device("u-alice", "alice", "laptop-secret").await;
+    let mut bob = device("u-bob", "bob", "bob-secret").await;
+    let room = dm(&mut laptop, "lobby", "bob").await.expect("bob is there").room;
+    let seq = say_acked(&mut bob, "lobby", "hello alice", "b1").await;
+    laptop.send(&ClientMsg::Read { room: "lobby".into(), seq }).await;
+    loop {
+        if read_of(&mut laptop, "lobby").await.0 == seq {
+            break;
+        }
+    }
+
+    // Act: alice signs in on her phone
+    let mut phone = device("u-alice", "alice", "phone-secret").await;
+
+    // Assert: the conversation with bob is in its list, and the lobby is read up to bob's message
+    let list = loop {
+        if let ServerMsg::Conversations { conversations, .. } = phone.next_news().await {
+            break conversations;
+        }
+    };
+    assert_eq!(list, vec![Conversation { room: room.clone(), with: "bob".into() }]);
+    assert_eq!(read_of(&mut phone, "lobby").await, (seq, 0, seq));
+    assert_eq!(join(&mut phone, &room, "alice", Some("phone-secret")).await, Ok("alice".into()));
 }
