@@ -46,11 +46,11 @@ async fn send_history_since(
 ) {
     // first make sure the room's live messages reach this hub, then read: every message is in
     // the history or arrives live (or both: clients keep one copy per seq)
-    deps.fanout.watch(&room).await;
+    deps.fanout.watch(room).await;
     let log = &deps.log;
-    let head = match log.head(&room).await {
+    let head = match log.head(room).await {
         Ok(head) => head,
-        Err(e) => return push_history(&out, id, &room, Err(e), false),
+        Err(e) => return push_history(out, id, room, Err(e), false),
     };
     let latest = Range { after: 0, up_to: head, limit: deps.config.history_page, newest: true };
     let (range, recovered) = match since.as_deref().map(|s| (s, Cursor::parse(s))) {
@@ -70,13 +70,13 @@ async fn send_history_since(
             }
             _ => {
                 let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
-                refuse(&out, id.clone(), Refusal::about(&room, ErrorCode::InvalidCursor, reason));
+                refuse(out, id.clone(), Refusal::about(room, ErrorCode::InvalidCursor, reason));
                 (latest, false)
             }
         },
     };
-    let page = log.page(&room, range).await;
-    push_history(&out, id, &room, page, recovered);
+    let page = log.page(room, range).await;
+    push_history(out, id, room, page, recovered);
 }
 
 /// Answers a `history` request: up to `limit` messages before `before`, newest of them.
