@@ -61,20 +61,29 @@ async fn dm(c: &mut Client, room: &str, nick: &str) -> Result<Conversation, Erro
 }
 
 async fn say_acked(c: &mut Client, room: &str, text: &str, id: &str) -> u64 {
-    c.send(&ClientMsg::Send { id: Some(id.into()), room: room.into(), text: text.into() }).await;
+    say_acked_msg(c, &ClientMsg::Send { id: Some(id.into()), room: room.into(), text: text.into() }, id).await
+}
+
+/// Sends `msg` (a send or a change, with client id `id`) and waits for its ack.
+async fn say_acked_msg(c: &mut Client, msg: &ClientMsg, id: &str) -> u64 {
+    c.send(msg).await;
     loop {
         match c.next().await {
             ServerMsg::Ack { id: got, seq, .. } if got == id => return seq,
-            ServerMsg::Message(_) => continue,
+            ServerMsg::Message(_) | ServerMsg::Typing { .. } => continue,
             other => panic!("expected the ack of {id}, got {other:?}"),
         }
     }
 }
 
+/// The next chat message (who is typing, which may come between, is read past).
 async fn next_message(c: &mut Client) -> ChatMessage {
-    match c.next().await {
-        ServerMsg::Message(m) => m,
-        other => panic!("expected a message, got {other:?}"),
+    loop {
+        match c.next().await {
+            ServerMsg::Message(m) => return m,
+            ServerMsg::Typing { .. } => continue,
+            other => panic!("expected a message, got {other:?}"),
+        }
     }
 }
 
@@ -139,6 +148,22 @@ async fn two_people_start_a_conversation_from_a_shared_room_and_talk_with_acks_h
             assert_eq!(nicks, vec!["bob".to_owned()]);
             break;
         }
+    }
+    // alice fixes her message: bob sees the edit live, and a resume from before it gives it
+    let edit =
+        ClientMsg::Edit { id: Some("e1".into()), room: room.clone(), seq, text: "just between the two of us".into() };
+    let edit_seq = say_acked_msg(&mut alice, &edit, "e1").await;
+    let seen = next_message(&mut bob).await;
+    assert_eq!((seen.edits, seen.text.as_str()), (Some(seq), "just between the two of us"));
+    let since = hubbub_shared::cursor::Cursor::new(&app.epoch().await, &room, seq - 1).to_string();
+    bob.send(&ClientMsg::Resume { id: Some("r".into()), room: room.clone(), since }).await;
+    match bob.next().await {
+        ServerMsg::History { messages, recovered: true, .. } => {
+            let seqs: Vec<u64> = messages.iter().map(|m| m.seq).collect();
+            assert_eq!(seqs, vec![seq, edit_seq]);
+            assert!(messages[0].edited && messages[0].text == "just between the two of us");
+        }
+        other => panic!("expected the resumed history, got {other:?}"),
     }
 }
 
@@ -306,12 +331,10 @@ async fn a_signed_in_persons_second_device_finds_their_conversations_and_the_sam
     let mut phone = device("u-alice", "alice", "phone-secret").await;
 
     // Assert: the conversation with bob is in its list, and the lobby is read up to bob's message
-    let list = loop {
-        if let ServerMsg::Conversations { conversations, .. } = phone.next_news().await {
-            break conversations;
-        }
-    };
-    assert_eq!(list, vec![Conversation { room: room.clone(), with: "bob".into() }]);
+    // (picked out of the news without dropping the `read` that may come first)
+    let list = phone.first_of(|m| matches!(m, ServerMsg::Conversations { .. })).await;
+    let ServerMsg::Conversations { conversations, .. } = list else { unreachable!() };
+    assert_eq!(conversations, vec![Conversation { room: room.clone(), with: "bob".into() }]);
     assert_eq!(read_of(&mut phone, "lobby").await, (seq, 0, seq));
     assert_eq!(join(&mut phone, &room, "alice", Some("phone-secret")).await, Ok("alice".into()));
 }
