@@ -250,7 +250,14 @@ impl Chat {
 
     /// The room on screen counts as read (called every second or so).
     pub(crate) fn read_now(&self) {
-        self.change(PageModel::read_now);
+        // most ticks nothing moved: then the model is left untouched and no view looks again
+        // (an `update` would notify every memo, and the log's clones its entries)
+        let mut effects = Vec::new();
+        self.model.maybe_update(|m| {
+            effects = m.read_now();
+            !effects.is_empty()
+        });
+        self.run(effects);
     }
 
     /// The page became hidden or visible (the Page Visibility API).

@@ -549,6 +549,7 @@ impl PageModel {
 
     /// Tells the hub the room on screen is read up to its newest message, when it moved and
     /// the page is visible (the page calls this every second or so, and on select and show).
+    /// Changes the model only when it returns an effect.
     pub fn read_now(&mut self) -> Vec<Effect> {
         if self.hidden || !self.is_connected() {
             return Vec::new();

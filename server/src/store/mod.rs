@@ -262,7 +262,8 @@ pub(crate) enum ReadMove {
 }
 
 /// How both engines write a [`ReadMove`]: the position a new row starts at (the query caps it
-/// at the room's newest seq), and whether an existing row moves up to it.
+/// at the room's newest seq), and whether an existing row moves up to it (only when that is
+/// higher: otherwise the row is not written at all).
 fn read_move_sql(to: ReadMove) -> (i64, bool) {
     match to {
         ReadMove::To(seq) => (db_seq(seq), true),

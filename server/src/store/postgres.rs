@@ -266,15 +266,25 @@ impl MessageLog for PgLog {
         async move {
             let client = reader.shared().await?;
             let (start, raise) = read_move_sql(to);
-            // one statement: the new position (capped at the room's head) and the count after it
+            // one statement: the new position (capped at the room's head) and the count after it.
+            // A position that stays (every join) or would not rise is not written (no new row
+            // version): `written` is then empty and the row as it was is the position (or, if
+            // another tab of the person inserted it just now, where this one would have started)
             let row = client
                 .query_one(
                     "WITH head AS (SELECT coalesce((SELECT head FROM rooms WHERE room = $2), 0) AS head),
-                     mark AS (
+                     written AS (
                          INSERT INTO read_marks (person, room, seq) VALUES ($1, $2, LEAST($3, (SELECT head FROM head)))
-                         ON CONFLICT (person, room) DO UPDATE
-                         SET seq = CASE WHEN $4 THEN GREATEST(read_marks.seq, excluded.seq) ELSE read_marks.seq END
+                         ON CONFLICT (person, room) DO UPDATE SET seq = excluded.seq
+                         WHERE $4 AND excluded.seq > read_marks.seq
                          RETURNING seq
+                     ),
+                     mark AS (
+                         SELECT coalesce(
+                             (SELECT seq FROM written),
+                             (SELECT seq FROM read_marks WHERE person = $1 AND room = $2),
+                             LEAST($3, (SELECT head FROM head))
+                         ) AS seq
                      )
                      SELECT mark.seq, head.head, (SELECT count(*) FROM (SELECT 1 FROM messages
                          WHERE room = $2 AND seq > mark.seq AND seq <= head.head AND edits IS NULL

@@ -216,14 +216,15 @@ impl MessageLog for SqliteLog {
         let (person, room) = (person.to_owned(), room.to_string());
         self.read(move |conn| {
             // the write first: the transaction takes the write lock before it reads anything,
-            // so the busy timeout applies (a read first would fail at once on a newer commit)
+            // so the busy timeout applies (a read first would fail at once on a newer commit).
+            // A position that stays (every join) or would not rise writes nothing.
             let tx = conn.unchecked_transaction()?;
             let (start, raise) = read_move_sql(to);
             tx.prepare_cached(
                 "INSERT INTO read_marks (person, room, seq)
                  VALUES (?1, ?2, min(?3, (SELECT coalesce(MAX(seq), 0) FROM messages WHERE room = ?2)))
-                 ON CONFLICT (person, room) DO UPDATE
-                 SET seq = CASE WHEN ?4 THEN max(read_marks.seq, excluded.seq) ELSE read_marks.seq END",
+                 ON CONFLICT (person, room) DO UPDATE SET seq = excluded.seq
+                 WHERE ?4 AND excluded.seq > read_marks.seq",
             )?
             .execute(params![person, room, start, raise])?;
             let (seq, head): (i64, i64) = tx.query_row(
