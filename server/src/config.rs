@@ -171,6 +171,12 @@ pub struct Config {
     #[arg(long, env = "HUBBUB_MAX_ROOMS_PER_CONNECTION", default_value_t = 16)]
     pub max_rooms_per_connection: usize,
 
+    /// Agree to permessage-deflate (RFC 7692) with clients that offer it, as browsers do: texts
+    /// of 256 bytes or more then go compressed, each broadcast compressed once for all its
+    /// recipients. `false`: never agree (every frame goes as it is).
+    #[arg(long, env = "HUBBUB_COMPRESSION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub compression: bool,
+
     /// Read buffer per connection in bytes (axum's default is 128 KiB, which idle sockets waste).
     #[arg(long, env = "HUBBUB_READ_BUFFER_BYTES", default_value_t = 1024)]
     pub read_buffer_bytes: usize,

@@ -102,6 +102,12 @@ pub(crate) struct Stats {
     pub(crate) fanout_errors: Counter,
     /// Ranges of a room read from the log because they did not arrive through Redis.
     pub(crate) gap_repairs: Counter,
+    /// Connections that agreed on permessage-deflate.
+    pub(crate) deflate_connections: Counter,
+    /// Messages deflated (a broadcast counts once, however many members it went to).
+    pub(crate) compressions: Counter,
+    /// Frames written compressed.
+    pub(crate) compressed_frames_out: Counter,
     /// Close frames the hub sent, by code.
     closes: Mutex<BTreeMap<u16, u64>>,
     /// Why the last group commit failed, while no commit has succeeded since: `/healthz` and
@@ -128,7 +134,7 @@ impl Stats {
 
     /// Every single-valued series: (Prometheus name, type, help, value). One table, so
     /// `/metrics` and `/healthz` cannot drift apart. `rooms` comes from the hub.
-    fn series(&self, rooms: usize) -> [(&'static str, &'static str, &'static str, i64); 15] {
+    fn series(&self, rooms: usize) -> [(&'static str, &'static str, &'static str, i64); 18] {
         let count = |c: &Counter| c.get() as i64;
         [
             ("hubbub_connections", "gauge", "WebSocket connections open now.", self.connections.get()),
@@ -185,6 +191,24 @@ impl Stats {
                 "counter",
                 "Room ranges read from the log because Redis did not bring them (cluster mode).",
                 count(&self.gap_repairs),
+            ),
+            (
+                "hubbub_deflate_connections_total",
+                "counter",
+                "Connections that agreed on permessage-deflate.",
+                count(&self.deflate_connections),
+            ),
+            (
+                "hubbub_compressions_total",
+                "counter",
+                "Messages deflated (a broadcast once, however many members).",
+                count(&self.compressions),
+            ),
+            (
+                "hubbub_compressed_frames_out_total",
+                "counter",
+                "Frames written compressed.",
+                count(&self.compressed_frames_out),
             ),
         ]
     }

@@ -204,6 +204,16 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
         "alice's own messages are set apart, in order"
     );
     assert!(texts(&alice, ".notice").await.iter().any(|t| t == "bob joined."));
+    // Chromium offers permessage-deflate and the hub agrees: a long message travels compressed
+    let long = format!("A longer message, to travel compressed: {}", "la ".repeat(100).trim_end());
+    say(&bob, &long).await;
+    eventually("alice receives the long message", || async {
+        texts(&alice, ".msg:not(.own) .text").await.contains(&long).then_some(())
+    })
+    .await;
+    let health = healthz(&hub.url).await;
+    assert!(health["deflate_connections"].as_u64() >= Some(2), "both browsers agreed on deflate: {health}");
+    assert!(health["compressed_frames_out"].as_u64() >= Some(2), "the long message went compressed: {health}");
     let typed = alice.find(Locator::Id("message")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(typed.as_deref(), Some(""), "the box is cleared after sending");
 
@@ -221,7 +231,7 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     assert_eq!(labels, ["#lobby", "#kitchen"]);
     alice.find(Locator::Css(".rooms li:first-child .room-tab")).await.unwrap().click().await.unwrap();
     eventually("alice is back in #lobby with its history", || async {
-        (texts(&alice, "#room-title").await == ["#lobby"] && texts(&alice, ".msg .text").await.len() == 3).then_some(())
+        (texts(&alice, "#room-title").await == ["#lobby"] && texts(&alice, ".msg .text").await.len() == 4).then_some(())
     })
     .await;
 
@@ -989,6 +999,19 @@ async fn two_people_chat_over_https_through_nginx_with_the_documented_configurat
 }
 
 /// The head of nginx's answer to `GET path` on plain http.
+/// The hub's `/healthz` (at `url`, `http://127.0.0.1:PORT`), as JSON.
+async fn healthz(url: &str) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
+    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("the hub answers").unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    let body = answer.split("\r\n\r\n").nth(1).expect("a body");
+    serde_json::from_str(body).expect("healthz is JSON")
+}
+
 async fn http_head(port: u16, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();

@@ -386,13 +386,15 @@ impl Room {
             })
     }
 
-    /// Serialises a chat message once and queues the same bytes for every connection, as a
-    /// live (droppable, catch-up-able) frame.
+    /// Serialises a chat message once (and compresses it at most once) and queues the same
+    /// bytes for every connection, as a live (droppable, catch-up-able) frame.
     fn broadcast_live(&self, message: ChatMessage) {
         let (room, seq) = (message.room.clone(), message.seq);
-        let frame = axum::extract::ws::Message::Text(encode(&ServerMsg::Message(message)).into());
+        let text = encode(&ServerMsg::Message(message)).into();
+        // compressed at most once, for every member whose client agreed on permessage-deflate
+        let prepared = crate::net::deflate::Prepared::new();
         for conn in self.conns.values() {
-            conn.out.push_live(&room, seq, frame.clone());
+            conn.out.push_live_text(&room, seq, &text, &prepared);
         }
     }
 
@@ -478,7 +480,7 @@ impl Room {
         let Changes { joined, left, away, back } = self.changes();
         if !(joined.is_empty() && left.is_empty() && away.is_empty() && back.is_empty()) {
             let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
-            let frame = axum::extract::ws::Message::Text(encode(&msg).into());
+            let frame = tungstenite::Message::Text(encode(&msg).into());
             for (id, conn) in &self.conns {
                 if !conn.out.push_ephemeral(frame.clone()) {
                     self.stale.insert(*id);
@@ -496,7 +498,7 @@ impl Room {
                 count: self.count(),
                 more,
             };
-            let frame = axum::extract::ws::Message::Text(encode(&snapshot).into());
+            let frame = tungstenite::Message::Text(encode(&snapshot).into());
             let conns = &self.conns;
             self.stale.retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(frame.clone())));
         }
@@ -518,10 +520,8 @@ impl Room {
 }
 
 /// The `typing` frame naming `nicks`, encoded once for every connection it goes to.
-fn typing_frame(room: &RoomName, nicks: &[String]) -> axum::extract::ws::Message {
-    axum::extract::ws::Message::Text(
-        encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into(),
-    )
+fn typing_frame(room: &RoomName, nicks: &[String]) -> tungstenite::Message {
+    tungstenite::Message::Text(encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into())
 }
 
 impl LocalPresence {

@@ -10,9 +10,9 @@ use crate::{
     net::{Close, ConnId, Endpoint, Outbound, rate::TokenBucket},
     store::{Append, Change, Conversation, ReadMove},
 };
-use axum::extract::ws::Utf8Bytes;
 use hubbub_shared::{ChatText, ClientMsg, ErrorCode, Nick, RoomName, RoomSize, ServerMsg, close, decode_client};
 use std::collections::{HashMap, HashSet};
+use tungstenite::Utf8Bytes;
 
 /// Most messages one `history` request returns.
 const MAX_HISTORY_LIMIT: u32 = 100;

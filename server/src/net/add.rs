@@ -4,8 +4,8 @@
 //! The chat socket offers the same service as the `add` message with a request id.
 
 use super::{Close, Endpoint, Outbound};
-use axum::extract::ws::{Message, Utf8Bytes};
 use serde::Deserialize;
+use tungstenite::{Message, Utf8Bytes};
 
 #[derive(Debug, Default)]
 pub(crate) struct Add;

@@ -17,13 +17,12 @@
 
 use super::{
     Outbound, OutboundRx,
+    deflate::{self, Agreed},
     outbound::{Closing, QueueSignals},
+    upgrade::WebSocket,
 };
 use crate::{AppState, stats::Stats};
-use axum::{
-    body::Bytes,
-    extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket},
-};
+use bytes::Bytes;
 use futures_util::{
     SinkExt, StreamExt,
     stream::{SplitSink, SplitStream},
@@ -32,6 +31,7 @@ use hubbub_shared::close;
 use std::{sync::Arc, time::Duration};
 use tokio::{sync::oneshot, time::timeout};
 use tokio_util::sync::CancellationToken;
+use tungstenite::{Message, Utf8Bytes, protocol::CloseFrame};
 
 /// How long to wait for the peer's close reply after sending ours.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -83,6 +83,11 @@ pub(crate) trait Endpoint: Send {
     fn coalesces(&self) -> bool {
         false
     }
+    /// Under permessage-deflate, the smallest message worth compressing; 0: every message, even
+    /// where deflate makes it no smaller.
+    fn compress_from(&self) -> usize {
+        deflate::MIN_BYTES
+    }
 }
 
 /// Why the writer should stop, sent by the reader.
@@ -100,6 +105,7 @@ enum Stop {
 /// arguments and locals they were made from (`hubbub-bench idle`).
 pub(crate) fn serve(
     socket: WebSocket,
+    deflate: Option<Agreed>,
     state: AppState,
     mut endpoint: impl Endpoint,
     who: Who,
@@ -108,6 +114,10 @@ pub(crate) fn serve(
     let open = Counted::new(state.stats.clone());
     let (sink, stream) = socket.split();
     let (out, queue) = Outbound::bounded(config.outbound_queue, config.outbound_queue_bytes, state.stats.clone());
+    let out = out.with_deflate(deflate);
+    if deflate.is_some() {
+        state.stats.deflate_connections.inc();
+    }
     // sent at most once: a oneshot, which (unlike a bounded channel's block of slots) costs an
     // idle connection next to nothing
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
@@ -131,6 +141,8 @@ pub(crate) fn serve(
         shutdown: state.shutdown.clone(),
         write_timeout: config.write_timeout(),
         coalesce: endpoint.coalesces(),
+        deflate,
+        compress_from: endpoint.compress_from(),
     }
     .run(closing.clone());
     let reader = Reader {
@@ -220,7 +232,7 @@ enum Step {
 }
 
 /// One read from the socket: a frame, the end of the stream, or the wait running out.
-type Read = Result<Option<Result<Message, axum::Error>>, tokio::time::error::Elapsed>;
+type Read = Result<Option<Result<Message, tungstenite::Error>>, tokio::time::error::Elapsed>;
 
 impl<E: Endpoint> Reader<E> {
     async fn run(mut self) {
@@ -319,9 +331,10 @@ impl<E: Endpoint> Reader<E> {
                 self.stats.messages_in.inc();
                 refused(self.endpoint.on_binary(data, &self.out))
             }
-            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => Step::Read,
+            // raw frames are only ever written, never read
+            Ok(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => Step::Read,
             Ok(Some(Ok(Message::Close(frame)))) => {
-                tracing::debug!(code = frame.as_ref().map(|f| f.code), "client closed");
+                tracing::debug!(code = frame.as_ref().map(|f| u16::from(f.code)), "client closed");
                 Step::Stop(Stop::PeerClosed)
             }
             Ok(Some(Err(err))) => match close_code_for(err, &self.who) {
@@ -335,14 +348,9 @@ impl<E: Endpoint> Reader<E> {
 
 /// Maps a read error to the close code the client should see; `None` when the connection is
 /// already gone (reset, EOF without close) and there is nobody to tell.
-fn close_code_for(err: axum::Error, who: &Who) -> Option<Close> {
+fn close_code_for(err: tungstenite::Error, who: &Who) -> Option<Close> {
     use tungstenite::error::{Error as WsError, ProtocolError};
     let (conn, client, peer) = (who.conn, who.client, who.peer);
-    let inner = err.into_inner();
-    let Some(err) = inner.downcast_ref::<WsError>() else {
-        tracing::warn!(conn, %client, %peer, cause = %inner, "unexpected read error");
-        return Some(Close::new(close::INTERNAL_ERROR, "internal error"));
-    };
     match err {
         WsError::Capacity(_) => Some(Close::new(close::MESSAGE_TOO_BIG, "message too big")),
         WsError::Utf8(_) => Some(Close::new(close::INVALID_PAYLOAD, "invalid UTF-8")),
@@ -380,6 +388,10 @@ struct Writer {
     write_timeout: Duration,
     /// Whether queued texts may be joined into one JSON array frame ([`Endpoint::coalesces`]).
     coalesce: bool,
+    /// permessage-deflate, if the handshake agreed on it: texts and binaries of `compress_from`
+    /// bytes or more go compressed (broadcasts arrive compressed already).
+    deflate: Option<Agreed>,
+    compress_from: usize,
 }
 
 impl Writer {
@@ -421,7 +433,7 @@ impl Writer {
                     // offered, within the close grace: a socket this stuck rarely takes it, but
                     // one that only stalled does, and the client learns why
                     self.stats.closed_with(close::WRITE_TIMEOUT);
-                    let frame = CloseFrame { code: close::WRITE_TIMEOUT, reason: "write timeout".into() };
+                    let frame = CloseFrame { code: close::WRITE_TIMEOUT.into(), reason: "write timeout".into() };
                     let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
                     return;
                 }
@@ -434,7 +446,7 @@ impl Writer {
         closing.cancel();
         if let Some(Close { code, reason }) = close {
             self.stats.closed_with(code);
-            let frame = CloseFrame { code, reason: reason.into() };
+            let frame = CloseFrame { code: code.into(), reason: reason.into() };
             // a stuck socket cannot take the close frame either; bounded like any write
             let _ = timeout(CLOSE_GRACE, self.sink.send(Message::Close(Some(frame)))).await;
         } else {
@@ -470,6 +482,16 @@ impl Writer {
         self.stats.messages_out.add(frames.len() as u64);
         if self.coalesce && frames.len() > 1 {
             frames = coalesce(frames);
+        }
+        if let Some(agreed) = &self.deflate {
+            for frame in &mut frames {
+                if compress(frame, agreed, self.compress_from) {
+                    self.stats.compressions.inc();
+                }
+                if matches!(frame, Message::Frame(f) if f.header().rsv1) {
+                    self.stats.compressed_frames_out.inc();
+                }
+            }
         }
         let sink = &mut self.sink;
         let batch = async move {
@@ -524,8 +546,33 @@ fn coalesce(frames: Vec<Message>) -> Vec<Message> {
     out
 }
 
+/// Replaces a text or binary message of `from` bytes or more by its compressed frame (when that
+/// is smaller, or always when `from` is 0), for a connection that agreed on permessage-deflate.
+/// Says whether it compressed.
+fn compress(frame: &mut Message, agreed: &Agreed, from: usize) -> bool {
+    use tungstenite::protocol::frame::coding::{Data, OpCode};
+    let (data, opcode): (&[u8], _) = match frame {
+        Message::Text(t) => (t.as_bytes(), Data::Text),
+        Message::Binary(b) => (b, Data::Binary),
+        _ => return false,
+    };
+    if data.len() < from {
+        return false;
+    }
+    match deflate::compressed_frame(data, OpCode::Data(opcode), agreed.window_bits, from == 0) {
+        Some(compressed) => {
+            *frame = Message::Frame(compressed);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Every write to the socket runs under the write deadline: past it the client counts as gone.
-async fn bounded(deadline: Duration, write: impl Future<Output = Result<(), axum::Error>>) -> Result<(), WriteError> {
+async fn bounded(
+    deadline: Duration,
+    write: impl Future<Output = Result<(), tungstenite::Error>>,
+) -> Result<(), WriteError> {
     match timeout(deadline, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(_)) => Err(WriteError::Gone),

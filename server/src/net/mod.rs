@@ -6,6 +6,7 @@
 pub(crate) mod accept;
 pub(crate) mod add;
 pub(crate) mod connection;
+pub(crate) mod deflate;
 pub(crate) mod echo;
 pub(crate) mod guard;
 pub(crate) mod outbound;
@@ -13,6 +14,7 @@ pub(crate) mod page;
 mod page_files;
 pub(crate) mod routes;
 pub(crate) mod tls;
+pub(crate) mod upgrade;
 
 pub(crate) use connection::{Close, Endpoint};
 pub(crate) use guard::rate;

@@ -22,7 +22,7 @@
 //! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
 //! tell "drop this live message" from "this control frame must not be dropped".
 
-use axum::extract::ws::Message;
+use super::deflate::{Agreed, Prepared};
 use hubbub_shared::{ServerMsg, encode};
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -32,6 +32,7 @@ use std::{
     },
 };
 use tokio::sync::Notify;
+use tungstenite::{Message, Utf8Bytes};
 
 /// An emptied queue with room for more than this many frames (a burst: a resume's catch-up, a
 /// busy moment) gives the room back down to [`KEPT_SLOTS`]; a smaller one keeps its room, so a
@@ -83,6 +84,8 @@ pub(crate) struct Outbound {
     /// Live bytes queued before further live messages are dropped (`--outbound-queue-bytes`).
     byte_capacity: usize,
     stats: Arc<crate::stats::Stats>,
+    /// permessage-deflate, if the client agreed on it: broadcasts are queued compressed.
+    deflate: Option<Agreed>,
 }
 
 /// The writer's end of an [`Outbound`] queue.
@@ -108,8 +111,14 @@ impl Outbound {
     ) -> (Outbound, OutboundRx) {
         let shared = Arc::new(Shared::default());
         let rx = OutboundRx { shared: shared.clone(), stats: stats.clone() };
-        let outbound = Outbound { shared, capacity: capacity.max(1), byte_capacity: byte_capacity.max(1), stats };
+        let outbound =
+            Outbound { shared, capacity: capacity.max(1), byte_capacity: byte_capacity.max(1), stats, deflate: None };
         (outbound, rx)
+    }
+
+    /// The same queue, for a connection that agreed on permessage-deflate (or not: `None`).
+    pub(crate) fn with_deflate(self, deflate: Option<Agreed>) -> Outbound {
+        Outbound { deflate, ..self }
     }
 
     /// Whether the live bounds are reached (frames or bytes).
@@ -153,6 +162,13 @@ impl Outbound {
             return;
         }
         self.send(frame);
+    }
+
+    /// [`Outbound::push_live`] for a text that goes to many connections: as it is, or, where
+    /// the client agreed on permessage-deflate, as the frame `prepared` compressed once for all.
+    pub(crate) fn push_live_text(&self, room: &str, seq: u64, text: &Utf8Bytes, prepared: &Prepared) {
+        let compressed = self.deflate.as_ref().and_then(|agreed| prepared.frame(text.as_str(), agreed, &self.stats));
+        self.push_live(room, seq, compressed.map_or_else(|| Message::Text(text.clone()), Message::Frame));
     }
 
     /// Queues an ephemeral frame (who is typing, who joined): dropped when the live capacity
@@ -248,6 +264,7 @@ fn size(frame: &Message) -> usize {
     match frame {
         Message::Text(t) => t.len(),
         Message::Binary(b) => b.len(),
+        Message::Frame(f) => f.payload().len(),
         _ => 0,
     }
 }

@@ -1,10 +1,10 @@
 //! HTTP surface: the chat socket, the health check, and the page itself.
 
-use super::{add::Add, connection, echo::Echo, page::Page};
+use super::{add::Add, connection, echo::Echo, page::Page, upgrade::Upgrade};
 use crate::{AppState, chat::session::ChatSession};
 use axum::{
     Json, Router,
-    extract::{ConnectInfo, MatchedPath, State, WebSocketUpgrade},
+    extract::{ConnectInfo, MatchedPath, State},
     http::{HeaderMap, HeaderValue, StatusCode, Uri, header},
     response::{IntoResponse, Response},
     routing::get,
@@ -48,7 +48,7 @@ async fn socket(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     path: MatchedPath,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
 ) -> Response {
     let config = &state.config;
     match path.as_str() {
@@ -74,7 +74,7 @@ fn upgrade<E: super::Endpoint + 'static>(
     state: AppState,
     peer: SocketAddr,
     headers: &HeaderMap,
-    ws: WebSocketUpgrade,
+    ws: Upgrade,
     endpoint: &'static str,
     max_message_bytes: usize,
     make_endpoint: impl FnOnce(&AppState, super::ConnId) -> E,
@@ -101,28 +101,29 @@ fn upgrade<E: super::Endpoint + 'static>(
     let tracker = state.tracker.clone();
     let read_buffer = state.config.read_buffer_bytes;
     let endpoint = make_endpoint(&state, conn);
-    ws.protocols([SUBPROTOCOL])
-        .max_message_size(max_message_bytes)
-        .max_frame_size(max_message_bytes)
+    let config = tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
         .read_buffer_size(read_buffer)
-        .write_buffer_size(16 * 1024)
-        .on_upgrade(move |socket| {
-            // tracked, so that shutdown waits for this connection's close handshake; the slot
-            // under the per-address cap is held for as long as the connection lives
-            let stats = state.stats.clone();
-            // a bug must not take the process down with it, and must not go unnoticed; the
-            // slot under the per-address cap is let go when the connection ends, either way
-            // (combinators, not an `async` block, which would hold the connection's future twice)
-            let served = std::panic::AssertUnwindSafe(connection::serve(socket, state, endpoint, named));
-            let serve = futures_util::FutureExt::map(futures_util::FutureExt::catch_unwind(served), move |ended| {
-                if ended.is_err() {
-                    stats.panics.inc();
-                    tracing::error!("connection task panicked");
-                }
-                drop(slot);
-            });
-            tracker.track_future(serve.instrument(span))
-        })
+        .write_buffer_size(16 * 1024);
+    let compression = state.config.compression;
+    ws.respond(SUBPROTOCOL, compression, config, move |socket, deflate| {
+        // tracked, so that shutdown waits for this connection's close handshake; the slot
+        // under the per-address cap is held for as long as the connection lives
+        let stats = state.stats.clone();
+        // a bug must not take the process down with it, and must not go unnoticed; the
+        // slot under the per-address cap is let go when the connection ends, either way
+        // (combinators, not an `async` block, which would hold the connection's future twice)
+        let served = std::panic::AssertUnwindSafe(connection::serve(socket, deflate, state, endpoint, named));
+        let serve = futures_util::FutureExt::map(futures_util::FutureExt::catch_unwind(served), move |ended| {
+            if ended.is_err() {
+                stats.panics.inc();
+                tracing::error!("connection task panicked");
+            }
+            drop(slot);
+        });
+        tracker.track_future(serve.instrument(span))
+    })
 }
 
 /// Everything the hub counts, in Prometheus text format.

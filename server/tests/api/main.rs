@@ -5,6 +5,7 @@
 mod auth;
 mod chat;
 mod cluster;
+mod compression;
 mod conversations;
 mod docs;
 mod edits;
