@@ -37,6 +37,8 @@ pub(crate) struct Load {
     pub(crate) big_room_stride: u32,
     /// Fixed rate: all senders fire together instead of staggered (see `worker::Plan::burst`).
     pub(crate) burst: bool,
+    /// Hubbub: every client offers permessage-deflate, as a browser does.
+    pub(crate) deflate: bool,
 }
 
 impl Load {
@@ -56,6 +58,7 @@ impl Load {
             storm: false,
             big_room_stride: 0,
             burst: false,
+            deflate: false,
         }
     }
 }
@@ -91,6 +94,8 @@ pub(crate) struct Outcome {
     pub(crate) generator_cpu_seconds: f64,
     /// Text frames the generator received.
     pub(crate) frames: u64,
+    /// Bytes the generator read from its sockets from `go` on.
+    pub(crate) bytes_in: u64,
     pub(crate) generator_bound: bool,
     /// Storm: messages sent after a client was ready that it never received (all clients).
     pub(crate) missed_after_ready: u64,
@@ -170,6 +175,7 @@ impl Fleet {
                 storm: load.storm,
                 big_room_stride: load.big_room_stride,
                 burst: load.burst,
+                deflate: load.deflate,
             };
             let mut child = Command::new("taskset")
                 .args(["-c", &bins.generator_cpus])
@@ -252,8 +258,10 @@ impl Fleet {
         let mut sent_by_room = std::collections::BTreeMap::<u32, u64>::new();
         let mut members_by_room = std::collections::BTreeMap::<u32, u64>::new();
         let (mut sent_log, mut after_ready, mut last_presence_ns, mut frames) = (Vec::new(), Vec::new(), 0, 0);
+        let mut bytes_in = 0;
         for d in done {
             frames += d.frames;
+            bytes_in += d.bytes_in;
             sent_log.extend(d.sent_log);
             after_ready.extend(d.after_ready);
             last_presence_ns = last_presence_ns.max(d.last_presence_ns);
@@ -295,6 +303,7 @@ impl Fleet {
             server_cpu_seconds,
             generator_cpu_seconds: generator_cpu,
             frames,
+            bytes_in,
             generator_bound,
             missed_after_ready,
             expected_after_ready,

@@ -65,15 +65,27 @@ pub(crate) struct FanoutOptions {
         default_value = "100000,250000,500000,1000000,1500000,2000000,3000000,4000000,5000000,6000000"
     )]
     pub(crate) rates: Vec<f64>,
+    /// Run only these rows (comma-separated names, e.g. `latency-100k,fanout-closed`); all when
+    /// not given.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) only: Vec<String>,
+}
+
+impl FanoutOptions {
+    fn wants(&self, row: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|r| r == row)
+    }
 }
 
 /// Fan-out, per server: latency at a low and at a moderate fixed rate (each run `--repeats`
 /// times, the median row kept with the spread in its note), the moderate one again with every
 /// sender firing at once (`-burst`: the friendlier load), a climb over fixed rates (each rate
-/// once: the climb stops at the first rate not held), then closed loop (`--repeats` times). Rows: `latency-1k`, `latency-100k` (the first rate of `--rates`,
-/// 100,000 deliveries/s by default), `latency-100k-burst`, `fanout-rate` (the highest rate held
-/// with ratio ≥ 0.999 and no client dropped) and `fanout-closed`. Senders are staggered (each
-/// at its own point of the period) except in the burst row.
+/// once: the climb stops at the first rate not held), then closed loop (`--repeats` times).
+/// Rows: `latency-1k`, `latency-100k` (the first rate of `--rates`, 100,000 deliveries/s by
+/// default), `latency-100k-burst`, `fanout-rate` (the highest rate held
+/// with ratio ≥ 0.999 and no client dropped), `fanout-closed`, then `latency-100k-480b` and
+/// (Hubbub) `latency-100k-480b-deflate`. Senders are staggered (each at its own point of the
+/// period) except in the burst row.
 pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) -> anyhow::Result<Vec<Run>> {
     let mut runs = Vec::new();
     let repeats = common.repeats();
@@ -89,7 +101,7 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
         let first = o.rates.first().copied().unwrap_or(100_000.0);
         let latency_rows =
             [("latency-1k", 1_000.0, false), ("latency-100k", first, false), ("latency-100k-burst", first, true)];
-        for (scenario, deliveries, burst) in latency_rows {
+        for (scenario, deliveries, burst) in latency_rows.into_iter().filter(|row| o.wants(row.0)) {
             let load = Load { burst, ..one_room(deliveries) };
             let mut tries = Vec::new();
             for _ in 0..repeats {
@@ -102,7 +114,8 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
             runs.push(report::median_of(tries, "p99 ms", |r| r.p99_ms));
         }
         let mut best: Option<Run> = None;
-        for &deliveries in &o.rates {
+        let climb: &[f64] = if o.wants("fanout-rate") { &o.rates } else { &[] };
+        for &deliveries in climb {
             let load = one_room(deliveries);
             let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
             let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, load.rate);
@@ -113,24 +126,55 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
             }
             best = Some(row);
         }
-        runs.push(best.unwrap_or_else(|| {
-            let mut r = Run::new("fanout-rate", kind.name(), o.clients);
-            r.note = Some("not even the lowest rate held".into());
-            r
-        }));
+        if o.wants("fanout-rate") {
+            runs.push(best.unwrap_or_else(|| {
+                let mut r = Run::new("fanout-rate", kind.name(), o.clients);
+                r.note = Some("not even the lowest rate held".into());
+                r
+            }));
+        }
         let closed = Load { window: o.window, ..one_room(0.0) };
         let mut tries = Vec::new();
-        for _ in 0..repeats {
+        for _ in 0..if o.wants("fanout-closed") { repeats } else { 0 } {
             let outcome = Fleet::connect(&server, bins, &closed).await?.go(&server).await?;
             let mut row = Run::new("fanout-closed", kind.name(), o.clients).with(&outcome, 0.0);
             row.server_rss_kib = Some(procfs::rss_kib(server.pid));
             progress(&row);
             tries.push(row);
         }
-        runs.push(report::median_of(tries, "delivered/s", |r| r.delivered_per_s));
+        if !tries.is_empty() {
+            runs.push(report::median_of(tries, "delivered/s", |r| r.delivered_per_s));
+        }
+        // long texts at the moderate rate, as they are and (Hubbub: the peers' chat examples do
+        // not compress) with every client offering permessage-deflate as a browser does: what
+        // compression costs in CPU per delivery, and what it saves on the wire
+        let long_rows: &[(&str, bool)] = match kind {
+            Kind::Hubbub => &[("latency-100k-480b", false), ("latency-100k-480b-deflate", true)],
+            Kind::Gorilla | Kind::AxumBroadcast => &[("latency-100k-480b", false)],
+        };
+        for &(scenario, deflate) in long_rows.iter().filter(|row| o.wants(row.0)) {
+            let load = Load { text_len: LONG_TEXT, deflate, ..one_room(first) };
+            let mut tries = Vec::new();
+            for _ in 0..repeats {
+                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+                let mut row = Run::new(scenario, kind.name(), o.clients).with(&outcome, load.rate);
+                let wire = if deflate { "permessage-deflate" } else { "uncompressed" };
+                let per_delivery = outcome.bytes_in as f64 / outcome.delivered.max(1) as f64;
+                row.note = Some(format!(
+                    "{first:.0} deliveries/s offered, {LONG_TEXT}-byte texts, {wire}: {per_delivery:.0} B on the wire per delivery"
+                ));
+                progress(&row);
+                tries.push(row);
+            }
+            runs.push(report::median_of(tries, "p99 ms", |r| r.p99_ms));
+        }
     }
     Ok(runs)
 }
+
+/// The text length of the `-480b` rows: a long chat message, well over the 256 bytes from
+/// which the hub compresses, and under the 512 bytes gorilla's chat example reads at most.
+const LONG_TEXT: usize = 480;
 
 #[derive(Debug, Clone, clap::Args)]
 pub(crate) struct RoomsOptions {

@@ -10,11 +10,22 @@ pub(crate) fn now_ns() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64)
 }
 
+/// Words a padded text is made of, taken from a different place for every message: a long
+/// text then compresses about as much as people's chat does (a run of one letter would
+/// flatter permessage-deflate).
+const PADDING: &str = "so I was thinking we could meet at the station around six, unless the \
+    train is late again, in which case grab a coffee and I will call you when I get there; \
+    did anyone see the match last night? the second half was something else, honestly the \
+    best game of the season, and the weather was perfect for it too. ";
+
 /// A chat text of `len` bytes (at least the token's own length) carrying the token.
 pub(crate) fn text(sender: u32, seq: u64, sent_ns: u64, len: usize) -> String {
     let mut text = format!("#{sender}.{seq}.{sent_ns} ");
+    let mut at = (sender as usize * 7 + seq as usize * 13) % PADDING.len();
     while text.len() < len {
-        text.push('x');
+        let take = (len - text.len()).min(PADDING.len() - at);
+        text.push_str(&PADDING[at..at + take]);
+        at = (at + take) % PADDING.len();
     }
     text
 }

@@ -64,6 +64,10 @@ pub(crate) struct Plan {
     /// at its own offset within the period (people typing independently; the default).
     #[serde(default)]
     pub(crate) burst: bool,
+    /// Offer permessage-deflate the way Chromium does (Hubbub only), and read what comes
+    /// compressed.
+    #[serde(default)]
+    pub(crate) deflate: bool,
 }
 
 /// The big room's number (see [`Plan::big_room_stride`]).
@@ -109,6 +113,10 @@ pub(crate) struct Done {
     /// WebSocket text frames received, all clients together: what the generator's CPU is per.
     #[serde(default)]
     pub(crate) frames: u64,
+    /// Bytes read from the sockets from `go` on, all clients together: what the hub put on
+    /// the wire (compressed where permessage-deflate was agreed).
+    #[serde(default)]
+    pub(crate) bytes_in: u64,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -118,7 +126,53 @@ pub(crate) enum Line {
     Done(Done),
 }
 
-type Ws = WebSocketStream<tokio::net::TcpStream>;
+type Ws = WebSocketStream<Counted>;
+
+thread_local! {
+    /// Bytes read by every socket of this (single-threaded) worker.
+    static BYTES_IN: Cell<u64> = const { Cell::new(0) };
+}
+
+/// A TCP stream that counts the bytes read from it into [`BYTES_IN`].
+#[derive(Debug)]
+pub(crate) struct Counted(tokio::net::TcpStream);
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut self.0).poll_read(cx, buf);
+        BYTES_IN.set(BYTES_IN.get() + (buf.filled().len() - before) as u64);
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for Counted {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
 
 /// The worker's main: runs on a current-thread runtime.
 pub(crate) fn main(plan: &str) -> anyhow::Result<()> {
@@ -214,6 +268,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     let wait = start_ns.saturating_sub(token::now_ns());
     tokio::time::sleep(Duration::from_nanos(wait)).await;
     let cpu_before = crate::procfs::cpu_seconds(std::process::id());
+    let bytes_before = BYTES_IN.get();
     // a storm's `go` ends the sending that went on while everyone connected
     shared.sending.set(false);
     for s in storm_senders {
@@ -253,6 +308,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         after_ready: after_ready.iter().map(|(at, count)| (*at, count.get())).collect(),
         last_presence_ns: shared.last_presence_ns.get(),
         frames: shared.frames.get(),
+        bytes_in: BYTES_IN.get() - bytes_before,
     };
     say(&Line::Done(done))?;
     for r in readers {
@@ -312,8 +368,15 @@ async fn connect(plan: &Plan, id: u32) -> anyhow::Result<Ws> {
     // tungstenite zeroes its whole read chunk before every read: at the default 128 KiB that
     // was half of the generator's CPU (perf: memset) at 100,000 frames/s, and it capped what a
     // run could measure. Frames here are small; a bigger one takes a few reads.
-    let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(READ_CHUNK);
-    let handshake = tokio_tungstenite::client_async_with_config(ws_url(plan.addr), stream, Some(config));
+    use tokio_tungstenite::tungstenite::{client::IntoClientRequest, protocol};
+    let mut config = protocol::WebSocketConfig::default().read_buffer_size(READ_CHUNK);
+    let mut request = ws_url(plan.addr).into_client_request()?;
+    if plan.deflate {
+        let offer = "permessage-deflate; client_max_window_bits";
+        request.headers_mut().insert("sec-websocket-extensions", offer.parse()?);
+        config = config.deflate(Some(protocol::DeflateConfig::default()));
+    }
+    let handshake = tokio_tungstenite::client_async_with_config(request, Counted(stream), Some(config));
     let (mut ws, _) = tokio::time::timeout(Duration::from_secs(30), handshake).await??;
     match plan.kind {
         Kind::Hubbub => {

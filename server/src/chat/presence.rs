@@ -480,7 +480,7 @@ impl Room {
         let Changes { joined, left, away, back } = self.changes();
         if !(joined.is_empty() && left.is_empty() && away.is_empty() && back.is_empty()) {
             let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
-            let frame = tungstenite::Message::Text(encode(&msg).into());
+            let frame = crate::net::outbound::Queued::Text(encode(&msg).into());
             for (id, conn) in &self.conns {
                 if !conn.out.push_ephemeral(frame.clone()) {
                     self.stale.insert(*id);
@@ -498,7 +498,7 @@ impl Room {
                 count: self.count(),
                 more,
             };
-            let frame = tungstenite::Message::Text(encode(&snapshot).into());
+            let frame = crate::net::outbound::Queued::Text(encode(&snapshot).into());
             let conns = &self.conns;
             self.stale.retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(frame.clone())));
         }
@@ -520,8 +520,10 @@ impl Room {
 }
 
 /// The `typing` frame naming `nicks`, encoded once for every connection it goes to.
-fn typing_frame(room: &RoomName, nicks: &[String]) -> tungstenite::Message {
-    tungstenite::Message::Text(encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into())
+fn typing_frame(room: &RoomName, nicks: &[String]) -> crate::net::outbound::Queued {
+    crate::net::outbound::Queued::Text(
+        encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into(),
+    )
 }
 
 impl LocalPresence {

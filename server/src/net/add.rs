@@ -3,9 +3,10 @@
 //! open and answer `{"Error":"…","Code":"…"}` (`bad_json`, `invalid_message`, `overflow`).
 //! The chat socket offers the same service as the `add` message with a request id.
 
+use super::outbound::Queued;
 use super::{Close, Endpoint, Outbound};
 use serde::Deserialize;
-use tungstenite::{Message, Utf8Bytes};
+use tungstenite::Utf8Bytes;
 
 #[derive(Debug, Default)]
 pub(crate) struct Add;
@@ -32,7 +33,7 @@ impl Endpoint for Add {
                 serde_json::json!({ "Error": err.to_string(), "Code": code })
             }
         };
-        out.push_frame(Message::Text(reply.to_string().into()));
+        out.push_frame(Queued::Text(reply.to_string().into()));
         Ok(())
     }
 }

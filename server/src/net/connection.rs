@@ -18,7 +18,7 @@
 use super::{
     Outbound, OutboundRx,
     deflate::{self, Agreed},
-    outbound::{Closing, QueueSignals},
+    outbound::{Closing, QueueSignals, Queued},
     upgrade::WebSocket,
 };
 use crate::{AppState, stats::Stats};
@@ -314,7 +314,7 @@ impl<E: Endpoint> Reader<E> {
             // not idle yet: the wait ended for the next ping
             Err(_elapsed) if now < self.heard_at + self.idle_timeout => {
                 if now >= self.next_ping {
-                    self.out.push_frame(Message::Ping(Default::default()));
+                    self.out.push_frame(Queued::Ping);
                     self.next_ping = now + self.ping_every;
                 }
                 Step::Read
@@ -472,7 +472,7 @@ impl Writer {
 
     /// Writes `first` and everything queued behind it (as JSON arrays where the endpoint
     /// allows), then flushes once.
-    async fn write_batch(&mut self, first: Message) -> Result<(), WriteError> {
+    async fn write_batch(&mut self, first: Queued) -> Result<(), WriteError> {
         let mut frames = vec![first];
         while frames.len() < MAX_BATCH
             && let Some(frame) = self.queue.try_recv()
@@ -488,7 +488,7 @@ impl Writer {
                 if compress(frame, agreed, self.compress_from) {
                     self.stats.compressions.inc();
                 }
-                if matches!(frame, Message::Frame(f) if f.header().rsv1) {
+                if matches!(frame, Queued::Deflated { .. }) {
                     self.stats.compressed_frames_out.inc();
                 }
             }
@@ -496,7 +496,7 @@ impl Writer {
         let sink = &mut self.sink;
         let batch = async move {
             for frame in frames {
-                sink.feed(frame).await?;
+                sink.feed(frame.into_message()).await?;
             }
             sink.flush().await
         };
@@ -510,15 +510,15 @@ impl Writer {
 
 /// Joins runs of text messages into JSON array frames of up to about [`MAX_COALESCED_BYTES`];
 /// other frames pass through in place. One message alone stays a bare object.
-fn coalesce(frames: Vec<Message>) -> Vec<Message> {
-    fn flush(run: &mut Vec<Utf8Bytes>, out: &mut Vec<Message>) {
+fn coalesce(frames: Vec<Queued>) -> Vec<Queued> {
+    fn flush(run: &mut Vec<Utf8Bytes>, out: &mut Vec<Queued>) {
         match run.len() {
             0 => {}
-            1 => out.extend(run.drain(..).map(Message::Text)),
+            1 => out.extend(run.drain(..).map(Queued::Text)),
             _ => {
                 let frame = hubbub_shared::encode_batch(run.iter().map(|t| t.as_str()));
                 run.clear();
-                out.push(Message::Text(frame.into()));
+                out.push(Queued::Text(frame.into()));
             }
         }
     }
@@ -527,7 +527,7 @@ fn coalesce(frames: Vec<Message>) -> Vec<Message> {
     let mut bytes = 0;
     for frame in frames {
         match frame {
-            Message::Text(text) => {
+            Queued::Text(text) => {
                 if bytes + text.len() > MAX_COALESCED_BYTES {
                     flush(&mut run, &mut out);
                     bytes = 0;
@@ -549,19 +549,18 @@ fn coalesce(frames: Vec<Message>) -> Vec<Message> {
 /// Replaces a text or binary message of `from` bytes or more by its compressed frame (when that
 /// is smaller, or always when `from` is 0), for a connection that agreed on permessage-deflate.
 /// Says whether it compressed.
-fn compress(frame: &mut Message, agreed: &Agreed, from: usize) -> bool {
-    use tungstenite::protocol::frame::coding::{Data, OpCode};
-    let (data, opcode): (&[u8], _) = match frame {
-        Message::Text(t) => (t.as_bytes(), Data::Text),
-        Message::Binary(b) => (b, Data::Binary),
+fn compress(frame: &mut Queued, agreed: &Agreed, from: usize) -> bool {
+    let (data, binary): (&[u8], _) = match frame {
+        Queued::Text(t) => (t.as_bytes(), false),
+        Queued::Binary(b) => (b, true),
         _ => return false,
     };
     if data.len() < from {
         return false;
     }
-    match deflate::compressed_frame(data, OpCode::Data(opcode), agreed.window_bits, from == 0) {
-        Some(compressed) => {
-            *frame = Message::Frame(compressed);
+    match deflate::deflated(data, agreed.window_bits, from == 0) {
+        Some(payload) => {
+            *frame = Queued::Deflated { payload, binary };
             true
         }
         None => false,
@@ -594,18 +593,18 @@ enum WriteError {
 mod tests {
     use super::*;
 
-    fn text(s: &str) -> Message {
-        Message::Text(s.into())
+    fn text(s: &str) -> Queued {
+        Queued::Text(s.into())
     }
 
     #[test]
     fn queued_texts_become_arrays_and_other_frames_keep_their_place() {
         let frames =
-            vec![text("{\"a\":1}"), text("{\"b\":2}"), Message::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")];
+            vec![text("{\"a\":1}"), text("{\"b\":2}"), Queued::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")];
         let out = coalesce(frames);
         assert_eq!(
             out,
-            vec![text("[{\"a\":1},{\"b\":2}]"), Message::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")]
+            vec![text("[{\"a\":1},{\"b\":2}]"), Queued::Binary(Bytes::from_static(b"x")), text("{\"c\":3}")]
         );
     }
 

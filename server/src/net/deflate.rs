@@ -104,13 +104,13 @@ fn offer(text: &str) -> Option<Agreed> {
     Some(agreed)
 }
 
-/// A text the hub sends, with its compressed frame made on first need and kept: a broadcast
+/// A text the hub sends, with its compressed form made on first need and kept: a broadcast
 /// is compressed once, whoever it goes to.
 #[derive(Debug)]
 pub(crate) struct Prepared {
-    /// The frame with RSV1 set, at the default window (what browsers agree to); `None` when
-    /// deflate made the text no smaller.
-    default_window: OnceLock<Option<Frame>>,
+    /// The deflated text at the default window (what browsers agree to); `None` when deflate
+    /// made the text no smaller.
+    default_window: OnceLock<Option<Bytes>>,
 }
 
 impl Prepared {
@@ -118,16 +118,16 @@ impl Prepared {
         Prepared { default_window: OnceLock::new() }
     }
 
-    /// `text` as a compressed frame for a connection that agreed on `agreed`; `None` when it
-    /// should go as it is (too short, or deflate made it no smaller).
-    /// Counted in `stats.compressions` when it compresses.
-    pub(crate) fn frame(&self, text: &str, agreed: &Agreed, stats: &Stats) -> Option<Frame> {
+    /// `text` deflated for a connection that agreed on `agreed` (the payload of a frame with
+    /// RSV1 set: [`frame`]); `None` when it should go as it is (too short, or deflate made it
+    /// no smaller). Counted in `stats.compressions` when it compresses.
+    pub(crate) fn deflated(&self, text: &str, agreed: &Agreed, stats: &Stats) -> Option<Bytes> {
         if text.len() < MIN_BYTES {
             return None;
         }
         let compress = |bits| {
             stats.compressions.inc();
-            compressed_frame(text.as_bytes(), TEXT, bits, false)
+            deflated(text.as_bytes(), bits, false)
         };
         if agreed.window_bits != DEFAULT_WINDOW_BITS {
             // only clients that ask for a smaller window (test suites, not browsers): their own
@@ -143,19 +143,17 @@ thread_local! {
     static COMPRESSORS: RefCell<Vec<(u8, flate2::Compress)>> = const { RefCell::new(Vec::new()) };
 }
 
-const TEXT: OpCode = OpCode::Data(Data::Text);
-
-/// `data` deflated on its own (RFC 7692 7.2.1: a sync flush, its `00 00 ff ff` tail removed)
-/// in a final frame of `opcode` with RSV1 set; `None` when that is not smaller than `data`,
-/// unless `always`.
-pub(crate) fn compressed_frame(data: &[u8], opcode: OpCode, window_bits: u8, always: bool) -> Option<Frame> {
-    let deflated = deflate(data, window_bits, always)?;
-    let mut frame = Frame::message(deflated, opcode, true);
+/// The final text (or binary) frame, RSV1 set, that carries a deflated message.
+pub(crate) fn frame(payload: Bytes, binary: bool) -> Frame {
+    let opcode = OpCode::Data(if binary { Data::Binary } else { Data::Text });
+    let mut frame = Frame::message(payload, opcode, true);
     frame.header_mut().rsv1 = true;
-    Some(frame)
+    frame
 }
 
-fn deflate(input: &[u8], window_bits: u8, always: bool) -> Option<Bytes> {
+/// `input` deflated on its own (RFC 7692 7.2.1: a sync flush, its `00 00 ff ff` tail removed);
+/// `None` when that is not smaller than `input`, unless `always`.
+pub(crate) fn deflated(input: &[u8], window_bits: u8, always: bool) -> Option<Bytes> {
     COMPRESSORS.with_borrow_mut(|compressors| {
         let at = match compressors.iter().position(|(bits, _)| *bits == window_bits) {
             Some(at) => at,
@@ -234,8 +232,8 @@ mod tests {
         assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover; server_max_window_bits=10");
     }
 
-    fn inflate(frame: &Frame) -> String {
-        let mut data = frame.payload().to_vec();
+    fn inflate(payload: &Bytes) -> String {
+        let mut data = payload.to_vec();
         data.extend_from_slice(&[0, 0, 0xff, 0xff]);
         let mut out = Vec::with_capacity(1 << 20);
         flate2::Decompress::new(false).decompress_vec(&data, &mut out, flate2::FlushDecompress::Sync).unwrap();
@@ -248,16 +246,18 @@ mod tests {
         let prepared = Prepared::new();
         let agreed = Agreed { window_bits: 15, client_no_context_takeover: false };
         let stats = Stats::default();
-        let frame = prepared.frame(&text, &agreed, &stats).expect("compressed");
-        assert!(frame.header().rsv1 && frame.header().is_final);
-        assert!(frame.payload().len() < text.len() / 5, "{} of {} bytes", frame.payload().len(), text.len());
-        assert_eq!(inflate(&frame), text);
-        let again = prepared.frame(&text, &agreed, &stats).unwrap();
-        assert_eq!(again.payload().as_ptr(), frame.payload().as_ptr(), "the same bytes, not compressed again");
+        let deflated = prepared.deflated(&text, &agreed, &stats).expect("compressed");
+        assert!(deflated.len() < text.len() / 5, "{} of {} bytes", deflated.len(), text.len());
+        assert_eq!(inflate(&deflated), text);
+        let again = prepared.deflated(&text, &agreed, &stats).unwrap();
+        assert_eq!(again.as_ptr(), deflated.as_ptr(), "the same bytes, not compressed again");
         assert_eq!(stats.compressions.get(), 1);
         let small = Agreed { window_bits: 9, ..agreed };
-        assert_eq!(inflate(&prepared.frame(&text, &small, &stats).unwrap()), text);
-        assert!(Prepared::new().frame("{\"type\":\"typing\"}", &agreed, &stats).is_none());
+        assert_eq!(inflate(&prepared.deflated(&text, &small, &stats).unwrap()), text);
+        assert!(Prepared::new().deflated("{\"type\":\"typing\"}", &agreed, &stats).is_none());
+        let frame = frame(deflated, false);
+        assert!(frame.header().rsv1 && frame.header().is_final);
+        assert_eq!(frame.header().opcode, OpCode::Data(Data::Text));
     }
 
     #[test]
@@ -273,11 +273,10 @@ mod tests {
             })
             .collect();
         let agreed = Agreed { window_bits: 15, client_no_context_takeover: false };
-        assert!(Prepared::new().frame(&noise, &agreed, &Stats::default()).is_none());
+        assert!(Prepared::new().deflated(&noise, &agreed, &Stats::default()).is_none());
         // unless asked to
-        let frame = compressed_frame(noise.as_bytes(), TEXT, 15, true).unwrap();
-        assert_eq!(inflate(&frame), noise);
-        let empty = compressed_frame(b"", TEXT, 15, true).unwrap();
-        assert_eq!(empty.payload(), &[0x00], "RFC 7692 7.2.3.6: an empty message is one 0x00 byte");
+        assert_eq!(inflate(&deflated(noise.as_bytes(), 15, true).unwrap()), noise);
+        let empty = deflated(b"", 15, true).unwrap();
+        assert_eq!(&empty[..], &[0x00], "RFC 7692 7.2.3.6: an empty message is one 0x00 byte");
     }
 }

@@ -3,10 +3,11 @@
 //! connection machinery as the chat, with limits of its own (`--echo-max-message-bytes`,
 //! `--echo-frames-per-sec`; `--echo false` turns it off).
 
+use super::outbound::Queued;
 use super::{Close, Endpoint, Outbound, rate::TokenBucket};
 use bytes::Bytes;
 use hubbub_shared::close;
-use tungstenite::{Message, Utf8Bytes};
+use tungstenite::Utf8Bytes;
 
 #[derive(Debug, Default)]
 pub(crate) struct Echo {
@@ -37,12 +38,12 @@ impl Endpoint for Echo {
     }
 
     async fn on_text(&mut self, text: Utf8Bytes, out: &Outbound) -> Result<(), Close> {
-        out.push_frame(Message::Text(text));
+        out.push_frame(Queued::Text(text));
         Ok(())
     }
 
     fn on_binary(&mut self, data: Bytes, out: &Outbound) -> Result<(), Close> {
-        out.push_frame(Message::Binary(data));
+        out.push_frame(Queued::Binary(data));
         Ok(())
     }
 }

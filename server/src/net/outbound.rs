@@ -22,7 +22,8 @@
 //! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
 //! tell "drop this live message" from "this control frame must not be dropped".
 
-use super::deflate::{Agreed, Prepared};
+use super::deflate::{self, Agreed, Prepared};
+use bytes::Bytes;
 use hubbub_shared::{ServerMsg, encode};
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -37,8 +38,8 @@ use tungstenite::{Message, Utf8Bytes};
 /// An emptied queue with room for more than this many frames (a burst: a resume's catch-up, a
 /// busy moment) gives the room back down to [`KEPT_SLOTS`]; a smaller one keeps its room, so a
 /// connection that gets a few frames at a time does not allocate for each (measured: shrinking
-/// at every drain cost `latency-100k` a third more CPU per delivery). Each slot is a `Message`,
-/// 32 bytes.
+/// at every drain cost `latency-100k` a third more CPU per delivery). Each slot is a [`Queued`],
+/// 40 bytes.
 const BURST_SLOTS: usize = 64;
 const KEPT_SLOTS: usize = 16;
 /// Control frames may exceed the live capacity by this factor before the client is closed.
@@ -48,11 +49,56 @@ const CONTROL_FACTOR: usize = 4;
 /// be able to receive.
 const CONTROL_BYTES_FACTOR: usize = 16;
 
+/// What waits in a connection's queue: a message, or one deflated for permessage-deflate. Not
+/// tungstenite's `Message`, whose raw-frame variant makes it 56 bytes: this is 40, and an idle
+/// connection keeps its queue's few slots (`hubbub-bench idle`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Queued {
+    Text(Utf8Bytes),
+    Binary(Bytes),
+    Ping,
+    /// A message deflated under permessage-deflate: the payload of a frame with RSV1 set.
+    Deflated {
+        payload: Bytes,
+        binary: bool,
+    },
+}
+
+impl Queued {
+    /// Its payload's size, for the byte bounds.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Queued::Text(t) => t.len(),
+            Queued::Binary(b) | Queued::Deflated { payload: b, .. } => b.len(),
+            Queued::Ping => 0,
+        }
+    }
+
+    /// The text, if it is an uncompressed one (for tests that read what was queued).
+    #[cfg(test)]
+    pub(crate) fn to_text(&self) -> Option<&str> {
+        match self {
+            Queued::Text(t) => Some(t.as_str()),
+            _ => None,
+        }
+    }
+
+    /// The message tungstenite writes.
+    pub(crate) fn into_message(self) -> Message {
+        match self {
+            Queued::Text(t) => Message::Text(t),
+            Queued::Binary(b) => Message::Binary(b),
+            Queued::Ping => Message::Ping(Bytes::new()),
+            Queued::Deflated { payload, binary } => Message::Frame(deflate::frame(payload, binary)),
+        }
+    }
+}
+
 /// State shared by a connection's pushers and its writer.
 #[derive(Debug, Default)]
 struct Shared {
     /// The frames, oldest first.
-    frames: Mutex<VecDeque<Message>>,
+    frames: Mutex<VecDeque<Queued>>,
     /// Wakes the writer when a frame was pushed (a permit waits if it is busy).
     pushed: Notify,
     /// The writer is gone: pushes are dropped.
@@ -129,11 +175,11 @@ impl Outbound {
 
     /// Queues a control frame (a reply, ack or notice).
     pub(crate) fn push(&self, msg: &ServerMsg) {
-        self.push_frame(Message::Text(encode(msg).into()));
+        self.push_frame(Queued::Text(encode(msg).into()));
     }
 
     /// Queues a control frame that is already encoded.
-    pub(crate) fn push_frame(&self, frame: Message) {
+    pub(crate) fn push_frame(&self, frame: Queued) {
         if self.shared.queued.load(Ordering::Relaxed) >= self.capacity * CONTROL_FACTOR
             || self.shared.queued_bytes.load(Ordering::Relaxed)
                 >= self.byte_capacity.saturating_mul(CONTROL_BYTES_FACTOR)
@@ -148,9 +194,9 @@ impl Outbound {
     }
 
     /// Queues a live message of `room` with sequence number `seq`, or drops it and marks the
-    /// room as lagged when the queue is full. Broadcasts pass the same `Message` clone to every
+    /// room as lagged when the queue is full. Broadcasts pass the same frame's clone to every
     /// member: the bytes are shared, not copied.
-    pub(crate) fn push_live(&self, room: &str, seq: u64, frame: Message) {
+    pub(crate) fn push_live(&self, room: &str, seq: u64, frame: Queued) {
         if self.full() {
             let mut lagged = self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner());
             if lagged.is_empty() {
@@ -167,14 +213,18 @@ impl Outbound {
     /// [`Outbound::push_live`] for a text that goes to many connections: as it is, or, where
     /// the client agreed on permessage-deflate, as the frame `prepared` compressed once for all.
     pub(crate) fn push_live_text(&self, room: &str, seq: u64, text: &Utf8Bytes, prepared: &Prepared) {
-        let compressed = self.deflate.as_ref().and_then(|agreed| prepared.frame(text.as_str(), agreed, &self.stats));
-        self.push_live(room, seq, compressed.map_or_else(|| Message::Text(text.clone()), Message::Frame));
+        let deflated = self.deflate.as_ref().and_then(|agreed| prepared.deflated(text.as_str(), agreed, &self.stats));
+        let frame = match deflated {
+            Some(payload) => Queued::Deflated { payload, binary: false },
+            None => Queued::Text(text.clone()),
+        };
+        self.push_live(room, seq, frame);
     }
 
     /// Queues an ephemeral frame (who is typing, who joined): dropped when the live capacity
     /// is reached, since a later one supersedes it. Says whether it was queued, so presence can
     /// send a reader who missed changes a fresh snapshot instead.
-    pub(crate) fn push_ephemeral(&self, frame: Message) -> bool {
+    pub(crate) fn push_ephemeral(&self, frame: Queued) -> bool {
         if !self.full() {
             self.send(frame);
             true
@@ -183,8 +233,8 @@ impl Outbound {
         }
     }
 
-    fn send(&self, frame: Message) {
-        let bytes = size(&frame);
+    fn send(&self, frame: Queued) {
+        let bytes = frame.len();
         let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
         // the writer is gone (checked under the lock it sets it under): nobody will read this
         if self.shared.closed.load(Ordering::Relaxed) {
@@ -203,7 +253,7 @@ impl Outbound {
 impl OutboundRx {
     /// The next frame, waiting for one. (Never `None`: the queue lives as long as the writer;
     /// the `Option` keeps the writer's loop the same as with a channel.)
-    pub(crate) async fn recv(&mut self) -> Option<Message> {
+    pub(crate) async fn recv(&mut self) -> Option<Queued> {
         loop {
             if let Some(frame) = self.try_recv() {
                 return Some(frame);
@@ -214,7 +264,7 @@ impl OutboundRx {
     }
 
     /// The next frame if one is queued.
-    pub(crate) fn try_recv(&mut self) -> Option<Message> {
+    pub(crate) fn try_recv(&mut self) -> Option<Queued> {
         let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
         let frame = frames.pop_front()?;
         if frames.is_empty() && frames.capacity() > BURST_SLOTS {
@@ -225,9 +275,9 @@ impl OutboundRx {
         Some(frame)
     }
 
-    fn taken(&self, frame: &Message) {
+    fn taken(&self, frame: &Queued) {
         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
-        self.shared.queued_bytes.fetch_sub(size(frame), Ordering::Relaxed);
+        self.shared.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
         self.stats.queued_frames.dec();
     }
 
@@ -256,16 +306,6 @@ impl Drop for OutboundRx {
         for _ in frames.drain(..) {
             self.stats.queued_frames.dec();
         }
-    }
-}
-
-/// A frame's payload size, for the byte bounds.
-fn size(frame: &Message) -> usize {
-    match frame {
-        Message::Text(t) => t.len(),
-        Message::Binary(b) => b.len(),
-        Message::Frame(f) => f.payload().len(),
-        _ => 0,
     }
 }
 
