@@ -108,7 +108,8 @@ pub(crate) struct Done {
     pub(crate) sent_log: Vec<u64>,
     /// Storm: per client, when it was ready, and how many messages sent after that it received.
     pub(crate) after_ready: Vec<(u64, u64)>,
-    /// When the last `presence` frame arrived (ns since the epoch; 0: none).
+    /// When the last news of who is here (a `presence` frame, or a big room's unasked `members`
+    /// page) arrived (ns since the epoch; 0: none).
     pub(crate) last_presence_ns: u64,
     /// WebSocket text frames received, all clients together: what the generator's CPU is per.
     #[serde(default)]
@@ -440,7 +441,8 @@ where
         if text.contains(r#""type":"lagged""#) {
             shared.lagged.set(shared.lagged.get() + 1);
         }
-        if text.contains(r#""type":"presence""#) {
+        // a big room's wave comes as a fresh first page (an unasked `members`) instead
+        if text.contains(r#""type":"presence""#) || text.contains(r#""type":"members""#) {
             shared.last_presence_ns.set(now);
         }
     }

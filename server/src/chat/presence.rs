@@ -50,6 +50,13 @@ use tokio::time::Instant;
 pub(crate) const MEMBER_PAGE: usize = 100;
 /// Most members one `members` request returns.
 pub(crate) const MAX_MEMBER_PAGE: usize = 500;
+/// A room this big hears of joins, leaves and away changes at most once per
+/// [`BIG_ROOM_PRESENCE_EVERY`], and a frame that would name more than [`MEMBER_PAGE`] people is
+/// a fresh first page instead. Each `presence` frame costs every member a write, and naming a
+/// wave of thousands costs every member the whole wave: a storm of 19,000 joins sent each
+/// member ~2 GB of names between them (`hubbub-bench storm`).
+const BIG_ROOM: u64 = 1000;
+const BIG_ROOM_PRESENCE_EVERY: Duration = Duration::from_secs(1);
 
 /// The durations presence works with (`--presence-grace-ms`, `--away-after-ms`,
 /// `--typing-ttl-ms`).
@@ -213,6 +220,8 @@ struct Room {
     released: Vec<(String, String, String, Instant)>,
     /// Whether other hubs share this room (cluster mode): only then are claims released.
     shared: bool,
+    /// When the room was last told of joins and leaves (for [`BIG_ROOM`]'s pace).
+    presence_sent_at: Option<Instant>,
 }
 
 /// What a room is shown of one name.
@@ -476,9 +485,19 @@ impl Room {
 
     /// Sends one `presence` frame with what changed since the last one (if anything did), the
     /// `typing` set if it changed, and a fresh first page to readers who missed a `presence`.
+    /// A [`BIG_ROOM`] is told at its own pace, and a wave too long to name gets a first page.
     fn flush(&mut self, room: &RoomName, now: Instant) {
-        let Changes { joined, left, away, back } = self.changes();
-        if !(joined.is_empty() && left.is_empty() && away.is_empty() && back.is_empty()) {
+        let big = self.count() >= BIG_ROOM;
+        let due =
+            !big || self.presence_sent_at.is_none_or(|t| now.saturating_duration_since(t) >= BIG_ROOM_PRESENCE_EVERY);
+        let Changes { joined, left, away, back } = if due { self.changes() } else { Changes::default() };
+        let named = joined.len() + left.len() + away.len() + back.len();
+        if named > MEMBER_PAGE && big {
+            // every reader is owed a fresh first page, as one that missed a frame is (below)
+            self.presence_sent_at = Some(now);
+            self.stale.extend(self.conns.keys().copied());
+        } else if named > 0 {
+            self.presence_sent_at = Some(now);
             let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
             let frame = crate::net::outbound::Queued::Text(encode(&msg).into());
             for (id, conn) in &self.conns {
@@ -1006,7 +1025,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_wave_of_joins_is_one_frame_per_tick_and_the_list_comes_in_pages() {
+    async fn a_wave_into_a_big_room_is_one_first_page_later_news_comes_once_a_second_and_the_list_in_pages() {
         let p = presence();
         let mut bob = tab(0);
         join(&p, &bob, "bob", None).unwrap();
@@ -1016,17 +1035,28 @@ mod tests {
         for (i, t) in people.iter().enumerate() {
             join(&p, t, &format!("p{i:04}"), None).unwrap();
         }
-        tick_after(&p, Duration::ZERO).await;
+        // the room is big now: its news comes a second after the last
+        tick_after(&p, Duration::from_millis(250)).await;
+        assert!(bob.heard().is_empty());
+        tick_after(&p, BIG_ROOM_PRESENCE_EVERY).await;
         let heard = bob.heard();
         assert_eq!(heard.len(), 1, "one frame for a thousand joins");
-        let ServerMsg::Presence { count, joined, .. } = &heard[0] else { panic!("{heard:?}") };
-        assert_eq!((*count, joined.len()), (1001, 1000));
+        // too many to name: the room is big, so everyone gets a fresh first page instead
+        let ServerMsg::Members { id: None, count, members, more, .. } = &heard[0] else { panic!("{heard:?}") };
+        assert_eq!((*count, members.len(), *more), (1001, MEMBER_PAGE, true));
+        assert_eq!(members[..2], ["bob", "p0000"]);
 
         let mut last = tab(2000);
         join(&p, &last, "zed", None).unwrap();
         let ServerMsg::Joined { members, count, .. } = last.heard().remove(0) else { panic!() };
         assert_eq!((members.len(), count), (MEMBER_PAGE, 1002), "a first page, and how many there are");
         assert_eq!(members[..2], ["bob", "p0000"]);
+        // a room this big hears of a change at most once a second
+        tick_after(&p, Duration::from_millis(250)).await;
+        assert!(bob.heard().is_empty(), "a quarter of a second after the last news: not yet");
+        tick_after(&p, Duration::from_secs(1)).await;
+        assert_eq!(bob.heard(), [presence_of(1002, &["zed"], &[], &[], &[])]);
+        last.heard();
 
         // page through the rest as the member panel does
         let mut all = members;

@@ -39,6 +39,10 @@ enum Write {
     Close,
 }
 
+/// A read to run on the reader thread (history pages, heads, search, read positions): one at
+/// a time, in the order asked; reads are short.
+type ReadJob = Box<dyn FnOnce(&Connection) + Send>;
+
 #[derive(Debug)]
 pub(crate) struct SqliteLog {
     /// The writer thread's queue: unbounded so that `append` never blocks a connection task;
@@ -46,8 +50,8 @@ pub(crate) struct SqliteLog {
     writes: std_mpsc::Sender<Write>,
     /// The writer thread, joined by [`MessageLog::close`] so shutdown ends after the last commit.
     writer: Mutex<Option<JoinHandle<()>>>,
-    /// The read connection, shared by history requests (one at a time; reads are short).
-    reader: Arc<Mutex<Connection>>,
+    /// Reads for the reader thread, which owns the read connection and runs them in order.
+    reads: std_mpsc::Sender<ReadJob>,
     /// For `:memory:`: the temporary folder holding the database, removed with the log.
     _throwaway: Option<tempfile::TempDir>,
     epoch: String,
@@ -84,30 +88,35 @@ impl SqliteLog {
         migrations::migrate(&writer)?;
         let epoch: String = writer.query_row("SELECT value FROM meta WHERE key = 'epoch'", [], |r| r.get(0))?;
         let reader = open_connection(&location, durability, busy_timeout)?;
+        // one thread of its own, like the writer's: reads on tokio's blocking pool took a
+        // thread each and queued on the connection's mutex, and a wave of joins (a history read
+        // each) spent more time waking and parking threads than reading (`hubbub-bench storm`)
+        let (reads, read_queue) = std_mpsc::channel::<ReadJob>();
+        std::thread::Builder::new().name("hubbub-reader".into()).spawn(move || {
+            while let Ok(job) = read_queue.recv() {
+                job(&reader);
+            }
+        })?;
         let (writes, queue) = std_mpsc::channel::<Write>();
         let thread = std::thread::Builder::new()
             .name("hubbub-store".into())
             .spawn(move || write_loop(writer, queue, &stats, on_commit))?;
-        Ok(SqliteLog {
-            writes,
-            writer: Mutex::new(Some(thread)),
-            reader: Arc::new(Mutex::new(reader)),
-            _throwaway: throwaway,
-            epoch,
-        })
+        Ok(SqliteLog { writes, writer: Mutex::new(Some(thread)), reads, _throwaway: throwaway, epoch })
     }
 
-    /// Runs `read` on the read connection, on tokio's blocking pool.
+    /// Runs `read` on the read connection, on the reader thread.
     fn read<T: Send + 'static>(
         &self,
         read: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> BoxFuture<'static, Result<T, StoreError>> {
-        let reader = self.reader.clone();
-        let blocking = tokio::task::spawn_blocking(move || {
-            let conn = reader.lock().unwrap_or_else(|p| p.into_inner());
-            read(&conn).map_err(StoreError::from)
+        let (done, result) = tokio::sync::oneshot::channel();
+        let job: ReadJob = Box::new(move |conn| {
+            let _ = done.send(read(conn).map_err(StoreError::from));
         });
-        blocking.map(|joined| joined.map_err(|_| StoreError::Stopped)?).boxed()
+        if self.reads.send(job).is_err() {
+            return futures_util::future::ready(Err(StoreError::Stopped)).boxed();
+        }
+        result.map(|r| r.unwrap_or(Err(StoreError::Stopped))).boxed()
     }
 }
 
