@@ -205,6 +205,7 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     );
     assert!(texts(&alice, ".notice").await.iter().any(|t| t == "bob joined."));
     // Chromium offers permessage-deflate and the hub agrees: a long message travels compressed
+    let before = compressed_frames_out(&hub.url).await;
     let long = format!("A longer message, to travel compressed: {}", "la ".repeat(100).trim_end());
     say(&bob, &long).await;
     eventually("alice receives the long message", || async {
@@ -213,7 +214,7 @@ async fn two_people_chat_in_the_browser_try_the_echo_page_and_see_the_server_go_
     .await;
     let health = healthz(&hub.url).await;
     assert!(health["deflate_connections"].as_u64() >= Some(2), "both browsers agreed on deflate: {health}");
-    assert!(health["compressed_frames_out"].as_u64() >= Some(2), "the long message went compressed: {health}");
+    assert!(compressed_frames_out(&hub.url).await >= before + 2, "the long message went compressed to both: {health}");
     let typed = alice.find(Locator::Id("message")).await.unwrap().prop("value").await.unwrap();
     assert_eq!(typed.as_deref(), Some(""), "the box is cleared after sending");
 
@@ -996,6 +997,19 @@ async fn two_people_chat_over_https_through_nginx_with_the_documented_configurat
     }
     eventually("each sees both", || async { (members(&bob).await == ["alice", "bob"]).then_some(()) }).await;
     assert_eq!(alice.current_url().await.unwrap().scheme(), "https");
+    // permessage-deflate is agreed through the proxy: a long message reaches bob compressed
+    let before = compressed_frames_out(&hub.url).await;
+    let long = format!("A long one, through nginx: {}", "na ".repeat(100).trim_end());
+    say(&alice, &long).await;
+    eventually("bob sees the long message", || async { (copies(&bob, &long).await == (1, 0)).then_some(()) }).await;
+    let health = healthz(&hub.url).await;
+    assert!(health["deflate_connections"].as_u64() >= Some(2), "both browsers agreed on deflate: {health}");
+    assert!(compressed_frames_out(&hub.url).await >= before + 2, "the long message went compressed to both: {health}");
+}
+
+/// The hub's count of frames written compressed (permessage-deflate).
+async fn compressed_frames_out(url: &str) -> u64 {
+    healthz(url).await["compressed_frames_out"].as_u64().expect("a count")
 }
 
 /// The head of nginx's answer to `GET path` on plain http.
