@@ -80,7 +80,8 @@ impl FanoutOptions {
 /// Fan-out, per server: latency at a low and at a moderate fixed rate (each run `--repeats`
 /// times, the median row kept with the spread in its note), the moderate one again with every
 /// sender firing at once (`-burst`: the friendlier load), a climb over fixed rates (each rate
-/// once: the climb stops at the first rate not held), then closed loop (`--repeats` times).
+/// `--repeats` times, decided by its median run: the climb stops at the first rate not held),
+/// then closed loop (`--repeats` times).
 /// Rows: `latency-1k`, `latency-100k` (the first rate of `--rates`, 100,000 deliveries/s by
 /// default), `latency-100k-burst`, `fanout-rate` (the highest rate held
 /// with ratio ≥ 0.999 and no client dropped), `fanout-closed`, then `latency-100k-480b` and
@@ -117,10 +118,15 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
         let climb: &[f64] = if o.wants("fanout-rate") { &o.rates } else { &[] };
         for &deliveries in climb {
             let load = one_room(deliveries);
-            let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
-            let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, load.rate);
-            progress(&row);
-            let held = outcome.ratio() >= 0.999 && outcome.dropped == 0;
+            let once = || async {
+                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
+                let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, load.rate);
+                progress(&row);
+                Ok(row)
+            };
+            // a rate holds when its median run (by delivery ratio) does
+            let row = median_run(repeats, "ratio", |r| r.delivery_ratio, once).await?;
+            let held = row.delivery_ratio.is_some_and(|r| r >= 0.999) && row.dropped_clients == Some(0);
             if !held {
                 break;
             }

@@ -4,8 +4,10 @@
 //!
 //! The hub always answers with `server_no_context_takeover`: each message it sends is
 //! compressed on its own, so one broadcast is compressed once and the same bytes go to every
-//! member that agreed to the same window ([`Prepared`]). A client that offers
-//! `client_no_context_takeover` is held to it too, so its inflater is not kept between messages.
+//! member that agreed to the same window ([`Prepared`]). It always answers with
+//! `client_no_context_takeover` too, which RFC 7692 (7.1.1.2) lets a server ask of any client:
+//! the client then compresses each message alone, and the hub keeps no inflater (about 40 KiB)
+//! per connection between messages; people send few messages, so making one each time is cheap.
 //! Messages below [`MIN_BYTES`] are sent as they are: deflate saves nothing on a typing signal.
 
 use crate::stats::Stats;
@@ -33,23 +35,17 @@ const DEFAULT_WINDOW_BITS: u8 = 15;
 pub(crate) struct Agreed {
     /// The largest LZ77 window (as bits, 9–15) the client lets the hub use.
     pub(crate) window_bits: u8,
-    /// The client resets its context after each message (it offered `client_no_context_takeover`
-    /// and the hub's answer holds it to it).
-    pub(crate) client_no_context_takeover: bool,
 }
 
 impl Agreed {
     /// How tungstenite reads this connection's compressed messages.
     pub(crate) fn reading(&self) -> DeflateConfig {
-        DeflateConfig { peer_no_context_takeover: self.client_no_context_takeover }
+        DeflateConfig { peer_no_context_takeover: true }
     }
 
     /// The `Sec-WebSocket-Extensions` answer.
     pub(crate) fn response(&self) -> HeaderValue {
-        let mut answer = String::from("permessage-deflate; server_no_context_takeover");
-        if self.client_no_context_takeover {
-            answer.push_str("; client_no_context_takeover");
-        }
+        let mut answer = String::from("permessage-deflate; server_no_context_takeover; client_no_context_takeover");
         if self.window_bits != DEFAULT_WINDOW_BITS {
             answer.push_str(&format!("; server_max_window_bits={}", self.window_bits));
         }
@@ -76,7 +72,7 @@ fn offer(text: &str) -> Option<Agreed> {
     if !parts.next()?.eq_ignore_ascii_case("permessage-deflate") {
         return None;
     }
-    let mut agreed = Agreed { window_bits: DEFAULT_WINDOW_BITS, client_no_context_takeover: false };
+    let mut agreed = Agreed { window_bits: DEFAULT_WINDOW_BITS };
     let mut seen = Vec::new();
     for param in parts {
         let (name, value) = match param.split_once('=') {
@@ -90,7 +86,8 @@ fn offer(text: &str) -> Option<Agreed> {
         let bits = |v: &str| v.parse::<u8>().ok().filter(|b| (8..=15).contains(b) && !v.starts_with('0'));
         match (name.as_str(), value) {
             ("server_no_context_takeover", None) => {}
-            ("client_no_context_takeover", None) => agreed.client_no_context_takeover = true,
+            // asked of every client anyway (see the top of this file)
+            ("client_no_context_takeover", None) => {}
             ("server_max_window_bits", Some(v)) => agreed.window_bits = bits(v).filter(|b| *b >= 9)?,
             // the client may use a smaller window than asked: any it uses inflates here
             ("client_max_window_bits", None) => {}
@@ -199,11 +196,12 @@ mod tests {
     }
 
     #[test]
-    fn a_browsers_offer_is_taken_and_answered_without_context_takeover() {
+    fn a_browsers_offer_is_taken_and_answered_without_context_takeover_either_way() {
         // what Chromium sends
         let agreed = negotiate(&headers(&["permessage-deflate; client_max_window_bits"])).unwrap();
-        assert_eq!(agreed, Agreed { window_bits: 15, client_no_context_takeover: false });
-        assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover");
+        assert_eq!(agreed, Agreed { window_bits: 15 });
+        assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
+        assert_eq!(agreed.reading(), DeflateConfig { peer_no_context_takeover: true });
         let agreed = negotiate(&headers(&["permessage-deflate; client_no_context_takeover"])).unwrap();
         assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover; client_no_context_takeover");
     }
@@ -229,7 +227,10 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(agreed.window_bits, 10);
-        assert_eq!(agreed.response(), "permessage-deflate; server_no_context_takeover; server_max_window_bits=10");
+        assert_eq!(
+            agreed.response(),
+            "permessage-deflate; server_no_context_takeover; client_no_context_takeover; server_max_window_bits=10"
+        );
     }
 
     fn inflate(payload: &Bytes) -> String {
@@ -244,7 +245,7 @@ mod tests {
     fn a_long_text_is_compressed_once_and_a_short_one_goes_as_it_is() {
         let text = format!("{{\"type\":\"message\",\"text\":\"{}\"}}", "hello hubbub ".repeat(100));
         let prepared = Prepared::new();
-        let agreed = Agreed { window_bits: 15, client_no_context_takeover: false };
+        let agreed = Agreed { window_bits: 15 };
         let stats = Stats::default();
         let deflated = prepared.deflated(&text, &agreed, &stats).expect("compressed");
         assert!(deflated.len() < text.len() / 5, "{} of {} bytes", deflated.len(), text.len());
@@ -252,7 +253,7 @@ mod tests {
         let again = prepared.deflated(&text, &agreed, &stats).unwrap();
         assert_eq!(again.as_ptr(), deflated.as_ptr(), "the same bytes, not compressed again");
         assert_eq!(stats.compressions.get(), 1);
-        let small = Agreed { window_bits: 9, ..agreed };
+        let small = Agreed { window_bits: 9 };
         assert_eq!(inflate(&prepared.deflated(&text, &small, &stats).unwrap()), text);
         assert!(Prepared::new().deflated("{\"type\":\"typing\"}", &agreed, &stats).is_none());
         let frame = frame(deflated, false);
@@ -272,7 +273,7 @@ mod tests {
                 char::from(b'!' + (x % 90) as u8)
             })
             .collect();
-        let agreed = Agreed { window_bits: 15, client_no_context_takeover: false };
+        let agreed = Agreed { window_bits: 15 };
         assert!(Prepared::new().deflated(&noise, &agreed, &Stats::default()).is_none());
         // unless asked to
         assert_eq!(inflate(&deflated(noise.as_bytes(), 15, true).unwrap()), noise);
