@@ -162,7 +162,8 @@ pub(crate) fn deflated(input: &[u8], window_bits: u8, always: bool) -> Option<By
         };
         let compressor = &mut compressors[at].1;
         compressor.reset();
-        // no smaller than the text: not worth sending compressed
+        // room for the text and a little more: a deflated form that outgrows it is given up
+        // (unless `always`), since it would go out larger than the text itself
         let mut out = Vec::with_capacity(input.len() + 16);
         loop {
             let before = compressor.total_in() as usize;
