@@ -58,12 +58,7 @@ impl Agreed {
 /// range, is declined). An offer limiting the hub's window to 8 bits is declined too: zlib's
 /// smallest raw window is 9 bits.
 pub(crate) fn negotiate(headers: &HeaderMap) -> Option<Agreed> {
-    headers
-        .get_all(header::SEC_WEBSOCKET_EXTENSIONS)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .find_map(offer)
+    super::header_list(headers, header::SEC_WEBSOCKET_EXTENSIONS.as_str()).iter().find_map(|o| offer(o))
 }
 
 /// One offer (`name; param; param=value`), if it is an acceptable permessage-deflate one.

@@ -20,5 +20,18 @@ pub(crate) use connection::{Close, Endpoint};
 pub(crate) use guard::rate;
 pub(crate) use outbound::{Outbound, OutboundRx};
 
+/// Every comma-separated value of every `name` header, in order, trimmed, empty ones skipped
+/// (`X-Forwarded-For`, `Connection`, `Sec-WebSocket-Protocol`, `Sec-WebSocket-Extensions`).
+pub(crate) fn header_list(headers: &axum::http::HeaderMap, name: &str) -> Vec<String> {
+    headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
 /// Identifies one WebSocket connection for the lifetime of the process.
 pub(crate) type ConnId = u64;

@@ -4,7 +4,10 @@
 //! axum's: GET, `Connection: upgrade`, `Upgrade: websocket`, version 13, a key; a 4xx with a
 //! reason otherwise.
 
-use super::deflate::{self, Agreed};
+use super::{
+    deflate::{self, Agreed},
+    header_list,
+};
 use axum::{
     extract::FromRequestParts,
     http::{HeaderMap, HeaderValue, Method, StatusCode, header, request::Parts},
@@ -50,14 +53,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
         let Some(on_upgrade) = parts.extensions.remove::<hyper::upgrade::OnUpgrade>() else {
             return Err(refuse(StatusCode::UPGRADE_REQUIRED, "this connection cannot be upgraded\n"));
         };
-        let protocols = headers
-            .get_all(header::SEC_WEBSOCKET_PROTOCOL)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(|p| p.trim().to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
+        let protocols = header_list(headers, header::SEC_WEBSOCKET_PROTOCOL.as_str());
         Ok(Upgrade { key, on_upgrade, protocols, offered_deflate: deflate::negotiate(headers) })
     }
 }
@@ -65,12 +61,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Upgrade {
 /// Whether a comma-separated header holds `token` (case-insensitively), as `Connection:
 /// keep-alive, Upgrade` does.
 fn has_token(headers: &HeaderMap, name: header::HeaderName, token: &str) -> bool {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(token))
+    header_list(headers, name.as_str()).iter().any(|t| t.eq_ignore_ascii_case(token))
 }
 
 impl Upgrade {

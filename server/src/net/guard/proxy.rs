@@ -8,6 +8,7 @@
 //! the rightmost address that is not a trusted proxy: entries left of it were written by the
 //! client itself and prove nothing.
 
+use crate::net::header_list;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
 use std::net::IpAddr;
@@ -81,18 +82,6 @@ impl TrustedProxies {
             proto: proto.map(|p| p.to_ascii_lowercase()).filter(|p| p == "http" || p == "https"),
         }
     }
-}
-
-/// Every comma-separated value of every `name` header, in order.
-fn header_list(headers: &HeaderMap, name: &str) -> Vec<String> {
-    headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|s| s.trim().to_owned())
-        .filter(|s| !s.is_empty())
-        .collect()
 }
 
 /// RFC 7239 `Forwarded`: one element per hop, each `key=value` pairs joined by `;`.
