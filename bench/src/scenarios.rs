@@ -104,26 +104,18 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
             [("latency-1k", 1_000.0, false), ("latency-100k", first, false), ("latency-100k-burst", first, true)];
         for (scenario, deliveries, burst) in latency_rows.into_iter().filter(|row| o.wants(row.0)) {
             let load = Load { burst, ..one_room(deliveries) };
-            let mut tries = Vec::new();
-            for _ in 0..repeats {
-                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
-                let mut row = Run::new(scenario, kind.name(), o.clients).with(&outcome, load.rate);
+            let once = || async {
+                let (mut row, _) = measure(&server, bins, &load, scenario, kind).await?;
                 row.note = Some(format!("{deliveries:.0} deliveries/s offered"));
-                progress(&row);
-                tries.push(row);
-            }
-            runs.push(report::median_of(tries, "p99 ms", |r| r.p99_ms));
+                Ok(row)
+            };
+            runs.push(median_run(repeats, "p99 ms", |r| r.p99_ms, once).await?);
         }
         let mut best: Option<Run> = None;
         let climb: &[f64] = if o.wants("fanout-rate") { &o.rates } else { &[] };
         for &deliveries in climb {
             let load = one_room(deliveries);
-            let once = || async {
-                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
-                let row = Run::new("fanout-rate", kind.name(), o.clients).with(&outcome, load.rate);
-                progress(&row);
-                Ok(row)
-            };
+            let once = || async { Ok(measure(&server, bins, &load, "fanout-rate", kind).await?.0) };
             // a rate holds when its median run (by delivery ratio) does
             let row = median_run(repeats, "ratio", |r| r.delivery_ratio, once).await?;
             let held = row.delivery_ratio.is_some_and(|r| r >= 0.999) && row.dropped_clients == Some(0);
@@ -139,17 +131,14 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
                 r
             }));
         }
-        let closed = Load { window: o.window, ..one_room(0.0) };
-        let mut tries = Vec::new();
-        for _ in 0..if o.wants("fanout-closed") { repeats } else { 0 } {
-            let outcome = Fleet::connect(&server, bins, &closed).await?.go(&server).await?;
-            let mut row = Run::new("fanout-closed", kind.name(), o.clients).with(&outcome, 0.0);
-            row.server_rss_kib = Some(procfs::rss_kib(server.pid));
-            progress(&row);
-            tries.push(row);
-        }
-        if !tries.is_empty() {
-            runs.push(report::median_of(tries, "delivered/s", |r| r.delivered_per_s));
+        if o.wants("fanout-closed") {
+            let closed = Load { window: o.window, ..one_room(0.0) };
+            let once = || async {
+                let (mut row, _) = measure(&server, bins, &closed, "fanout-closed", kind).await?;
+                row.server_rss_kib = Some(procfs::rss_kib(server.pid));
+                Ok(row)
+            };
+            runs.push(median_run(repeats, "delivered/s", |r| r.delivered_per_s, once).await?);
         }
         // long texts at the moderate rate, as they are and (Hubbub: the peers' chat examples do
         // not compress) with every client offering permessage-deflate as a browser does: what
@@ -160,22 +149,34 @@ pub(crate) async fn fanout(bins: &Binaries, common: &Common, o: &FanoutOptions) 
         };
         for &(scenario, deflate) in long_rows.iter().filter(|row| o.wants(row.0)) {
             let load = Load { text_len: LONG_TEXT, deflate, ..one_room(first) };
-            let mut tries = Vec::new();
-            for _ in 0..repeats {
-                let outcome = Fleet::connect(&server, bins, &load).await?.go(&server).await?;
-                let mut row = Run::new(scenario, kind.name(), o.clients).with(&outcome, load.rate);
+            let once = || async {
+                let (mut row, outcome) = measure(&server, bins, &load, scenario, kind).await?;
                 let wire = if deflate { "permessage-deflate" } else { "uncompressed" };
                 let per_delivery = outcome.bytes_in as f64 / outcome.delivered.max(1) as f64;
                 row.note = Some(format!(
                     "{first:.0} deliveries/s offered, {LONG_TEXT}-byte texts, {wire}: {per_delivery:.0} B on the wire per delivery"
                 ));
-                progress(&row);
-                tries.push(row);
-            }
-            runs.push(report::median_of(tries, "p99 ms", |r| r.p99_ms));
+                Ok(row)
+            };
+            runs.push(median_run(repeats, "p99 ms", |r| r.p99_ms, once).await?);
         }
     }
     Ok(runs)
+}
+
+/// One run of `load` on `server`: its row (its progress line printed) and its outcome, for what
+/// the row's note adds.
+async fn measure(
+    server: &servers::Running,
+    bins: &Binaries,
+    load: &Load,
+    scenario: &'static str,
+    kind: Kind,
+) -> anyhow::Result<(Run, crate::fleet::Outcome)> {
+    let outcome = Fleet::connect(server, bins, load).await?.go(server).await?;
+    let row = Run::new(scenario, kind.name(), load.clients).with(&outcome, load.rate);
+    progress(&row);
+    Ok((row, outcome))
 }
 
 /// The text length of the `-480b` rows: a long chat message, well over the 256 bytes from
