@@ -1013,27 +1013,26 @@ async fn compressed_frames_out(url: &str) -> u64 {
 }
 
 /// The head of nginx's answer to `GET path` on plain http.
-/// The hub's `/healthz` (at `url`, `http://127.0.0.1:PORT`), as JSON.
-async fn healthz(url: &str) -> serde_json::Value {
+/// `GET path` on `addr` (`host:port`) over a fresh connection: the whole answer, head and body.
+async fn http_get(addr: &str, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(url.trim_start_matches("http://")).await.unwrap();
-    let request = "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("the hub answers").unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("an answer in time").unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The hub's `/healthz` (at `url`, `http://127.0.0.1:PORT`), as JSON.
+async fn healthz(url: &str) -> serde_json::Value {
+    let answer = http_get(url.trim_start_matches("http://"), "/healthz").await;
     let body = answer.split("\r\n\r\n").nth(1).expect("a body");
     serde_json::from_str(body).expect("healthz is JSON")
 }
 
 async fn http_head(port: u16, path: &str) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut answer = Vec::new();
-    tokio::time::timeout(WAIT, stream.read_to_end(&mut answer)).await.expect("nginx answers").unwrap();
-    let answer = String::from_utf8_lossy(&answer);
+    let answer = http_get(&format!("127.0.0.1:{port}"), path).await;
     answer.split("\r\n\r\n").next().unwrap_or_default().to_owned() + "\r\n"
 }
 
