@@ -35,7 +35,7 @@
 //! precedes the room's next message.
 
 use super::{nick_rules, people::People};
-use crate::net::{ConnId, Outbound};
+use crate::net::{ConnId, Outbound, deflate::Prepared, outbound::Queued};
 use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
 use serde::{Deserialize, Serialize};
 use std::{
@@ -45,6 +45,7 @@ use std::{
     time::Duration,
 };
 use tokio::time::Instant;
+use tungstenite::Utf8Bytes;
 
 /// Members in `joined` and in an unasked `members` snapshot; the default page of `members`.
 pub(crate) const MEMBER_PAGE: usize = 100;
@@ -401,9 +402,9 @@ impl Room {
         let (room, seq) = (message.room.clone(), message.seq);
         let text = encode(&ServerMsg::Message(message)).into();
         // compressed at most once, for every member whose client agreed on permessage-deflate
-        let prepared = crate::net::deflate::Prepared::new();
+        let prepared = Prepared::new();
         for conn in self.conns.values() {
-            conn.out.push_live_text(&room, seq, &text, &prepared);
+            conn.out.push_live(&room, seq, conn.out.shared_text(&text, &prepared));
         }
     }
 
@@ -499,9 +500,9 @@ impl Room {
         } else if named > 0 {
             self.presence_sent_at = Some(now);
             let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
-            let frame = crate::net::outbound::Queued::Text(encode(&msg).into());
+            let (text, prepared) = (encode(&msg).into(), Prepared::new());
             for (id, conn) in &self.conns {
-                if !conn.out.push_ephemeral(frame.clone()) {
+                if !conn.out.push_ephemeral(conn.out.shared_text(&text, &prepared)) {
                     self.stale.insert(*id);
                 }
             }
@@ -517,9 +518,10 @@ impl Room {
                 count: self.count(),
                 more,
             };
-            let frame = crate::net::outbound::Queued::Text(encode(&snapshot).into());
+            let (text, prepared) = (encode(&snapshot).into(), Prepared::new());
             let conns = &self.conns;
-            self.stale.retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(frame.clone())));
+            self.stale
+                .retain(|id| conns.get(id).is_some_and(|c| !c.out.push_ephemeral(c.out.shared_text(&text, &prepared))));
         }
         let typing_here = self.typing.len();
         self.typing.retain(|_, until| *until > now);
@@ -529,9 +531,9 @@ impl Room {
         typing.sort_by_key(|n| n.to_lowercase());
         typing.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         if typing != self.typing_sent {
-            let frame = typing_frame(room, &typing);
+            let (text, prepared) = (typing_text(room, &typing), Prepared::new());
             for conn in self.conns.values() {
-                conn.out.push_ephemeral(frame.clone());
+                conn.out.push_ephemeral(conn.out.shared_text(&text, &prepared));
             }
             self.typing_sent = typing;
         }
@@ -539,10 +541,8 @@ impl Room {
 }
 
 /// The `typing` frame naming `nicks`, encoded once for every connection it goes to.
-fn typing_frame(room: &RoomName, nicks: &[String]) -> crate::net::outbound::Queued {
-    crate::net::outbound::Queued::Text(
-        encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into(),
-    )
+fn typing_text(room: &RoomName, nicks: &[String]) -> Utf8Bytes {
+    encode(&ServerMsg::Typing { room: room.to_string(), nicks: nicks.to_vec() }).into()
 }
 
 impl LocalPresence {
@@ -735,7 +735,7 @@ impl Presence for LocalPresence {
             count: entry.count(),
         });
         if !entry.typing_sent.is_empty() {
-            out.push_ephemeral(typing_frame(room, &entry.typing_sent));
+            out.push_ephemeral(Queued::Text(typing_text(room, &entry.typing_sent)));
         }
         Ok(())
     }

@@ -210,15 +210,14 @@ impl Outbound {
         self.send(frame);
     }
 
-    /// [`Outbound::push_live`] for a text that goes to many connections: as it is, or, where
-    /// the client agreed on permessage-deflate, as the frame `prepared` compressed once for all.
-    pub(crate) fn push_live_text(&self, room: &str, seq: u64, text: &Utf8Bytes, prepared: &Prepared) {
+    /// A text that goes to many connections, as this one gets it: as it is, or, where the
+    /// client agreed on permessage-deflate, as `prepared` compressed it once for all.
+    pub(crate) fn shared_text(&self, text: &Utf8Bytes, prepared: &Prepared) -> Queued {
         let deflated = self.deflate.as_ref().and_then(|agreed| prepared.deflated(text.as_str(), agreed, &self.stats));
-        let frame = match deflated {
+        match deflated {
             Some(payload) => Queued::Deflated { payload, binary: false },
             None => Queued::Text(text.clone()),
-        };
-        self.push_live(room, seq, frame);
+        }
     }
 
     /// Queues an ephemeral frame (who is typing, who joined): dropped when the live capacity
