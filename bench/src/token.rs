@@ -42,7 +42,7 @@ pub(crate) struct Token {
 pub(crate) fn scan(frame: &str, mut found: impl FnMut(Token)) {
     let bytes = frame.as_bytes();
     let mut at = 0;
-    while let Some(offset) = bytes[at..].iter().position(|&b| b == b'#') {
+    while let Some(offset) = memchr::memchr(b'#', &bytes[at..]) {
         let start = at + offset + 1;
         let (fields, end) = numbers::<3>(&bytes[start..]);
         at = start + end;
@@ -77,6 +77,30 @@ fn numbers<const N: usize>(bytes: &[u8]) -> (Option<[u64; N]>, usize) {
     (Some(out), i)
 }
 
+/// What kinds of protocol messages besides chat messages a frame holds (Hubbub's `"type"`s);
+/// one pass over the frame, however many messages it holds.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Kinds {
+    pub(crate) error: bool,
+    pub(crate) lagged: bool,
+    /// `presence`, or `members` (a big room's wave comes as a fresh first page).
+    pub(crate) presence: bool,
+}
+
+pub(crate) fn kinds(frame: &str) -> Kinds {
+    static TYPE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(br#""type":""#));
+    let bytes = frame.as_bytes();
+    let mut kinds = Kinds::default();
+    for at in TYPE.find_iter(bytes) {
+        let rest = &bytes[at + 8..];
+        kinds.error |= rest.starts_with(b"error\"");
+        kinds.lagged |= rest.starts_with(b"lagged\"");
+        kinds.presence |= rest.starts_with(b"presence\"") || rest.starts_with(b"members\"");
+    }
+    kinds
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +123,17 @@ mod tests {
         let gorilla = format!("{t}\n{}", text(8, 1, 5, 64));
         assert_eq!(all(&gorilla), vec![want, Token { sender: 8, seq: 1, sent_ns: 5 }]);
         assert_eq!(all(&format!("b7: {t}")), vec![want]);
+    }
+
+    #[test]
+    fn a_frame_says_which_notices_it_holds() {
+        let message = r#"{"type":"message","room":"r","text":"\"type\":\"error\""}"#;
+        assert_eq!(kinds(message), Kinds::default(), "a text that quotes a type is not one");
+        let frame =
+            format!(r#"[{message},{{"type":"lagged","room":"r","from_seq":2}},{{"type":"members","room":"r"}}]"#);
+        assert_eq!(kinds(&frame), Kinds { error: false, lagged: true, presence: true });
+        assert!(kinds(r#"{"type":"error","code":"x"}"#).error);
+        assert!(kinds(r#"{"type":"presence","room":"r"}"#).presence);
     }
 
     #[test]

@@ -435,14 +435,15 @@ where
             own.echoed.set(own.echoed.get() + mine);
             own.notify.notify_one();
         }
-        if text.contains(r#""type":"error""#) {
+        let kinds = token::kinds(&text);
+        if kinds.error {
             eprintln!("DEBUG error frame: {}", &text[..text.len().min(300)]);
         }
-        if text.contains(r#""type":"lagged""#) {
+        if kinds.lagged {
             shared.lagged.set(shared.lagged.get() + 1);
         }
         // a big room's wave comes as a fresh first page (an unasked `members`) instead
-        if text.contains(r#""type":"presence""#) || text.contains(r#""type":"members""#) {
+        if kinds.presence {
             shared.last_presence_ns.set(now);
         }
     }

@@ -88,17 +88,26 @@ pub fn frame_items(text: &str) -> Result<Vec<&str>, DecodeError> {
     Ok(items.into_iter().map(|item| item.get()).collect())
 }
 
-/// Joins already-encoded messages into one frame: `[a,b,…]`; a single message stays as it is.
+/// Joins already-encoded frames into one: `[a,b,…]`; a single frame stays as it is. A part that
+/// is itself a batch (`[…]`) gives its messages, not a nested array, so batches join flat.
 pub fn encode_batch<'a>(encoded: impl IntoIterator<Item = &'a str>) -> String {
     let mut parts = encoded.into_iter();
     let Some(first) = parts.next() else { return "[]".into() };
     let Some(second) = parts.next() else { return first.to_owned() };
     let mut out = String::with_capacity(first.len() * 4);
     out.push('[');
-    out.push_str(first);
-    for part in std::iter::once(second).chain(parts) {
-        out.push(',');
-        out.push_str(part);
+    for part in [first, second].into_iter().chain(parts) {
+        let items = match part.strip_prefix('[').and_then(|p| p.strip_suffix(']')) {
+            Some(inner) => inner,
+            None => part,
+        };
+        if items.is_empty() {
+            continue;
+        }
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(items);
     }
     out.push(']');
     out
@@ -145,8 +154,16 @@ mod tests {
         assert_eq!(decode_server_frame(&batch).unwrap(), vec![a.clone(), b]);
         // one message is sent bare, as before batching existed
         assert_eq!(encode_batch([ea.as_str()]), ea);
-        assert_eq!(decode_server_frame(&ea).unwrap(), vec![a]);
+        assert_eq!(decode_server_frame(&ea).unwrap(), vec![a.clone()]);
         assert_eq!(decode_server_frame("[]").unwrap(), vec![]);
+        // batches (one commit's messages) join a writer's batch flat, empty ones vanish
+        let c = ServerMsg::Lagged { room: "c".into(), from_seq: 3 };
+        let ec = encode(&c);
+        let joined = encode_batch([batch.as_str(), "[]", ec.as_str()]);
+        assert_eq!(
+            decode_server_frame(&joined).unwrap(),
+            vec![a, ServerMsg::Lagged { room: "b".into(), from_seq: 2 }, c]
+        );
         assert_eq!(decode_server_frame(r#"[{"type":"nope"}]"#).unwrap_err().kind, DecodeErrorKind::InvalidMessage);
         assert_eq!(decode_server_frame("[1,").unwrap_err().kind, DecodeErrorKind::InvalidMessage);
     }

@@ -20,8 +20,8 @@ impl LocalFanout {
 }
 
 impl Fanout for LocalFanout {
-    fn publish(&self, message: ChatMessage) {
-        self.rooms.deliver(message);
+    fn publish(&self, messages: Vec<ChatMessage>) {
+        self.rooms.deliver(messages);
     }
 
     /// Every commit of this process is delivered at once: nothing to wait for.

@@ -18,10 +18,10 @@ use std::sync::Arc;
 
 /// Delivers committed messages to the members of their room.
 pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
-    /// Delivers `message` to every member of its room, the author included. Called in commit
-    /// order, which is this hub's share of the room's seq order; it must not block (it runs on
-    /// the log's writer).
-    fn publish(&self, message: ChatMessage);
+    /// Delivers each of `messages` (the new ones of one group commit, in commit order) to every
+    /// member of its room, the author included. Commit order is this hub's share of each room's
+    /// seq order; it must not block (it runs on the log's writer).
+    fn publish(&self, messages: Vec<ChatMessage>);
 
     /// Resolves once every message committed from now on in `room` (by any hub) will reach this
     /// hub's members: a join awaits it before reading the joiner's history.
@@ -70,38 +70,51 @@ pub(crate) trait Fanout: Send + Sync + std::fmt::Debug {
     }
 }
 
-/// What happens once the log decided on a message: a new one is published, then the sender
+/// What happens once the log decided on a group commit's messages: the new ones are published
+/// (together: a member gets a room's messages of one commit in one frame), then each sender
 /// gets its `ack` (when it gave an id), so that its own copy arrives before the ack; a change the
 /// log refused (`not_author`, `no_such_message`) is told to the sender alone; when the commit
-/// failed, the sender gets `storage_unavailable` and nobody hears of the message.
+/// failed, the senders get `storage_unavailable` and nobody hears of the messages.
 pub(crate) fn after_commit(fanout: Arc<dyn Fanout>) -> OnCommit {
     Box::new(move |outcome| match outcome {
-        Ok(Committed { room, outcome, ack_id, reply_to }) => {
-            let seq = match outcome {
-                Outcome::New(message) => {
-                    let seq = message.seq;
-                    fanout.publish(message);
-                    seq
-                }
-                Outcome::Duplicate(message) => message.seq,
-                Outcome::Refused(code, message) => {
-                    let room = Some(room.to_string());
-                    reply_to.push(&ServerMsg::Error { id: ack_id, code, message, room, retry_after_ms: None });
-                    return;
-                }
-            };
-            if let Some(id) = ack_id {
-                reply_to.push(&ServerMsg::Ack { id, room: room.to_string(), seq });
+        Ok(committed) => {
+            let fresh: Vec<ChatMessage> = committed
+                .iter()
+                .filter_map(|c| match &c.outcome {
+                    Outcome::New(message) => Some(message.clone()),
+                    _ => None,
+                })
+                .collect();
+            if !fresh.is_empty() {
+                fanout.publish(fresh);
+            }
+            committed.into_iter().for_each(reply);
+        }
+        Err(NotStored { appends, reason }) => {
+            for append in appends {
+                append.reply_to.push(&ServerMsg::Error {
+                    id: append.ack_id,
+                    code: ErrorCode::StorageUnavailable,
+                    message: format!("The message was not stored: {reason}"),
+                    room: Some(append.room.to_string()),
+                    retry_after_ms: None,
+                });
             }
         }
-        Err(NotStored { append, reason }) => {
-            append.reply_to.push(&ServerMsg::Error {
-                id: append.ack_id,
-                code: ErrorCode::StorageUnavailable,
-                message: format!("The message was not stored: {reason}"),
-                room: Some(append.room.to_string()),
-                retry_after_ms: None,
-            });
-        }
     })
+}
+
+/// The sender's answer to one append's outcome (its copy, if new, is published already).
+fn reply(Committed { room, outcome, ack_id, reply_to }: Committed) {
+    let seq = match outcome {
+        Outcome::New(message) | Outcome::Duplicate(message) => message.seq,
+        Outcome::Refused(code, message) => {
+            let room = Some(room.to_string());
+            reply_to.push(&ServerMsg::Error { id: ack_id, code, message, room, retry_after_ms: None });
+            return;
+        }
+    };
+    if let Some(id) = ack_id {
+        reply_to.push(&ServerMsg::Ack { id, room: room.to_string(), seq });
+    }
 }

@@ -356,9 +356,7 @@ impl Inner {
     fn offer(&self, message: ChatMessage) {
         let mut rooms = self.lock();
         let Some(sequencer) = rooms.get_mut(&message.room) else { return };
-        for ready in sequencer.offer(message) {
-            self.local.deliver(ready);
-        }
+        self.local.deliver(sequencer.offer(message));
     }
 
     /// Reads `room` from the log after `next - 1` (up to the first message waiting, or to the
@@ -438,13 +436,17 @@ impl Inner {
 }
 
 impl Fanout for RedisFanout {
-    fn publish(&self, message: ChatMessage) {
-        let envelope =
-            Envelope { hub: self.inner.hub.clone(), message: Some(message), view: None, person: None, news: None };
-        let payload = serde_json::to_string(&envelope).expect("a chat message always serialises");
-        let Some(message) = envelope.message else { return };
-        let _ = self.inner.publishes.send(Command::Publish { channel: channel(&message.room), payload });
-        self.inner.offer(message);
+    /// Each message goes to its room's channel on its own (the other hubs sequence them one by
+    /// one) and through this hub's sequencer to its members here.
+    fn publish(&self, messages: Vec<ChatMessage>) {
+        for message in messages {
+            let envelope =
+                Envelope { hub: self.inner.hub.clone(), message: Some(message), view: None, person: None, news: None };
+            let payload = serde_json::to_string(&envelope).expect("a chat message always serialises");
+            let Some(message) = envelope.message else { continue };
+            let _ = self.inner.publishes.send(Command::Publish { channel: channel(&message.room), payload });
+            self.inner.offer(message);
+        }
     }
 
     fn watch(&self, room: &RoomName) -> BoxFuture<'static, ()> {
@@ -484,9 +486,7 @@ impl Fanout for RedisFanout {
                     && s.next.is_none()
                 {
                     s.next = Some(head + 1);
-                    for ready in s.drain() {
-                        inner.local.deliver(ready);
-                    }
+                    inner.local.deliver(s.drain());
                 }
             }
             // the other hubs' views again, now that their changes come through the channel:

@@ -35,8 +35,12 @@
 //! precedes the room's next message.
 
 use super::{nick_rules, people::People};
-use crate::net::{ConnId, Outbound, deflate::Prepared, outbound::Queued};
-use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode};
+use crate::net::{
+    ConnId, Outbound,
+    deflate::Prepared,
+    outbound::{MAX_COALESCED_BYTES, Queued},
+};
+use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode, encode_batch};
 use serde::{Deserialize, Serialize};
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -396,15 +400,38 @@ impl Room {
             })
     }
 
-    /// Serialises a chat message once (and compresses it at most once) and queues the same
-    /// bytes for every connection, as a live (droppable, catch-up-able) frame.
-    fn broadcast_live(&self, message: ChatMessage) {
-        let (room, seq) = (message.room.clone(), message.seq);
-        let text = encode(&ServerMsg::Message(message)).into();
-        // compressed at most once, for every member whose client agreed on permessage-deflate
-        let prepared = Prepared::new();
-        for conn in self.conns.values() {
-            conn.out.push_live(&room, seq, conn.out.shared_text(&text, &prepared));
+    /// Serialises a room's messages of one commit once, as one frame (a JSON array when there
+    /// are several; cut where it would pass [`MAX_COALESCED_BYTES`]), compresses each frame at
+    /// most once, and queues the same bytes for every connection as a live (droppable,
+    /// catch-up-able) frame. One queue push per member per commit instead of one per message:
+    /// under load a commit holds tens of messages (`hubbub-bench fanout`, closed loop).
+    fn broadcast_live(&self, room: &str, messages: Vec<ChatMessage>) {
+        let mut frames: Vec<(u64, Utf8Bytes)> = Vec::new();
+        let mut run: Vec<(u64, String)> = Vec::new();
+        let mut bytes = 0;
+        let flush = |run: &mut Vec<(u64, String)>, frames: &mut Vec<(u64, Utf8Bytes)>| {
+            if let Some(&(first, _)) = run.first() {
+                frames.push((first, encode_batch(run.iter().map(|(_, t)| t.as_str())).into()));
+                run.clear();
+            }
+        };
+        for message in messages {
+            let seq = message.seq;
+            let text = encode(&ServerMsg::Message(message));
+            if bytes + text.len() > MAX_COALESCED_BYTES {
+                flush(&mut run, &mut frames);
+                bytes = 0;
+            }
+            bytes += text.len() + 1;
+            run.push((seq, text));
+        }
+        flush(&mut run, &mut frames);
+        for (first_seq, text) in frames {
+            // compressed at most once, for every member whose client agreed on permessage-deflate
+            let prepared = Prepared::new();
+            for conn in self.conns.values() {
+                conn.out.push_live(room, first_seq, conn.out.shared_text(&text, &prepared));
+            }
         }
     }
 
@@ -555,12 +582,26 @@ impl LocalPresence {
         self.lock().iter().filter(|(_, e)| !e.members.is_empty()).map(|(room, _)| room.to_string()).collect()
     }
 
-    /// Delivers a committed message to every connection in its room here, the author's included.
-    pub(crate) fn deliver(&self, message: ChatMessage) {
-        let Ok(room) = RoomName::parse(&message.room) else { return };
+    /// Delivers committed messages (commit order) to every connection in their rooms here, the
+    /// authors' included: each room's share as one frame per member.
+    pub(crate) fn deliver(&self, messages: Vec<ChatMessage>) {
+        let mut by_room: Vec<(String, Vec<ChatMessage>)> = Vec::new();
+        let mut index: HashMap<String, usize> = HashMap::new();
+        for message in messages {
+            match index.get(&message.room) {
+                Some(&i) => by_room[i].1.push(message),
+                None => {
+                    index.insert(message.room.clone(), by_room.len());
+                    by_room.push((message.room.clone(), vec![message]));
+                }
+            }
+        }
         let rooms = self.lock();
-        if let Some(entry) = rooms.get(&room) {
-            entry.broadcast_live(message);
+        for (room, messages) in by_room {
+            let Ok(name) = RoomName::parse(&room) else { continue };
+            if let Some(entry) = rooms.get(&name) {
+                entry.broadcast_live(&room, messages);
+            }
         }
     }
 
@@ -909,17 +950,27 @@ mod tests {
     }
 
     fn join(p: &LocalPresence, tab: &Tab, nick: &str, identity: Option<&str>) -> Result<(), Invalid> {
+        let room = lobby();
         p.join(JoinRequest {
-            conn: tab.conn,
-            room: &lobby(),
-            nick: Nick::parse(nick).unwrap(),
             identity: identity.map(Into::into),
             claim: identity.unwrap_or("anonymous").into(),
+            ..request(tab, nick, &room)
+        })
+    }
+
+    /// An anonymous join of `room`.
+    fn request<'a>(tab: &'a Tab, nick: &str, room: &'a RoomName) -> JoinRequest<'a> {
+        JoinRequest {
+            conn: tab.conn,
+            room,
+            nick: Nick::parse(nick).unwrap(),
+            identity: None,
+            claim: "anonymous".into(),
             hidden: false,
             views: Vec::new(),
             out: &tab.out,
             reply_id: None,
-        })
+        }
     }
 
     /// The `presence` frame of the lobby with `count` members and these changes.
@@ -1272,5 +1323,47 @@ mod tests {
         p.tick(Instant::now());
         assert_eq!(p.room_count(), 0);
         assert_eq!(p.take_views(true), [], "forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_commits_messages_reach_each_member_as_one_frame_in_seq_order() {
+        let p = presence();
+        let (mut bob, mut alice) = (tab(1), tab(2));
+        join(&p, &bob, "bob", None).unwrap();
+        join(&p, &alice, "alice", None).unwrap();
+        let elsewhere = RoomName::parse("elsewhere").unwrap();
+        p.join(request(&alice, "alice", &elsewhere)).unwrap();
+        tick_after(&p, Duration::ZERO).await;
+        bob.heard();
+        alice.heard();
+        let say = |room: &str, seq: u64| ChatMessage {
+            room: room.into(),
+            seq,
+            author: "alice".into(),
+            text: format!("number {seq}"),
+            ts: 1,
+            ..ChatMessage::default()
+        };
+
+        // one group commit: two lobby messages with one of another room between them
+        p.deliver(vec![say("lobby", 7), say("elsewhere", 1), say("lobby", 8)]);
+
+        let frames: Vec<String> =
+            std::iter::from_fn(|| bob.rx.try_recv()).map(|f| f.to_text().unwrap().to_owned()).collect();
+        assert_eq!(frames.len(), 1, "one frame for the commit's lobby messages: {frames:?}");
+        let got = hubbub_shared::decode_server_frame(&frames[0]).unwrap();
+        assert_eq!(got, [ServerMsg::Message(say("lobby", 7)), ServerMsg::Message(say("lobby", 8))]);
+        let heard: Vec<ServerMsg> = std::iter::from_fn(|| alice.rx.try_recv())
+            .flat_map(|f| hubbub_shared::decode_server_frame(f.to_text().unwrap()).unwrap())
+            .collect();
+        assert_eq!(
+            heard,
+            [
+                ServerMsg::Message(say("lobby", 7)),
+                ServerMsg::Message(say("lobby", 8)),
+                ServerMsg::Message(say("elsewhere", 1))
+            ],
+            "each room's messages in order, each room apart"
+        );
     }
 }

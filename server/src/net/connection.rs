@@ -18,7 +18,7 @@
 use super::{
     Outbound, OutboundRx,
     deflate::{self, Agreed},
-    outbound::{Closing, QueueSignals, Queued},
+    outbound::{Closing, MAX_COALESCED_BYTES, QueueSignals, Queued},
     upgrade::WebSocket,
 };
 use crate::{AppState, stats::Stats};
@@ -37,8 +37,6 @@ use tungstenite::{Message, Utf8Bytes, protocol::CloseFrame};
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 /// Most frames written per flush; bounds one batch's latency for the first frame in it.
 const MAX_BATCH: usize = 256;
-/// A coalesced frame grows to about this size before the next one starts.
-const MAX_COALESCED_BYTES: usize = 64 * 1024;
 
 /// A close frame the hub sends: one of the documented codes (`hubbub_shared::close`) and a
 /// short reason for the person at the other end.

@@ -42,6 +42,9 @@ use tungstenite::{Message, Utf8Bytes};
 /// 40 bytes.
 const BURST_SLOTS: usize = 64;
 const KEPT_SLOTS: usize = 16;
+/// A frame of several messages (a writer's coalesced batch, a room's messages of one commit)
+/// grows to about this size before the next one starts.
+pub(crate) const MAX_COALESCED_BYTES: usize = 64 * 1024;
 /// Control frames may exceed the live capacity by this factor before the client is closed.
 const CONTROL_FACTOR: usize = 4;
 /// ... and the live byte capacity by this one: a `history` reply to a resume is one control

@@ -8,8 +8,9 @@
 //!
 //! The contract every engine keeps:
 //! - **group commit, then hand over in order**: appends are committed in batches, and only after
-//!   a batch's COMMIT is each outcome handed to the [`OnCommit`] callback, in commit order. That
-//!   order is each room's `seq` order, so fan-out from the callback keeps rooms ordered, and
+//!   a batch's COMMIT are its outcomes handed to the [`OnCommit`] callback, all at once, in
+//!   commit order. That order is each room's `seq` order, so fan-out from the callback keeps
+//!   rooms ordered (and can send a room's messages of one commit as one frame), and
 //!   "acknowledged" always means "committed".
 //! - **gap-free per-room `seq`**, allocated inside the transaction that stores the message.
 //! - **dedupe by client id**: a resend with a stored `(room, client_id)` is reported as a
@@ -186,15 +187,16 @@ fn index_words(text: &str) -> String {
     hubbub_shared::search::index_words(text).join(" ")
 }
 
-/// An append that was not stored, and why (nothing of its batch was).
+/// A group commit that failed, and why: none of its appends was stored.
 #[derive(Debug)]
 pub(crate) struct NotStored {
-    pub(crate) append: Append,
+    pub(crate) appends: Vec<Append>,
     pub(crate) reason: String,
 }
 
-/// Called by the log's writer, in commit order, with each append's outcome.
-pub(crate) type OnCommit = Box<dyn Fn(Result<Committed, NotStored>) + Send>;
+/// Called by the log's writer once per group commit: each append's outcome in commit order, or
+/// the whole batch not stored.
+pub(crate) type OnCommit = Box<dyn Fn(Result<Vec<Committed>, NotStored>) + Send>;
 
 /// Which messages of a room a page holds: `after < seq <= up_to`, at most `limit` of them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -364,18 +364,18 @@ async fn write_loop(
             Ok(outcomes) => {
                 stats.commit_outcome(None);
                 stats.messages_stored.add(outcomes.iter().filter(|o| matches!(o, Outcome::New(_))).count() as u64);
-                for (append, outcome) in batch.into_iter().zip(outcomes) {
-                    on_commit(Ok(Committed::new(append, outcome)));
-                }
+                on_commit(Ok(batch
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(append, outcome)| Committed::new(append, outcome))
+                    .collect()));
             }
             Err(err) => {
                 // the connection may be half-way through a transaction: start afresh next time
                 client = None;
                 tracing::error!(cause = %err, messages = batch.len(), "commit failed");
                 stats.commit_outcome(Some(err.to_string()));
-                for append in batch {
-                    on_commit(Err(NotStored { append, reason: err.to_string() }));
-                }
+                on_commit(Err(NotStored { appends: batch, reason: err.to_string() }));
             }
         }
     }

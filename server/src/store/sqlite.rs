@@ -2,11 +2,11 @@
 //!
 //! Writes go through one thread that owns the write connection and commits in groups: it takes
 //! every request that is waiting (up to [`MAX_BATCH`]), runs them in one transaction, and only
-//! after `COMMIT` returns hands each outcome to `on_commit`, in commit order. SQLite has one
+//! after `COMMIT` returns hands the batch's outcomes to `on_commit`, in commit order. SQLite has one
 //! writer anyway; one thread that batches turns that into throughput (one fsync per batch).
 //!
-//! Reads (history pages, heads) use a second connection on tokio's blocking pool; WAL lets
-//! them run beside the writer.
+//! Reads (history pages, heads) use a second connection on one reader thread of its own; WAL
+//! lets them run beside the writer.
 
 use super::{
     Append, Committed, Conversation, Durability, MAX_UNREAD, MessageLog, NotStored, OnCommit, Outcome, Range, ReadMove,
@@ -368,9 +368,11 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
             Ok(outcomes) => {
                 stats.commit_outcome(None);
                 stats.messages_stored.add(outcomes.iter().filter(|o| matches!(o, Outcome::New(_))).count() as u64);
-                for (append, outcome) in batch.into_iter().zip(outcomes) {
-                    on_commit(Ok(Committed::new(append, outcome)));
-                }
+                on_commit(Ok(batch
+                    .into_iter()
+                    .zip(outcomes)
+                    .map(|(append, outcome)| Committed::new(append, outcome))
+                    .collect()));
             }
             Err(err) => {
                 // nothing of the batch was stored: the cached heads may be ahead of the disk
@@ -378,9 +380,7 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
                 last_doc = None;
                 tracing::error!(cause = %err, messages = batch.len(), "commit failed");
                 stats.commit_outcome(Some(err.to_string()));
-                for append in batch {
-                    on_commit(Err(NotStored { append, reason: err.to_string() }));
-                }
+                on_commit(Err(NotStored { appends: batch, reason: err.to_string() }));
             }
         }
     }
