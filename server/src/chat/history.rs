@@ -48,32 +48,37 @@ async fn send_history_since(
     // the history or arrives live (or both: clients keep one copy per seq)
     deps.fanout.watch(room).await;
     let log = &deps.log;
+    let page = deps.config.history_page;
+    let Some(since) = since else {
+        // a plain join: the newest page, read at once (no head first: one read, not two, for
+        // each of a storm of joins)
+        let latest = Range { after: 0, up_to: u64::MAX, limit: page, newest: true };
+        return push_history(out, id, room, log.page(room, latest).await, false);
+    };
     let head = match log.head(room).await {
         Ok(head) => head,
         Err(e) => return push_history(out, id, room, Err(e), false),
     };
-    let latest = Range { after: 0, up_to: head, limit: deps.config.history_page, newest: true };
-    let (range, recovered) = match since.as_deref().map(|s| (s, Cursor::parse(s))) {
-        None => (latest, false),
-        Some((raw, cursor)) => match cursor {
-            Some(c) if c.epoch != log.epoch() => {
-                tracing::debug!(cursor = raw, "stale cursor from another database");
+    let latest = Range { after: 0, up_to: head, limit: page, newest: true };
+    let (raw, cursor) = (since.as_str(), Cursor::parse(&since));
+    let (range, recovered) = match cursor {
+        Some(c) if c.epoch != log.epoch() => {
+            tracing::debug!(cursor = raw, "stale cursor from another database");
+            (latest, false)
+        }
+        Some(c) if c.room == room.as_str() && c.seq <= head => {
+            if head - c.seq <= deps.config.resume_gap_limit {
+                let gap = (head - c.seq) as usize;
+                (Range { after: c.seq, up_to: head, limit: gap, newest: false }, true)
+            } else {
                 (latest, false)
             }
-            Some(c) if c.room == room.as_str() && c.seq <= head => {
-                if head - c.seq <= deps.config.resume_gap_limit {
-                    let gap = (head - c.seq) as usize;
-                    (Range { after: c.seq, up_to: head, limit: gap, newest: false }, true)
-                } else {
-                    (latest, false)
-                }
-            }
-            _ => {
-                let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
-                refuse(out, id.clone(), Refusal::about(room, ErrorCode::InvalidCursor, reason));
-                (latest, false)
-            }
-        },
+        }
+        _ => {
+            let reason = format!("{raw:?} is not a cursor of {room} (EPOCH:ROOM:SEQ, SEQ at most {head})");
+            refuse(out, id.clone(), Refusal::about(room, ErrorCode::InvalidCursor, reason));
+            (latest, false)
+        }
     };
     let page = log.page(room, range).await;
     push_history(out, id, room, page, recovered);
