@@ -103,6 +103,7 @@ impl AppState {
                     std::time::Duration::from_millis(config.db_busy_timeout_ms),
                     stats.clone(),
                     on_commit,
+                    config.history_page,
                 )
                 .with_context(|| format!("cannot open the database {}", config.db.display()))?,
             ),

@@ -381,7 +381,13 @@ impl ChatSession {
         // registered first, history read second: every message is either in the history or
         // delivered live (or both; clients keep one copy per seq)
         let reader = identified.then(|| claim.clone());
-        self.deps.tasks.spawn(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone(), reader));
+        let mut history =
+            Box::pin(history::send_since(self.deps.clone(), room.clone(), since, id, out.clone(), reader));
+        // at once when nothing needs waiting for (the room's newest page is in memory): the
+        // `history` frame then leaves with `joined`, in one write; else on a task of its own
+        if futures_util::FutureExt::now_or_never(&mut history).is_none() {
+            self.deps.tasks.spawn(history);
+        }
         self.rooms.insert(room, (nick, claim));
         Ok(())
     }

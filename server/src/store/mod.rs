@@ -34,6 +34,7 @@
 mod migrations;
 pub(crate) mod postgres;
 pub(crate) mod sqlite;
+mod tails;
 
 use crate::net::Outbound;
 use futures_util::future::BoxFuture;

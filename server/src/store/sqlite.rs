@@ -11,7 +11,7 @@
 use super::{
     Append, Committed, Conversation, Durability, MAX_UNREAD, MessageLog, NotStored, OnCommit, Outcome, Range, ReadMove,
     ReadState, StoreError, db_seq, index_words, migrations, now_ms, public_id, read_move_sql, refuse_change,
-    stored_message,
+    stored_message, tails::Tails,
 };
 use crate::stats::Stats;
 use futures_util::{FutureExt, future::BoxFuture};
@@ -35,6 +35,8 @@ const MAX_BATCH: usize = 1024;
 #[derive(Debug)]
 enum Write {
     Append(Append),
+    /// Read this room's newest page and keep it in [`Tails`] (a read missed it).
+    Fill(String),
     /// Commit everything queued before this, then stop.
     Close,
 }
@@ -52,6 +54,8 @@ pub(crate) struct SqliteLog {
     writer: Mutex<Option<JoinHandle<()>>>,
     /// Reads for the reader thread, which owns the read connection and runs them in order.
     reads: std_mpsc::Sender<ReadJob>,
+    /// The newest page of busy rooms, kept by the writer: most joins read nothing.
+    tails: Arc<Tails>,
     /// For `:memory:`: the temporary folder holding the database, removed with the log.
     _throwaway: Option<tempfile::TempDir>,
     epoch: String,
@@ -66,6 +70,7 @@ impl SqliteLog {
         busy_timeout: Duration,
         stats: Arc<Stats>,
         on_commit: OnCommit,
+        tail_len: usize,
     ) -> Result<SqliteLog, StoreError> {
         // `:memory:` is a file in a temporary folder, not SQLite's shared-cache memory database:
         // that one locks whole tables (SQLITE_LOCKED, which ignores the busy timeout), so history
@@ -98,10 +103,12 @@ impl SqliteLog {
             }
         })?;
         let (writes, queue) = std_mpsc::channel::<Write>();
+        let tails = Arc::new(Tails::new(tail_len));
+        let writer_tails = tails.clone();
         let thread = std::thread::Builder::new()
             .name("hubbub-store".into())
-            .spawn(move || write_loop(writer, queue, &stats, on_commit))?;
-        Ok(SqliteLog { writes, writer: Mutex::new(Some(thread)), reads, _throwaway: throwaway, epoch })
+            .spawn(move || write_loop(writer, queue, &stats, &writer_tails, on_commit))?;
+        Ok(SqliteLog { writes, writer: Mutex::new(Some(thread)), reads, tails, _throwaway: throwaway, epoch })
     }
 
     /// Runs `read` on the read connection, on the reader thread.
@@ -131,21 +138,14 @@ impl MessageLog for SqliteLog {
 
     fn page(&self, room: &RoomName, range: Range) -> BoxFuture<'static, Result<Vec<ChatMessage>, StoreError>> {
         let room = room.to_string();
-        self.read(move |conn| {
-            let sql = if range.newest {
-                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
-            } else {
-                "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
-            };
-            let mut stmt = conn.prepare_cached(sql)?;
-            let bounds = params![room, db_seq(range.after), db_seq(range.up_to), range.limit as i64];
-            let rows = stmt.query_map(bounds, |r| message_from_row(&room, r))?;
-            let mut page = rows.collect::<Result<Vec<_>, _>>()?;
-            if range.newest {
-                page.reverse();
+        match self.tails.page(&room, range) {
+            Ok(page) => return futures_util::future::ready(Ok(page)).boxed(),
+            Err(true) => {
+                let _ = self.writes.send(Write::Fill(room.clone()));
             }
-            Ok(page)
-        })
+            Err(false) => {}
+        }
+        self.read(move |conn| read_page(conn, &room, range))
     }
 
     fn head(&self, room: &RoomName) -> BoxFuture<'static, Result<u64, StoreError>> {
@@ -286,6 +286,23 @@ fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Conve
 }
 
 /// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
+/// The messages of `room` in `range`, oldest first.
+fn read_page(conn: &Connection, room: &str, range: Range) -> rusqlite::Result<Vec<ChatMessage>> {
+    let sql = if range.newest {
+        "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq DESC LIMIT ?4"
+    } else {
+        "SELECT seq, author, text, ts, client_id, edits, edited, deleted FROM messages WHERE room = ?1 AND seq > ?2 AND seq <= ?3 ORDER BY seq ASC LIMIT ?4"
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let bounds = params![room, db_seq(range.after), db_seq(range.up_to), range.limit as i64];
+    let rows = stmt.query_map(bounds, |r| message_from_row(room, r))?;
+    let mut page = rows.collect::<Result<Vec<_>, _>>()?;
+    if range.newest {
+        page.reverse();
+    }
+    Ok(page)
+}
+
 fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     message_from_columns(room.to_owned(), r, 0)
 }
@@ -338,7 +355,13 @@ fn open_connection(location: &Path, durability: Durability, busy_timeout: Durati
 }
 
 /// The writer thread: group commits until [`Write::Close`] or until the log is dropped.
-fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &Stats, on_commit: OnCommit) {
+fn write_loop(
+    mut conn: Connection,
+    queue: std_mpsc::Receiver<Write>,
+    stats: &Stats,
+    tails: &Tails,
+    on_commit: OnCommit,
+) {
     // last sequence number per room, read from the database on first use
     let mut heads: HashMap<String, u64> = HashMap::new();
     // the last search document number, likewise
@@ -346,9 +369,11 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
     let mut closing = false;
     while !closing && let Ok(first) = queue.recv() {
         let mut batch = Vec::new();
+        let mut fills = Vec::new();
         for write in std::iter::once(first).chain(std::iter::from_fn(|| queue.try_recv().ok())) {
             match write {
                 Write::Append(append) => batch.push(append),
+                Write::Fill(room) => fills.push(room),
                 Write::Close => {
                     closing = true;
                     break;
@@ -357,6 +382,11 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
             if batch.len() >= MAX_BATCH {
                 break;
             }
+        }
+        // between commits, this connection reads what is committed: the tails stay exact
+        for room in fills {
+            let newest = Range { after: 0, up_to: u64::MAX, limit: tails.len(), newest: true };
+            tails.fill(&room, read_page(&conn, &room, newest).ok());
         }
         if batch.is_empty() {
             continue;
@@ -368,6 +398,12 @@ fn write_loop(mut conn: Connection, queue: std_mpsc::Receiver<Write>, stats: &St
             Ok(outcomes) => {
                 stats.commit_outcome(None);
                 stats.messages_stored.add(outcomes.iter().filter(|o| matches!(o, Outcome::New(_))).count() as u64);
+                // before anyone hears of them: a join registered after the broadcast reads them
+                for outcome in &outcomes {
+                    if let Outcome::New(message) = outcome {
+                        tails.stored(message);
+                    }
+                }
                 on_commit(Ok(batch
                     .into_iter()
                     .zip(outcomes)

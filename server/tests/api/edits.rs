@@ -88,6 +88,56 @@ async fn an_edit_and_a_deletion_reach_everyone_live_and_are_what_history_and_res
     );
 }
 
+/// A newcomer's first page (which the hub keeps in memory for busy rooms) and an older-page
+/// request one longer than a page (which it reads from the database) must agree, message for
+/// message, before and after an edit and a deletion.
+#[tokio::test]
+async fn a_joins_first_page_is_what_the_database_holds_through_edits_and_deletions() {
+    let app = spawn_app().await;
+    let mut alice = app.person("alice", "alice-secret").await;
+    let mut seqs = Vec::new();
+    for i in 0..60 {
+        // every third without an id: those have none in history either
+        let id = (i % 3 != 0).then(|| format!("m{i}"));
+        alice.send(&ClientMsg::Send { id: id.clone(), room: "lobby".into(), text: format!("message {i}") }).await;
+        seqs.push(next_message(&mut alice).await.seq);
+        if id.is_some() {
+            assert!(matches!(alice.next().await, ServerMsg::Ack { .. }));
+        }
+    }
+    let (first, last) = (seqs[0], seqs[59]);
+
+    async fn both_pages(app: &crate::helpers::TestApp, nick: &str, head: u64) -> (Vec<ChatMessage>, Vec<ChatMessage>) {
+        let mut c = app.client().await;
+        let (_, joined_page) = c.join_since("lobby", nick, None).await;
+        let ServerMsg::History { messages: page, .. } = joined_page else { panic!("history after joined") };
+        c.send(&ClientMsg::History { id: None, room: "lobby".into(), before: head + 1, limit: Some(51) }).await;
+        let ServerMsg::History { messages: read, .. } = c.next().await else { panic!("an older page") };
+        (page, read)
+    }
+
+    let (page, read) = both_pages(&app, "bob", last).await;
+    assert_eq!(page.len(), 50);
+    assert_eq!(page[..], read[1..], "the newest 50 as the database has them");
+    assert_eq!(page[49].text, "message 59");
+
+    // an edit rewrites an older message: the next newcomer sees the new text
+    let (_, edit_seq) = send_acked(&mut alice, &edit("e1", last - 2, "changed")).await;
+    let (page, read) = both_pages(&app, "carol", edit_seq).await;
+    assert_eq!(page[..], read[1..]);
+    let edited = page.iter().find(|m| m.seq == last - 2).expect("on the first page");
+    assert_eq!((edited.text.as_str(), edited.edited), ("changed", true));
+
+    // and a deletion; then one more newcomer, whose page the hub has kept since carol's
+    let (_, delete_seq) = send_acked(&mut alice, &delete("d1", last)).await;
+    let _ = both_pages(&app, "dave", delete_seq).await;
+    let (page, read) = both_pages(&app, "erin", delete_seq).await;
+    assert_eq!(page[..], read[1..]);
+    assert!(page.iter().any(|m| m.seq == last && m.deleted && m.text.is_empty()));
+    assert_eq!(page.last().map(|m| m.seq), Some(delete_seq));
+    assert!(first < page[0].seq);
+}
+
 #[tokio::test]
 async fn only_the_author_changes_a_message_and_every_refusal_is_typed_and_tells_no_one_else() {
     let app = spawn_app().await;
