@@ -197,6 +197,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         latency_us: RefCell::new(Histogram::new(3)?),
         sent_by_room: RefCell::new(BTreeMap::new()),
         sending: Cell::new(true),
+        stop_sending: Notify::new(),
         sent_log: RefCell::new(Vec::new()),
     });
     let mut ids: Vec<u32> = (plan.first..plan.first + plan.count).collect();
@@ -272,6 +273,7 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
     let bytes_before = BYTES_IN.get();
     // a storm's `go` ends the sending that went on while everyone connected
     shared.sending.set(false);
+    shared.stop_sending.notify_waiters();
     for s in storm_senders {
         s.await??;
     }
@@ -330,6 +332,8 @@ struct Shared {
     sent_by_room: RefCell<BTreeMap<u32, u64>>,
     /// A storm's senders send while this is true.
     sending: Cell<bool>,
+    /// ... and are woken by this when it turns false.
+    stop_sending: Notify,
     /// When each message of a storm's senders was sent.
     sent_log: RefCell<Vec<u64>>,
 }
@@ -458,8 +462,16 @@ async fn storm_send(plan: Plan, id: u32, mut sink: SplitSink<Ws, Message>, share
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
-    while shared.sending.get() {
-        tick.tick().await;
+    loop {
+        // `go` ends the talk at once: a talker slower than the drain (one message in ten
+        // seconds) would otherwise send once more after it, unseen by the other workers' clients
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shared.stop_sending.notified() => break,
+        }
+        if !shared.sending.get() {
+            break;
+        }
         let sent_ns = token::now_ns();
         let text = token::text(id, seq, sent_ns, plan.text_len);
         let frame = match plan.kind {
