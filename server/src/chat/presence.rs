@@ -227,8 +227,8 @@ struct Room {
     shared: bool,
     /// When the room was last told of joins and leaves (for [`BIG_ROOM`]'s pace).
     presence_sent_at: Option<Instant>,
-    /// The first page of members (what `joined` lists), kept until a name that sorts into it
-    /// changes: in a storm of joins into a big room most joiners sort after it, and working
+    /// The first page of members (what `joined` lists) of a [`BIG_ROOM`], kept until a name
+    /// that sorts into it changes: in a storm of joins into a big room most joiners sort after it, and working
     /// the page out for each was a tenth of the hub's CPU (`hubbub-bench storm`, 19,000).
     first_page: Option<FirstPage>,
 }
@@ -315,6 +315,12 @@ impl Room {
     /// [`Room::page`]'s first page of [`MEMBER_PAGE`] names, from [`Room::first_page`] when
     /// nothing in it changed since.
     fn first_page(&mut self) -> (Vec<String>, Vec<String>, bool) {
+        if self.count() < BIG_ROOM {
+            // small rooms work it out each time: the page is cheap, and an idle connection's
+            // share of a kept one is not (`hubbub-bench idle`, rooms of ten)
+            self.first_page = None;
+            return self.page(None, MEMBER_PAGE);
+        }
         if self.first_page.is_none() {
             let (names, away, _, last_key) = self.page_keyed(None, MEMBER_PAGE);
             self.first_page = Some(FirstPage { names, away, last_key });
@@ -1412,10 +1418,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_first_page_a_joiner_gets_follows_joins_and_leaves_that_sort_into_it() {
+        // a big room: its first page is kept between joins
         let p = presence();
-        let tabs: Vec<Tab> = (0..150).map(|i| tab(i + 10)).collect();
+        let tabs: Vec<Tab> = (0..1100).map(|i| tab(i + 10)).collect();
         for (i, t) in tabs.iter().enumerate() {
-            join(&p, t, &format!("a{i:03}"), None).unwrap();
+            join(&p, t, &format!("a{i:04}"), None).unwrap();
         }
         let joined_names = |t: &mut Tab| match t.heard().remove(0) {
             ServerMsg::Joined { members, count, .. } => (members, count),
@@ -1424,21 +1431,21 @@ mod tests {
         let mut first = tab(1);
         join(&p, &first, "zed", None).unwrap();
         let (names, count) = joined_names(&mut first);
-        assert_eq!(count, 151);
-        assert_eq!(names, (0..100).map(|i| format!("a{i:03}")).collect::<Vec<_>>());
+        assert_eq!(count, 1101);
+        assert_eq!(names, (0..100).map(|i| format!("a{i:04}")).collect::<Vec<_>>());
 
         // one who sorts into the page leaves, one who sorts after it leaves, one joins into it
         p.leave(tabs[50].conn, &lobby(), Some((&tabs[50].out, None)));
-        p.leave(tabs[140].conn, &lobby(), Some((&tabs[140].out, None)));
+        p.leave(tabs[1040].conn, &lobby(), Some((&tabs[1040].out, None)));
         let early = tab(2);
-        join(&p, &early, "a000b", None).unwrap();
+        join(&p, &early, "a0000b", None).unwrap();
         let mut second = tab(3);
         join(&p, &second, "zoe", None).unwrap();
         let (names, count) = joined_names(&mut second);
-        assert_eq!(count, 151);
-        let mut expected: Vec<String> = (0..101).filter(|i| *i != 50).map(|i| format!("a{i:03}")).collect();
-        expected.insert(1, "a000b".into());
+        assert_eq!(count, 1101);
+        let mut expected: Vec<String> = (0..101).filter(|i| *i != 50).map(|i| format!("a{i:04}")).collect();
+        expected.insert(1, "a0000b".into());
         expected.truncate(100);
-        assert_eq!(names, expected, "a000b in, a050 out, the page still 100 long");
+        assert_eq!(names, expected, "a0000b in, a0050 out, the page still 100 long");
     }
 }
