@@ -6,8 +6,10 @@
 //! the database holds: it fills one (reading on its own connection, which sees every commit)
 //! when a read missed and asked for it, appends each new message it commits, and drops the
 //! tail of a room where a message was changed (an edit or a deletion rewrites an older row;
-//! the next read fills it again). Readers only copy. The SQLite log uses it because one
-//! process writes its file; PostgreSQL is shared by hubs, whose commits this one never sees.
+//! the next read fills it again). Readers only copy. Bounded: 1,024 rooms, ~32 MiB.
+//!
+//! The SQLite log uses it because one process writes its file; PostgreSQL is shared by hubs,
+//! whose commits this one never sees.
 
 use super::Range;
 use hubbub_shared::ChatMessage;
@@ -18,6 +20,14 @@ use std::{
 
 /// Rooms with a tail at most; past it a new tail replaces an arbitrary one.
 const MAX_ROOMS: usize = 1024;
+/// What the tails may weigh in all (see [`weight`]): 1,024 rooms of 50 of the longest texts would
+/// be over 200 MB, so past this, arbitrary other rooms' tails go.
+const MAX_BYTES: usize = 32 << 20;
+
+/// About what a kept message costs in memory: its strings and the struct around them.
+fn weight(m: &ChatMessage) -> usize {
+    m.text.len() + m.author.len() + m.room.len() + m.id.as_ref().map_or(0, String::len) + 128
+}
 
 #[derive(Debug)]
 pub(super) struct Tails {
@@ -29,9 +39,34 @@ pub(super) struct Tails {
 #[derive(Debug, Default)]
 struct Inner {
     /// Each room's newest `len` messages (all of them when it has fewer), oldest first.
-    rooms: HashMap<String, VecDeque<ChatMessage>>,
+    rooms: HashMap<String, Tail>,
     /// Rooms whose tail the writer was asked to fill (asked once, however many reads missed).
     wanted: HashSet<String>,
+    /// The [`weight`] of every tail together.
+    bytes: usize,
+}
+
+#[derive(Debug, Default)]
+struct Tail {
+    messages: VecDeque<ChatMessage>,
+    bytes: usize,
+}
+
+impl Inner {
+    fn remove(&mut self, room: &str) {
+        if let Some(tail) = self.rooms.remove(room) {
+            self.bytes -= tail.bytes;
+        }
+    }
+
+    /// Drops other rooms' tails (arbitrary ones) while there are too many or they weigh too
+    /// much.
+    fn make_room(&mut self, keep: &str) {
+        while self.rooms.len() > MAX_ROOMS || self.bytes > MAX_BYTES {
+            let Some(other) = self.rooms.keys().find(|r| r.as_str() != keep).cloned() else { break };
+            self.remove(&other);
+        }
+    }
 }
 
 impl Tails {
@@ -56,7 +91,7 @@ impl Tails {
             return Err(false);
         }
         let mut inner = self.lock();
-        match inner.rooms.get(room) {
+        match inner.rooms.get(room).map(|t| &t.messages) {
             Some(tail) if tail.back().is_none_or(|m| m.seq <= range.up_to) => {
                 Ok(tail.iter().skip(tail.len().saturating_sub(range.limit)).cloned().collect())
             }
@@ -70,13 +105,11 @@ impl Tails {
         let mut inner = self.lock();
         inner.wanted.remove(room);
         let Some(newest) = newest else { return };
-        if inner.rooms.len() >= MAX_ROOMS
-            && !inner.rooms.contains_key(room)
-            && let Some(other) = inner.rooms.keys().next().cloned()
-        {
-            inner.rooms.remove(&other);
-        }
-        inner.rooms.insert(room.to_owned(), newest.into());
+        inner.remove(room);
+        let bytes = newest.iter().map(weight).sum();
+        inner.bytes += bytes;
+        inner.rooms.insert(room.to_owned(), Tail { messages: newest.into(), bytes });
+        inner.make_room(room);
     }
 
     /// Writer, after a commit: `message` was stored. A new message joins its room's tail (the
@@ -84,15 +117,20 @@ impl Tails {
     pub(super) fn stored(&self, message: &ChatMessage) {
         let mut inner = self.lock();
         let Some(tail) = inner.rooms.get_mut(&message.room) else { return };
-        let follows = tail.back().is_none_or(|last| last.seq + 1 == message.seq);
+        let follows = tail.messages.back().is_none_or(|last| last.seq + 1 == message.seq);
         if message.edits.is_some() || !follows {
-            inner.rooms.remove(&message.room);
+            inner.remove(&message.room);
             return;
         }
-        tail.push_back(message.clone());
-        if tail.len() > self.len {
-            tail.pop_front();
-        }
+        let added = weight(message);
+        tail.messages.push_back(message.clone());
+        let dropped = match tail.messages.len() > self.len {
+            true => tail.messages.pop_front().map_or(0, |old| weight(&old)),
+            false => 0,
+        };
+        tail.bytes = tail.bytes + added - dropped;
+        inner.bytes = inner.bytes + added - dropped;
+        inner.make_room(&message.room);
     }
 }
 
@@ -127,6 +165,24 @@ mod tests {
         assert_eq!(tails.page("lobby", newest(4)), Err(false), "more than a tail holds");
         let older = Range { after: 0, up_to: 4, limit: 3, newest: true };
         assert_eq!(tails.page("lobby", older), Err(false), "an older page is the database's");
+    }
+
+    #[test]
+    fn tails_stay_within_their_weight() {
+        let tails = Tails::new(50);
+        let long = |room: &str, seq: u64| ChatMessage { room: room.into(), text: "x".repeat(4000), ..message(seq) };
+        let rooms = MAX_BYTES / (50 * weight(&long("r0000", 1))) + 10;
+        for r in 0..rooms {
+            let room = format!("r{r:04}");
+            tails.fill(&room, Some((1..=50).map(|seq| long(&room, seq)).collect()));
+            tails.stored(&long(&room, 51));
+        }
+        let inner = tails.lock();
+        let counted: usize = inner.rooms.values().flat_map(|t| &t.messages).map(weight).sum();
+        assert_eq!(inner.bytes, counted, "the running total is the tails' weight");
+        assert!(inner.bytes <= MAX_BYTES, "{} bytes kept", inner.bytes);
+        assert!(inner.rooms.len() < rooms, "some rooms' tails went");
+        assert!(inner.rooms.values().all(|t| t.messages.len() == 50));
     }
 
     #[test]
