@@ -228,8 +228,9 @@ struct Room {
     /// When the room was last told of joins and leaves (for [`BIG_ROOM`]'s pace).
     presence_sent_at: Option<Instant>,
     /// The first page of members (what `joined` lists) of a [`BIG_ROOM`], kept until a name
-    /// that sorts into it changes: in a storm of joins into a big room most joiners sort after it, and working
-    /// the page out for each was a tenth of the hub's CPU (`hubbub-bench storm`, 19,000).
+    /// that sorts into it changes: in a storm of joins into a big room most joiners sort after
+    /// it, and working the page out for each was a tenth of the hub's CPU (`hubbub-bench storm`,
+    /// 19,000).
     first_page: Option<FirstPage>,
 }
 
