@@ -38,7 +38,7 @@ use super::{nick_rules, people::People};
 use crate::net::{
     ConnId, Outbound,
     deflate::Prepared,
-    outbound::{MAX_COALESCED_BYTES, Queued},
+    outbound::{Queued, Runs},
 };
 use hubbub_shared::{ChatMessage, ErrorCode, Invalid, Nick, RoomName, ServerMsg, encode, encode_batch};
 use serde::{Deserialize, Serialize};
@@ -451,32 +451,25 @@ impl Room {
     }
 
     /// Serialises a room's messages of one commit once, as one frame (a JSON array when there
-    /// are several; cut where it would pass [`MAX_COALESCED_BYTES`]), compresses each frame at
+    /// are several; cut where a writer's batch would be: [`Runs`]), compresses each frame at
     /// most once, and queues the same bytes for every connection as a live (droppable,
     /// catch-up-able) frame. One queue push per member per commit instead of one per message:
     /// under load a commit holds tens of messages (`hubbub-bench fanout`, closed loop).
     fn broadcast_live(&self, room: &str, messages: Vec<ChatMessage>) {
-        let mut frames: Vec<(u64, Utf8Bytes)> = Vec::new();
-        let mut run: Vec<(u64, String)> = Vec::new();
-        let mut bytes = 0;
-        let flush = |run: &mut Vec<(u64, String)>, frames: &mut Vec<(u64, Utf8Bytes)>| {
-            if let Some(&(first, _)) = run.first() {
-                frames.push((first, encode_batch(run.iter().map(|(_, t)| t.as_str())).into()));
-                run.clear();
-            }
-        };
+        // each run: its first seq (where a reader who misses it lags from), its messages
+        let mut runs: Vec<(u64, Vec<String>)> = Vec::new();
+        let mut cut = Runs::default();
         for message in messages {
             let seq = message.seq;
             let text = encode(&ServerMsg::Message(message));
-            if bytes + text.len() > MAX_COALESCED_BYTES {
-                flush(&mut run, &mut frames);
-                bytes = 0;
+            let new = cut.starts_new(text.len());
+            match runs.last_mut() {
+                Some((_, run)) if !new => run.push(text),
+                _ => runs.push((seq, vec![text])),
             }
-            bytes += text.len() + 1;
-            run.push((seq, text));
         }
-        flush(&mut run, &mut frames);
-        for (first_seq, text) in frames {
+        for (first_seq, run) in runs {
+            let text: Utf8Bytes = encode_batch(run.iter().map(String::as_str)).into();
             // compressed at most once, for every member whose client agreed on permessage-deflate
             let prepared = Prepared::new();
             for conn in self.conns.values() {

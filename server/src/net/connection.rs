@@ -18,7 +18,7 @@
 use super::{
     Outbound, OutboundRx,
     deflate::{self, Agreed},
-    outbound::{Closing, MAX_COALESCED_BYTES, QueueSignals, Queued},
+    outbound::{Closing, QueueSignals, Queued, Runs},
     upgrade::WebSocket,
 };
 use crate::{AppState, stats::Stats};
@@ -506,7 +506,7 @@ impl Writer {
     }
 }
 
-/// Joins runs of text messages into JSON array frames of up to about [`MAX_COALESCED_BYTES`];
+/// Joins runs of text messages into JSON array frames, cut where [`Runs`] says;
 /// other frames pass through in place. One message alone stays a bare object.
 fn coalesce(frames: Vec<Queued>) -> Vec<Queued> {
     fn flush(run: &mut Vec<Utf8Bytes>, out: &mut Vec<Queued>) {
@@ -522,20 +522,18 @@ fn coalesce(frames: Vec<Queued>) -> Vec<Queued> {
     }
     let mut out = Vec::new();
     let mut run: Vec<Utf8Bytes> = Vec::new();
-    let mut bytes = 0;
+    let mut runs = Runs::default();
     for frame in frames {
         match frame {
             Queued::Text(text) => {
-                if bytes + text.len() > MAX_COALESCED_BYTES {
+                if runs.starts_new(text.len()) {
                     flush(&mut run, &mut out);
-                    bytes = 0;
                 }
-                bytes += text.len() + 1;
                 run.push(text);
             }
             other => {
                 flush(&mut run, &mut out);
-                bytes = 0;
+                runs = Runs::default();
                 out.push(other);
             }
         }
@@ -590,6 +588,7 @@ enum WriteError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::outbound::MAX_COALESCED_BYTES;
 
     fn text(s: &str) -> Queued {
         Queued::Text(s.into())

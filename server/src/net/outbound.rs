@@ -45,6 +45,28 @@ const KEPT_SLOTS: usize = 16;
 /// A frame of several messages (a writer's coalesced batch, a room's messages of one commit)
 /// grows to about this size before the next one starts.
 pub(crate) const MAX_COALESCED_BYTES: usize = 64 * 1024;
+
+/// Where a sequence of texts joined into array frames is cut: a run grows to about
+/// [`MAX_COALESCED_BYTES`] (a longer text alone is a run of its own). The one rule for a
+/// writer's coalesced batch and for a room's messages of one commit.
+#[derive(Debug, Default)]
+pub(crate) struct Runs {
+    /// The current run's bytes, a separator each (0: no run yet).
+    bytes: usize,
+}
+
+impl Runs {
+    /// Counts the next text (of `len` bytes) and says whether it starts a new run, the current
+    /// one being full.
+    pub(crate) fn starts_new(&mut self, len: usize) -> bool {
+        let new = self.bytes > 0 && self.bytes + len > MAX_COALESCED_BYTES;
+        if new {
+            self.bytes = 0;
+        }
+        self.bytes += len + 1;
+        new
+    }
+}
 /// Control frames may exceed the live capacity by this factor before the client is closed.
 const CONTROL_FACTOR: usize = 4;
 /// ... and the live byte capacity by this one: a `history` reply to a resume is one control

@@ -2,8 +2,9 @@
 //!
 //! Writes go through one thread that owns the write connection and commits in groups: it takes
 //! every request that is waiting (up to [`MAX_BATCH`]), runs them in one transaction, and only
-//! after `COMMIT` returns hands the batch's outcomes to `on_commit`, in commit order. SQLite has one
-//! writer anyway; one thread that batches turns that into throughput (one fsync per batch).
+//! after `COMMIT` returns hands the batch's outcomes to `on_commit`, in commit order. SQLite
+//! has one writer anyway; one thread that batches turns that into throughput (one fsync per
+//! batch).
 //!
 //! Reads (history pages, heads) use a second connection on one reader thread of its own; WAL
 //! lets them run beside the writer.
@@ -285,7 +286,6 @@ fn conversation_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Option<Conve
     Ok(room.map(|room| Conversation { room, people }))
 }
 
-/// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
 /// The messages of `room` in `range`, oldest first.
 fn read_page(conn: &Connection, room: &str, range: Range) -> rusqlite::Result<Vec<ChatMessage>> {
     let sql = if range.newest {
@@ -303,6 +303,7 @@ fn read_page(conn: &Connection, room: &str, range: Range) -> rusqlite::Result<Ve
     Ok(page)
 }
 
+/// A message from a row of `SELECT seq, author, text, ts, client_id, edits, edited, deleted`.
 fn message_from_row(room: &str, r: &rusqlite::Row<'_>) -> rusqlite::Result<ChatMessage> {
     message_from_columns(room.to_owned(), r, 0)
 }
