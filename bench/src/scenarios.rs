@@ -298,7 +298,12 @@ async fn storm_once(bins: &Binaries, common: &Common, kind: Kind, o: &StormOptio
     let load =
         Load { connect_parallel: o.parallel, storm: true, ..Load::one_room(o.clients, 1, o.rate, 0.0, common.workers) };
     let started_ns = crate::token::now_ns();
+    // the server's CPU while everyone connects (the talker's fan-out included, the same for
+    // every server): a steadier comparison of two builds than connects/s, which moves with
+    // how the two CPUs' work interleaves
+    let cpu_before = crate::procfs::cpu_seconds(server.pid);
     let fleet = Fleet::connect(&server, bins, &load).await?;
+    let connect_cpu_s = crate::procfs::cpu_seconds(server.pid) - cpu_before;
     let ready = fleet.ready.clone();
     let outcome = fleet.go(&server).await?;
     let mut row = Run::new("storm", kind.name(), ready.connected);
@@ -307,6 +312,9 @@ async fn storm_once(bins: &Binaries, common: &Common, kind: Kind, o: &StormOptio
         h.record_n(v, n)?;
     }
     row.connects_per_s = Some((f64::from(ready.connected) / ready.connect_seconds.max(1e-9)).round());
+    // seconds per million connects: µs of server CPU per connect
+    row.server_cpu_s_per_million =
+        (ready.connected > 0).then(|| (connect_cpu_s / f64::from(ready.connected) * 1e6 * 10.0).round() / 10.0);
     row.p50_ms = Some(h.value_at_quantile(0.5) as f64 / 1000.0);
     row.p99_ms = Some(h.value_at_quantile(0.99) as f64 / 1000.0);
     row.max_ms = Some(h.max() as f64 / 1000.0);
@@ -320,7 +328,7 @@ async fn storm_once(bins: &Binaries, common: &Common, kind: Kind, o: &StormOptio
     let quiet = (outcome.last_presence_ns > 0)
         .then(|| format!("; quiet {:.1} s after the start", (outcome.last_presence_ns - started_ns) as f64 / 1e9));
     row.note = Some(format!(
-        "connects/s in the delivered/s column; ms = connect to ready{}; {} failed; {} of {} messages due after ready missed; {}",
+        "connects/s in the delivered/s column; cpu s/M = the server's CPU µs per connect; ms = connect to ready{}; {} failed; {} of {} messages due after ready missed; {}",
         quiet.unwrap_or_default(),
         ready.failed,
         outcome.missed_after_ready,
@@ -396,7 +404,7 @@ pub(crate) fn defaults<T: clap::Args + clap::FromArgMatches>() -> T {
 
 pub(crate) fn progress(row: &Run) {
     eprintln!(
-        "  {} {} clients={} delivered/s={} ratio={} p50={} p99={} ms dropped={} lagged={} gen_cpu={}s{}",
+        "  {} {} clients={} delivered/s={} ratio={} p50={} p99={} ms dropped={} lagged={} cpu/M={}s gen_cpu={}s{}",
         row.scenario,
         row.server,
         row.clients,
@@ -406,6 +414,7 @@ pub(crate) fn progress(row: &Run) {
         row.p99_ms.map_or("-".into(), |v| format!("{v:.2}")),
         row.dropped_clients.map_or("-".into(), |v| v.to_string()),
         row.lagged_notices.map_or("-".into(), |v| v.to_string()),
+        row.server_cpu_s_per_million.map_or("-".into(), |v| format!("{v}")),
         row.generator_cpu_s.map_or("-".into(), |v| format!("{v:.1}")),
         if row.generator_bound { " GENERATOR-BOUND" } else { "" },
     );

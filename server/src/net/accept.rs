@@ -1,19 +1,28 @@
-//! The accept loop. We run it ourselves, with hyper-util, instead of `axum::serve`: the latter
-//! has no header-read timeout, so a client trickling a request head could hold a socket forever.
+//! The accept loop. We run it ourselves, with hyper's HTTP/1 connection, instead of
+//! `axum::serve`: the latter has no header-read timeout, so a client trickling a request head
+//! could hold a socket forever.
+//!
+//! Every system call here is paid once per connection, and a connect storm is thousands of them
+//! a second (`hubbub-bench storm`), so the loop makes as few as it can: TCP_NODELAY is set once,
+//! on the listening socket (Linux's accepted sockets inherit it); the wait for the first byte is
+//! a readiness wait, not a `peek`; and HTTP/1 only (browsers speak HTTP/2 only over TLS, where
+//! ALPN offers nothing but `http/1.1` here) saves hyper-util's `auto` builder's separate read of
+//! the 24 bytes that would tell an HTTP/2 preface apart. 10 system calls per chat connection
+//! became 7 (strace).
 
 use crate::Config;
 use axum::{
     Router,
     extract::{ConnectInfo, Request},
 };
+use hyper::server::conn::http1;
 use hyper_util::{
-    rt::{TokioExecutor, TokioIo, TokioTimer},
-    server::{conn::auto, graceful::GracefulShutdown},
+    rt::{TokioIo, TokioTimer},
     service::TowerToHyperService,
 };
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
 /// Largest request head accepted: browsers send a few KB, cookies included.
 const MAX_REQUEST_HEAD: usize = 32 * 1024;
@@ -25,8 +34,27 @@ const LISTEN_BACKLOG: u32 = 4096;
 pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
+    // chat frames are small and already batched by the writer: send them now, not after Nagle
+    // waits for the previous segment's ACK (accepted sockets inherit it on Linux; see `serve`)
+    socket.set_nodelay(true)?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// The HTTP connections still open when the listener closed (upgraded ones are the chat's, and
+/// are tracked by the app): [`Draining::shutdown`] asks each to finish its request in hand and
+/// close, and waits for them.
+pub(crate) struct Draining {
+    connections: TaskTracker,
+    drain: CancellationToken,
+}
+
+impl Draining {
+    pub(crate) async fn shutdown(self) {
+        self.drain.cancel();
+        self.connections.close();
+        self.connections.wait().await;
+    }
 }
 
 /// Serves every connection `listener` accepts with `router`, until `stop` is cancelled; then
@@ -38,15 +66,14 @@ pub(crate) async fn accept_until(
     config: &Config,
     tls: Option<super::tls::Tls>,
     stop: CancellationToken,
-) -> GracefulShutdown {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+) -> Draining {
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(config.header_read_timeout())
         // request heads larger than this get 431 (hyper's default buffer is ~400 KB)
         .max_buf_size(MAX_REQUEST_HEAD);
-    let graceful = GracefulShutdown::new();
+    let draining = Draining { connections: TaskTracker::new(), drain: CancellationToken::new() };
     let header_timeout = config.header_read_timeout();
     loop {
         let (stream, peer) = tokio::select! {
@@ -67,32 +94,25 @@ pub(crate) async fn accept_until(
                 request.extensions_mut().insert(ConnectInfo(peer));
                 request
             });
-        // chat frames are small and already batched by the writer: send them now, not
-        // after Nagle waits for the previous segment's ACK
+        // inherited from the listener on Linux (see `listen`); one system call per connection
+        // elsewhere
+        #[cfg(not(target_os = "linux"))]
         let _ = stream.set_nodelay(true);
-        let (builder, watcher, tls) = (builder.clone(), graceful.watcher(), tls.clone());
-        tokio::spawn(async move {
+        let (builder, drain, tls) = (builder.clone(), draining.drain.clone(), tls.clone());
+        draining.connections.spawn(async move {
             // hyper's header timer starts at the first byte: a client that connects and
-            // sends nothing is cut off here, after the same timeout
-            let mut first = [0u8; 1];
-            if !matches!(tokio::time::timeout(header_timeout, stream.peek(&mut first)).await, Ok(Ok(1))) {
-                tracing::debug!(%peer, "nothing received within the header-read timeout (or closed)");
+            // sends nothing (or only closes) is cut off here, after the same timeout. A
+            // readiness wait costs no system call: the reactor's next poll reports the bytes.
+            if !matches!(tokio::time::timeout(header_timeout, stream.readable()).await, Ok(Ok(()))) {
+                tracing::debug!(%peer, "nothing received within the header-read timeout");
                 return;
             }
             let service = TowerToHyperService::new(service);
             let served = match tls {
-                None => {
-                    watcher
-                        .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                        .await
-                }
+                None => serve(&builder, super::corked::Corked::new(stream), service, drain).await,
                 // the handshake under the same deadline as a request head
                 Some(tls) => match tokio::time::timeout(header_timeout, tls.acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => {
-                        watcher
-                            .watch(builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned())
-                            .await
-                    }
+                    Ok(Ok(stream)) => serve(&builder, stream, service, drain).await,
                     Ok(Err(e)) => return tracing::debug!(%peer, cause = %e, "TLS handshake failed"),
                     Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
                 },
@@ -103,5 +123,23 @@ pub(crate) async fn accept_until(
         });
     }
     drop(listener);
-    graceful
+    draining
+}
+
+/// One HTTP/1 connection, upgrades allowed, until it ends; once `drain` is cancelled it finishes
+/// the request in hand and closes (what hyper-util's `GracefulShutdown` does, which has no
+/// hook for hyper's own HTTP/1 connection with upgrades).
+async fn serve<I, S>(builder: &http1::Builder, io: I, service: S, drain: CancellationToken) -> hyper::Result<()>
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = axum::body::Body>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let connection = builder.serve_connection(TokioIo::new(io), service).with_upgrades();
+    let mut connection = std::pin::pin!(connection);
+    tokio::select! {
+        served = connection.as_mut() => return served,
+        () = drain.cancelled() => connection.as_mut().graceful_shutdown(),
+    }
+    connection.await
 }

@@ -394,6 +394,11 @@ struct Writer {
 
 impl Writer {
     async fn run(mut self, closing: Closing) {
+        // the upgrade's answer waits for the first frame (`net::corked`): an endpoint that
+        // greets nobody sends it now
+        if self.queue.is_empty() {
+            let _ = bounded(self.write_timeout, self.sink.flush()).await;
+        }
         let close = loop {
             let result = tokio::select! {
                 biased;

@@ -6,6 +6,7 @@
 pub(crate) mod accept;
 pub(crate) mod add;
 pub(crate) mod connection;
+mod corked;
 pub(crate) mod deflate;
 pub(crate) mod echo;
 pub(crate) mod guard;

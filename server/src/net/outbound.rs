@@ -287,6 +287,11 @@ impl OutboundRx {
         }
     }
 
+    /// Whether nothing is queued.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.shared.queued.load(Ordering::Relaxed) == 0
+    }
+
     /// The next frame if one is queued.
     pub(crate) fn try_recv(&mut self) -> Option<Queued> {
         let mut frames = self.shared.frames.lock().unwrap_or_else(|p| p.into_inner());
