@@ -127,6 +127,7 @@ pub(crate) fn serve(
     endpoint.on_open(&out);
 
     let signals = queue.signals();
+    let shared = queue.shared();
     let ping_every = config.ping_interval().max(Duration::from_millis(10));
     let writer = Writer {
         _open: open,
@@ -161,7 +162,7 @@ pub(crate) fn serve(
 
     // combinators, not an `async` block: a block would keep the two futures it captured and
     // the two it awaits, twice the room
-    futures_util::FutureExt::map(futures_util::future::join(reader, writer), |_| {
+    futures_util::FutureExt::map(super::halves::Halves::new(shared, reader, writer), |()| {
         tracing::debug!("connection finished");
     })
 }

@@ -10,6 +10,7 @@ mod corked;
 pub(crate) mod deflate;
 pub(crate) mod echo;
 pub(crate) mod guard;
+mod halves;
 pub(crate) mod outbound;
 pub(crate) mod page;
 mod page_files;

@@ -22,7 +22,10 @@
 //! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
 //! tell "drop this live message" from "this control frame must not be dropped".
 
-use super::deflate::{self, Agreed, Prepared};
+use super::{
+    deflate::{self, Agreed, Prepared},
+    halves::{ReaderWake, Wakes},
+};
 use bytes::Bytes;
 use hubbub_shared::{ServerMsg, encode};
 use std::{
@@ -121,7 +124,7 @@ impl Queued {
 
 /// State shared by a connection's pushers and its writer.
 #[derive(Debug, Default)]
-struct Shared {
+pub(crate) struct Shared {
     /// The frames, oldest first.
     frames: Mutex<VecDeque<Queued>>,
     /// Wakes the writer when a frame was pushed (a permit waits if it is busy).
@@ -144,6 +147,25 @@ struct Shared {
     /// The connection started closing (see [`Closing`]), and what wakes its two halves then.
     closing: AtomicBool,
     closing_notify: Notify,
+    /// Whether the connection's reader was woken (`net::halves`): kept here, in an allocation
+    /// every connection has anyway, so that this state can be the reader's waker.
+    reader: ReaderWake,
+}
+
+impl std::task::Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.reader.wake();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.reader.wake();
+    }
+}
+
+impl Wakes for Shared {
+    fn reader_wake(&self) -> &ReaderWake {
+        &self.reader
+    }
 }
 
 /// The pushing end of a connection's outbound queue; cheap to clone.
@@ -308,6 +330,11 @@ impl OutboundRx {
         self.shared.queued.fetch_sub(1, Ordering::Relaxed);
         self.shared.queued_bytes.fetch_sub(frame.len(), Ordering::Relaxed);
         self.stats.queued_frames.dec();
+    }
+
+    /// The state the connection's two halves are woken through (`net::halves`).
+    pub(crate) fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The connection's "closing" flag, shared by its reader and writer.
