@@ -18,7 +18,7 @@
 use super::{
     Outbound, OutboundRx,
     deflate::{self, Agreed},
-    outbound::{Closing, QueueSignals, Queued, Runs},
+    outbound::{Closing, Next, Queued, Runs},
     upgrade::WebSocket,
 };
 use crate::{AppState, stats::Stats};
@@ -126,7 +126,6 @@ pub(crate) fn serve(
 
     endpoint.on_open(&out);
 
-    let signals = queue.signals();
     let shared = queue.shared();
     let ping_every = config.ping_interval().max(Duration::from_millis(10));
     let writer = Writer {
@@ -136,7 +135,6 @@ pub(crate) fn serve(
         queue,
         stop: stop_rx,
         stats: state.stats.clone(),
-        signals,
         shutdown: state.shutdown.clone(),
         write_timeout: config.write_timeout(),
         coalesce: endpoint.coalesces(),
@@ -379,8 +377,6 @@ struct Writer {
     /// The reader's request to close (or to stop, after the client's own close).
     stop: oneshot::Receiver<Stop>,
     stats: Arc<Stats>,
-    /// A room lagged; control frames overflowed (the queue is too far behind: close 4001).
-    signals: QueueSignals,
     /// The process is stopping: close 1001.
     shutdown: CancellationToken,
     /// Bound on every socket write: a client that does not read is dropped after it.
@@ -400,12 +396,14 @@ impl Writer {
         if self.queue.is_empty() {
             let _ = bounded(self.write_timeout, self.sink.flush()).await;
         }
+        // made once and kept across the loop's turns: each would otherwise register again
+        let mut shutting = std::pin::pin!(self.shutdown.clone().cancelled_owned());
         let close = loop {
             let result = tokio::select! {
                 biased;
-                _ = self.shutdown.cancelled() => break Some(Close::new(close::GOING_AWAY, "server shutting down")),
-                _ = self.signals.evicted() => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
-                // every arm of this one leaves the loop: the oneshot is never polled again
+                () = &mut shutting => break Some(Close::new(close::GOING_AWAY, "server shutting down")),
+                // before `next`, which sees the `closing` the reader sets right after its request
+                // to close; every arm of this one leaves the loop: the oneshot is never polled again
                 stop = &mut self.stop => match stop.ok() {
                     Some(Stop::Close(requested)) => {
                         // what was queued before the client's fault still goes out first,
@@ -417,13 +415,13 @@ impl Writer {
                     }
                     Some(Stop::PeerClosed) | None => break None,
                 },
-                _ = closing.cancelled() => break None,
-                // each write boxed, like the reader's step: an idle connection's task keeps no
-                // room for a write in flight (`hubbub-bench idle`: the task was 5.7 KiB)
-                _ = self.signals.lagged() => Box::pin(self.tell_lagged()).await,
-                frame = self.queue.recv() => match frame {
-                    Some(frame) => Box::pin(self.write_batch(frame)).await,
-                    None => break None,
+                next = self.queue.next() => match next {
+                    Next::Evicted => break Some(Close::new(close::SLOW_CONSUMER, "too slow to keep up")),
+                    Next::Closing => break None,
+                    // each write boxed, like the reader's step: an idle connection's task keeps
+                    // no room for a write in flight (`hubbub-bench idle`: the task was 5.7 KiB)
+                    Next::Lagged => Box::pin(self.tell_lagged()).await,
+                    Next::Frame(frame) => Box::pin(self.write_batch(frame)).await,
                 },
             };
             match result {
@@ -506,7 +504,7 @@ impl Writer {
         };
         tokio::select! {
             // a reader this far behind is evicted even while its socket is blocked
-            _ = self.signals.evicted() => Err(WriteError::Slow),
+            () = self.queue.evicted() => Err(WriteError::Slow),
             r = bounded(self.write_timeout, batch) => r,
         }
     }

@@ -15,8 +15,10 @@
 //!
 //! A client that reads nothing at all is dropped at the writer's write deadline.
 //!
-//! The frames themselves wait in a `VecDeque` behind a mutex, and a `Notify` wakes the writer.
-//! Not a tokio channel: an idle connection holds its queue for hours, and a tokio channel
+//! The frames themselves wait in a `VecDeque` behind a mutex, and an `AtomicWaker` wakes the
+//! writer for everything it waits on here (a frame, a lagged room, an overflow, closing): one
+//! registration per wait, lock-free, where a `Notify` per signal took a mutex to register each
+//! and another to wake (a broadcast wakes a thousand writers). Not a tokio channel: an idle connection holds its queue for hours, and a tokio channel
 //! allocates its first block of 32 slots (~1.5 KiB) when it is made, where an empty
 //! `VecDeque` holds nothing until a frame comes (measured with `hubbub-bench idle`). The bounds
 //! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
@@ -27,6 +29,7 @@ use super::{
     halves::{ReaderWake, Wakes},
 };
 use bytes::Bytes;
+use futures_util::task::AtomicWaker;
 use hubbub_shared::{ServerMsg, encode};
 use std::{
     collections::{BTreeMap, VecDeque},
@@ -34,6 +37,7 @@ use std::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    task::Poll,
 };
 use tokio::sync::Notify;
 use tungstenite::{Message, Utf8Bytes};
@@ -127,8 +131,9 @@ impl Queued {
 pub(crate) struct Shared {
     /// The frames, oldest first.
     frames: Mutex<VecDeque<Queued>>,
-    /// Wakes the writer when a frame was pushed (a permit waits if it is busy).
-    pushed: Notify,
+    /// The writer's task, woken for a frame, a lagged room, an overflow or closing (each with
+    /// its state set first; the writer registers before it looks).
+    writer: AtomicWaker,
     /// The writer is gone: pushes are dropped.
     closed: AtomicBool,
     /// Frames pushed and not yet taken by the writer: the queue's length, for the bounds.
@@ -137,13 +142,11 @@ pub(crate) struct Shared {
     queued_bytes: AtomicUsize,
     /// Rooms whose live messages were dropped, with the first dropped seq.
     lagged: Mutex<BTreeMap<String, u64>>,
-    /// Wakes the writer when a room lagged, so it sends `lagged` without waiting for a frame.
-    lag_notify: Notify,
+    /// Some room lagged since the writer last told the client: it sends `lagged` without
+    /// waiting for a frame.
+    lag_pending: AtomicBool,
     /// Control frames overflowed: the writer closes with 4001.
     overflowed: AtomicBool,
-    /// Wakes the writer when they did (a `Notify` and a flag: a cancellation token would be
-    /// one more allocation per connection).
-    evict: Notify,
     /// The connection started closing (see [`Closing`]), and what wakes its two halves then.
     closing: AtomicBool,
     closing_notify: Notify,
@@ -233,7 +236,7 @@ impl Outbound {
         {
             if !self.shared.overflowed.swap(true, Ordering::Relaxed) {
                 self.stats.slow_consumer_evictions.inc();
-                self.shared.evict.notify_one();
+                self.shared.writer.wake();
             }
             return;
         }
@@ -251,7 +254,8 @@ impl Outbound {
             }
             lagged.entry(room.to_owned()).or_insert(seq);
             drop(lagged);
-            self.shared.lag_notify.notify_one();
+            self.shared.lag_pending.store(true, Ordering::Release);
+            self.shared.writer.wake();
             return;
         }
         self.send(frame);
@@ -292,21 +296,49 @@ impl Outbound {
         self.stats.queued_frames.inc();
         frames.push_back(frame);
         drop(frames);
-        self.shared.pushed.notify_one();
+        self.shared.writer.wake();
     }
 }
 
+/// What the writer is to do next ([`OutboundRx::next`]).
+#[derive(Debug)]
+pub(crate) enum Next {
+    /// Control frames overflowed: close as too slow (4001).
+    Evicted,
+    /// The connection is closing.
+    Closing,
+    /// Some room lagged: tell the client ([`OutboundRx::take_lagged`]).
+    Lagged,
+    Frame(Queued),
+}
+
 impl OutboundRx {
-    /// The next frame, waiting for one. (Never `None`: the queue lives as long as the writer;
-    /// the `Option` keeps the writer's loop the same as with a channel.)
-    pub(crate) async fn recv(&mut self) -> Option<Queued> {
-        loop {
-            if let Some(frame) = self.try_recv() {
-                return Some(frame);
+    /// Waits for the writer's next job, most urgent first.
+    pub(crate) fn next(&mut self) -> impl Future<Output = Next> + '_ {
+        std::future::poll_fn(|cx| {
+            // registered before looking: whatever is set after this wakes the writer again
+            self.shared.writer.register(cx.waker());
+            if self.shared.overflowed.load(Ordering::Relaxed) {
+                Poll::Ready(Next::Evicted)
+            } else if self.shared.closing.load(Ordering::SeqCst) {
+                Poll::Ready(Next::Closing)
+            } else if self.shared.lag_pending.swap(false, Ordering::AcqRel) {
+                Poll::Ready(Next::Lagged)
+            } else if let Some(frame) = self.try_recv() {
+                Poll::Ready(Next::Frame(frame))
+            } else {
+                Poll::Pending
             }
-            // a push between the check above and here leaves a permit: no wake-up is lost
-            self.shared.pushed.notified().await;
-        }
+        })
+    }
+
+    /// Resolves once control frames overflowed: the client is too slow and is closed (4001).
+    /// For the wait on a write in progress (the writer waits in [`OutboundRx::next`] otherwise).
+    pub(crate) fn evicted(&self) -> impl Future<Output = ()> + '_ {
+        std::future::poll_fn(|cx| {
+            self.shared.writer.register(cx.waker());
+            if self.shared.overflowed.load(Ordering::Relaxed) { Poll::Ready(()) } else { Poll::Pending }
+        })
     }
 
     /// Whether nothing is queued.
@@ -342,12 +374,6 @@ impl OutboundRx {
         Closing(self.shared.clone())
     }
 
-    /// What the writer waits for besides frames (a room lagged, control frames overflowed);
-    /// separate from the queue so the writer can wait on all at once.
-    pub(crate) fn signals(&self) -> QueueSignals {
-        QueueSignals(self.shared.clone())
-    }
-
     /// The rooms that lagged, with the first seq the client did not get; clears them.
     pub(crate) fn take_lagged(&self) -> BTreeMap<String, u64> {
         std::mem::take(&mut *self.shared.lagged.lock().unwrap_or_else(|p| p.into_inner()))
@@ -365,25 +391,6 @@ impl Drop for OutboundRx {
     }
 }
 
-/// See [`OutboundRx::signals`].
-#[derive(Debug)]
-pub(crate) struct QueueSignals(Arc<Shared>);
-
-impl QueueSignals {
-    /// Resolves when some room lagged (since the last wait).
-    pub(crate) async fn lagged(&self) {
-        self.0.lag_notify.notified().await;
-    }
-
-    /// Resolves once control frames overflowed: the client is too slow and is closed (4001).
-    pub(crate) async fn evicted(&self) {
-        // an overflow between the check and the wait leaves a permit: it is not missed
-        while !self.0.overflowed.load(Ordering::Relaxed) {
-            self.0.evict.notified().await;
-        }
-    }
-}
-
 /// Set once either half of a connection starts closing; both wait for it. The API of a
 /// cancellation token, kept in the queue's shared state: a token is one more allocation per
 /// connection (`hubbub-bench idle`).
@@ -394,6 +401,7 @@ impl Closing {
     pub(crate) fn cancel(&self) {
         if !self.0.closing.swap(true, Ordering::SeqCst) {
             self.0.closing_notify.notify_waiters();
+            self.0.writer.wake();
         }
     }
 
