@@ -338,7 +338,8 @@ impl ChatSession {
             true => self.conversation_nick(&room, identified.then_some(claim.as_str())).await?,
             false => nick.to_owned(),
         };
-        let nick = Nick::parse(&nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
+        let nick_rules::Canonical { nick, look_alike } =
+            Nick::parse(&nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
         if self.rooms.contains_key(&room) {
             let reason = format!("You are already in {room}.");
             return Err(Refusal::about(&room, ErrorCode::AlreadyJoined, reason));
@@ -349,8 +350,7 @@ impl ChatSession {
             return Err(Refusal::about(&room, ErrorCode::TooManyRooms, reason));
         }
         // across hubs first (cluster mode): two hubs never let two people have one nickname
-        let key = nick_rules::look_alike_key(&nick);
-        if let Err(holder) = self.deps.fanout.claim_nick(&room, &key, &claim, nick.as_str()).await {
+        if let Err(holder) = self.deps.fanout.claim_nick(&room, &look_alike, &claim, nick.as_str()).await {
             // the same refusals as within one hub: the very name, or one too much like it
             let (code, reason) = if Nick::parse(&holder).is_ok_and(|h| h.key() == nick.key()) {
                 (ErrorCode::NickTaken, format!("Someone in {room} is already called {nick}."))
@@ -365,6 +365,7 @@ impl ChatSession {
             conn: self.conn,
             room: &room,
             nick: nick.clone(),
+            look_alike,
             identity: token,
             claim: claim.clone(),
             hidden: self.hidden,
