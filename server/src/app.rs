@@ -122,17 +122,19 @@ impl AppState {
                 "--auth-token-url must be a path on this site (/chat-token) or an http(s):// URL, not {url:?}"
             );
         }
+        let auth = crate::chat::auth::Verifier::from_config(
+            config.auth_jwt_secret.as_deref(),
+            config.auth_jwt_public_key.as_deref(),
+            config.auth_token_url.clone(),
+        )?
+        .map(Arc::new);
         let chat = ChatDeps {
+            welcome: ChatDeps::welcome(&config, log.as_ref(), auth.as_deref()),
             config: config.clone(),
             log,
             presence,
             fanout,
-            auth: crate::chat::auth::Verifier::from_config(
-                config.auth_jwt_secret.as_deref(),
-                config.auth_jwt_public_key.as_deref(),
-                config.auth_token_url.clone(),
-            )?
-            .map(Arc::new),
+            auth,
             stats: stats.clone(),
             tasks: tracker.clone(),
             started_at,

@@ -36,6 +36,28 @@ pub(crate) struct ChatDeps {
     pub(crate) started_at: u64,
     /// Sign-in mode's token checker; `None`: anonymous mode.
     pub(crate) auth: Option<Arc<auth::Verifier>>,
+    /// The `welcome` frame, the same for every connection of this process: encoded once, not
+    /// at each of a connect storm's thousands of connections.
+    pub(crate) welcome: tungstenite::Utf8Bytes,
+}
+
+impl ChatDeps {
+    /// The `welcome` every connection gets first: the protocol version, the log's epoch, the
+    /// limits, and in sign-in mode where to get a token.
+    pub(crate) fn welcome(
+        config: &Config,
+        log: &dyn MessageLog,
+        auth: Option<&auth::Verifier>,
+    ) -> tungstenite::Utf8Bytes {
+        let auth = auth.map(|v| hubbub_shared::AuthInfo { token_url: v.token_url.clone() });
+        let welcome = hubbub_shared::ServerMsg::Welcome {
+            protocol: hubbub_shared::PROTOCOL_VERSION,
+            epoch: log.epoch().to_owned(),
+            limits: config.limits(),
+            auth,
+        };
+        hubbub_shared::encode(&welcome).into()
+    }
 }
 
 /// A request the chat refuses: the `error` frame's code and message, and the room it concerns.

@@ -61,10 +61,7 @@ impl Endpoint for ChatSession {
     }
 
     fn on_open(&mut self, out: &Outbound) {
-        let limits = self.deps.config.limits();
-        let epoch = self.deps.log.epoch().to_owned();
-        let auth = self.deps.auth.as_ref().map(|v| hubbub_shared::AuthInfo { token_url: v.token_url.clone() });
-        out.push(&ServerMsg::Welcome { protocol: hubbub_shared::PROTOCOL_VERSION, epoch, limits, auth });
+        out.push_frame(crate::net::outbound::Queued::Text(self.deps.welcome.clone()));
     }
 
     /// Every refusal becomes one `error` frame; the connection stays (unless it keeps
