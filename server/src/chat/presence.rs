@@ -387,7 +387,7 @@ impl Room {
             .filter(|(_, until)| **until > now)
             .map(|(id, _)| self.members[id].nick.to_string())
             .collect();
-        typing.sort_by_key(|n| n.to_lowercase());
+        typing.sort_by_cached_key(|n| n.to_lowercase());
         HubView { members, typing }
     }
 
@@ -524,8 +524,8 @@ impl Room {
         }
     }
 
-    /// What changed for the names noted since the last frame; clears the notes. A name that
-    /// left and came back (or the reverse) within one tick is no change at all.
+    /// What changed for the names noted since the last frame, unsorted; clears the notes. A
+    /// name that left and came back (or the reverse) within one tick is no change at all.
     fn changes(&mut self) -> Changes {
         let mut changes = Changes::default();
         let pending = std::mem::take(&mut self.pending);
@@ -550,9 +550,6 @@ impl Room {
                 }
             }
         }
-        for names in [&mut changes.joined, &mut changes.left, &mut changes.away, &mut changes.back] {
-            names.sort_by_key(|n| n.to_lowercase());
-        }
         changes
     }
 
@@ -563,13 +560,19 @@ impl Room {
         let big = self.count() >= BIG_ROOM;
         let due =
             !big || self.presence_sent_at.is_none_or(|t| now.saturating_duration_since(t) >= BIG_ROOM_PRESENCE_EVERY);
-        let Changes { joined, left, away, back } = if due { self.changes() } else { Changes::default() };
+        let Changes { mut joined, mut left, mut away, mut back } =
+            if due { self.changes() } else { Changes::default() };
         let named = joined.len() + left.len() + away.len() + back.len();
         if named > MEMBER_PAGE && big {
             // every reader is owed a fresh first page, as one that missed a frame is (below)
             self.presence_sent_at = Some(now);
             self.stale.extend(self.conns.keys().copied());
         } else if named > 0 {
+            // sorted only when named: a join wave's thousands of names are not (each key a
+            // lower-cased copy, once per name, not once per comparison)
+            for names in [&mut joined, &mut left, &mut away, &mut back] {
+                names.sort_by_cached_key(|n| n.to_lowercase());
+            }
             self.presence_sent_at = Some(now);
             let msg = ServerMsg::Presence { room: room.to_string(), count: self.count(), joined, left, away, back };
             let (text, prepared) = (encode(&msg).into(), Prepared::new());
@@ -600,7 +603,7 @@ impl Room {
         self.view_dirty |= typing_here != self.typing.len();
         let mut typing: Vec<String> = self.typing.keys().map(|id| self.members[id].nick.to_string()).collect();
         typing.extend(self.remote.values().flat_map(|(view, _)| view.typing.iter().cloned()));
-        typing.sort_by_key(|n| n.to_lowercase());
+        typing.sort_by_cached_key(|n| n.to_lowercase());
         typing.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
         if typing != self.typing_sent {
             let (text, prepared) = (typing_text(room, &typing), Prepared::new());
