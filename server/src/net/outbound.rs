@@ -18,9 +18,10 @@
 //! The frames themselves wait in a `VecDeque` behind a mutex, and an `AtomicWaker` wakes the
 //! writer for everything it waits on here (a frame, a lagged room, an overflow, closing): one
 //! registration per wait, lock-free, where a `Notify` per signal took a mutex to register each
-//! and another to wake (a broadcast wakes a thousand writers). Not a tokio channel: an idle connection holds its queue for hours, and a tokio channel
-//! allocates its first block of 32 slots (~1.5 KiB) when it is made, where an empty
-//! `VecDeque` holds nothing until a frame comes (measured with `hubbub-bench idle`). The bounds
+//! and another to wake (a broadcast wakes a thousand writers). Not a tokio channel: an idle
+//! connection holds its queue for hours, and a tokio channel allocates its first block of 32
+//! slots (~1.5 KiB) when it is made, where an empty `VecDeque` holds nothing until a frame comes
+//! (measured with `hubbub-bench idle`). The bounds
 //! are the `queued` counts above, checked before each push: no bounded queue's `try_send` can
 //! tell "drop this live message" from "this control frame must not be dropped".
 
