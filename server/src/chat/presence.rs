@@ -34,7 +34,7 @@
 //! the members' outbound queues *inside* that section, so a joiner's `joined` reply always
 //! precedes the room's next message.
 
-use super::people::People;
+use super::{nick_rules, people::People};
 use crate::net::{
     ConnId, Outbound,
     deflate::Prepared,
@@ -98,10 +98,8 @@ struct RemoteName {
 pub(crate) struct JoinRequest<'a> {
     pub(crate) conn: ConnId,
     pub(crate) room: &'a RoomName,
-    /// Canonical already ([`canonical`](super::nick_rules::canonical)).
-    pub(crate) nick: Nick,
-    /// Its [`look_alike_key`](super::nick_rules::look_alike_key).
-    pub(crate) look_alike: String,
+    /// The nickname, canonical, with its look-alike key ([`nick_rules::canonical`]).
+    pub(crate) name: nick_rules::Canonical,
     /// The person's secret from `join`: connections with the same one are the same person.
     pub(crate) identity: Option<String>,
     /// Who holds the nickname across hubs (cluster mode): a digest of the identity, never the
@@ -195,7 +193,7 @@ struct Room {
     /// Members by [`Nick::key`] (unique in a room, since look-alikes are refused): sorted, so a
     /// page of names is a range read.
     by_name: BTreeMap<String, MemberId>,
-    /// Members by [`look_alike_key`](super::nick_rules::look_alike_key): a join checks its nickname in O(1).
+    /// Members by [`nick_rules::look_alike_key`]: a join checks its nickname in O(1).
     by_look_alike: HashMap<String, MemberId>,
     /// Every connection in the room, flat: a broadcast walks this map alone (as it did before
     /// people had several connections), and members in their grace period cost it nothing.
@@ -260,7 +258,7 @@ struct Shown {
 #[derive(Debug)]
 struct Member {
     nick: Nick,
-    /// [`look_alike_key`](super::nick_rules::look_alike_key) of `nick`, computed once.
+    /// [`nick_rules::look_alike_key`] of `nick`, computed once.
     look_alike: String,
     /// The person's secret, if their page sent one; `None` makes every connection a person.
     identity: Option<String>,
@@ -776,7 +774,8 @@ impl LocalPresence {
 
 impl Presence for LocalPresence {
     fn join(&self, request: JoinRequest<'_>) -> Result<(), Invalid> {
-        let JoinRequest { conn, room, nick, look_alike, identity, claim, hidden, views, out, reply_id } = request;
+        let JoinRequest { conn, room, name, identity, claim, hidden, views, out, reply_id } = request;
+        let nick_rules::Canonical { nick, look_alike } = name;
         let identity = identity.filter(|i| !i.is_empty());
         let now = Instant::now();
         let mut rooms = self.lock();
@@ -1025,8 +1024,10 @@ mod tests {
         JoinRequest {
             conn: tab.conn,
             room,
-            nick: Nick::parse(nick).unwrap(),
-            look_alike: crate::chat::nick_rules::look_alike_key(&Nick::parse(nick).unwrap()),
+            name: {
+                let nick = Nick::parse(nick).unwrap();
+                nick_rules::Canonical { look_alike: nick_rules::look_alike_key(&nick), nick }
+            },
             identity: None,
             claim: "anonymous".into(),
             hidden: false,

@@ -335,8 +335,7 @@ impl ChatSession {
             true => self.conversation_nick(&room, identified.then_some(claim.as_str())).await?,
             false => nick.to_owned(),
         };
-        let nick_rules::Canonical { nick, look_alike } =
-            Nick::parse(&nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
+        let name = Nick::parse(&nick).and_then(|n| nick_rules::canonical(&n)).map_err(Refusal::in_room(&room))?;
         if self.rooms.contains_key(&room) {
             let reason = format!("You are already in {room}.");
             return Err(Refusal::about(&room, ErrorCode::AlreadyJoined, reason));
@@ -347,7 +346,8 @@ impl ChatSession {
             return Err(Refusal::about(&room, ErrorCode::TooManyRooms, reason));
         }
         // across hubs first (cluster mode): two hubs never let two people have one nickname
-        if let Err(holder) = self.deps.fanout.claim_nick(&room, &look_alike, &claim, nick.as_str()).await {
+        let nick = name.nick.clone();
+        if let Err(holder) = self.deps.fanout.claim_nick(&room, &name.look_alike, &claim, nick.as_str()).await {
             // the same refusals as within one hub: the very name, or one too much like it
             let (code, reason) = if Nick::parse(&holder).is_ok_and(|h| h.key() == nick.key()) {
                 (ErrorCode::NickTaken, format!("Someone in {room} is already called {nick}."))
@@ -361,8 +361,7 @@ impl ChatSession {
         let request = JoinRequest {
             conn: self.conn,
             room: &room,
-            nick: nick.clone(),
-            look_alike,
+            name,
             identity: token,
             claim: claim.clone(),
             hidden: self.hidden,
