@@ -169,12 +169,19 @@ mod tests {
         got
     }
 
-    #[tokio::test]
-    async fn the_upgrade_answer_leaves_with_the_first_frame() {
-        let (ours, mut peer) = tokio::io::duplex(64 * 1024);
+    /// A connection after hyper wrote and flushed the upgrade's answer, over a pipe of
+    /// `capacity` bytes, and the other end of the pipe.
+    async fn answered(capacity: usize) -> (Corked<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (ours, peer) = tokio::io::duplex(capacity);
         let mut corked = Corked::new(ours);
         corked.write_all(ANSWER).await.unwrap();
         corked.flush().await.unwrap();
+        (corked, peer)
+    }
+
+    #[tokio::test]
+    async fn the_upgrade_answer_leaves_with_the_first_frame() {
+        let (mut corked, mut peer) = answered(64 * 1024).await;
         assert!(received(&mut peer).await.is_empty(), "the 101 waits for the first frame");
         corked.write_all(b"\x81\x02hi").await.unwrap();
         assert_eq!(received(&mut peer).await, [ANSWER, b"\x81\x02hi"].concat());
@@ -185,10 +192,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_flush_sends_the_answer_when_no_frame_follows() {
-        let (ours, mut peer) = tokio::io::duplex(64 * 1024);
-        let mut corked = Corked::new(ours);
-        corked.write_all(ANSWER).await.unwrap();
-        corked.flush().await.unwrap();
+        let (mut corked, mut peer) = answered(64 * 1024).await;
         corked.flush().await.unwrap();
         assert_eq!(received(&mut peer).await, ANSWER);
     }
@@ -205,10 +209,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_socket_delays_but_loses_nothing() {
         // a pipe of 16 bytes: the held answer and the frame leave in many small writes
-        let (ours, mut peer) = tokio::io::duplex(16);
-        let mut corked = Corked::new(ours);
-        corked.write_all(ANSWER).await.unwrap();
-        corked.flush().await.unwrap();
+        let (mut corked, mut peer) = answered(16).await;
         let reader = tokio::spawn(async move {
             let mut all = Vec::new();
             peer.read_to_end(&mut all).await.unwrap();
