@@ -4,6 +4,11 @@ use clap::Parser;
 use hubbub_server::{Application, Config};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc instead of the system's malloc: see the dependency's comment in Cargo.toml.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let config = Config::parse();
