@@ -27,8 +27,11 @@ use tokio_tungstenite::{WebSocketStream, tungstenite::Message};
 /// How much one read of a client's socket takes at most (see `connect`).
 const READ_CHUNK: usize = 4096;
 
-/// Source addresses the clients are spread over: ~28k ephemeral ports each.
-const SOURCE_ADDRS: u32 = 5;
+/// Source addresses the clients are spread over: ~28k ephemeral ports each. Many, so that the
+/// TIME_WAIT sockets of the runs of the last minute (5,000 per `storm`) leave each address most
+/// of its ports: with 5 addresses, back-to-back storms slowed to a crawl (p99 of ~1 s, for every
+/// server) once ~50,000 of them had piled up, and were fine again after a minute's pause.
+const SOURCE_ADDRS: u32 = 50;
 
 /// What one worker does; written by the coordinator.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,16 +222,25 @@ async fn run(plan: Plan) -> anyhow::Result<()> {
         }
     }
     let mut after_ready = Vec::new();
-    let mut attempts = futures_util::stream::iter(ids)
+    // each attempt a task of its own, `connect_parallel` at a time: with every attempt polled
+    // inside this one task (`buffer_unordered`), they shared its cooperative budget, and ~1 % of
+    // the clients of an `idle` run were noticed connected only seconds after the kernel had
+    // connected them: the hub's header-read timeout closed them first (README, Performance)
+    let slots = Rc::new(tokio::sync::Semaphore::new(plan.connect_parallel.max(1)));
+    let shared_plan = Rc::new(plan.clone());
+    let mut attempts: futures_util::stream::FuturesUnordered<_> = ids
+        .into_iter()
         .map(|id| {
-            let plan = &plan;
-            async move {
+            let (plan, slots) = (shared_plan.clone(), slots.clone());
+            tokio::task::spawn_local(async move {
+                let _slot = slots.acquire().await;
                 let t = Instant::now();
-                (id, connect(plan, id).await, t.elapsed())
-            }
+                (id, connect(&plan, id).await, t.elapsed())
+            })
         })
-        .buffer_unordered(plan.connect_parallel.max(1));
-    while let Some((id, result, took)) = attempts.next().await {
+        .collect();
+    while let Some(attempt) = attempts.next().await {
+        let (id, result, took) = attempt.context("a connect task")?;
         match result {
             Ok(ws) => {
                 ready.connected += 1;
